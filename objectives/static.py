@@ -1,0 +1,166 @@
+"""Measures that need no training: parameter counts and forward FLOPs (fvcore, plus attention).
+
+FLOPs count matmul-type work only (linear, conv, attention's QKᵀ and AV over the full T×T as dense
+attention computes it); norms, activations and softmax are left out. fvcore counts one multiply-add
+as one flop; we report FLOPs = 2 × multiply-adds, per token at the config's context length.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+from fvcore.nn import FlopCountAnalysis, jit_handles
+
+from search_space import DecoderConfig, build_decoder
+from search_space.model import Block, CausalConvReduction, LinearReduction
+
+# fvcore's defaults also count norms; we count matmul-type work only, so the handles are explicit.
+_MATMUL_HANDLES: dict[str, Any] = {
+    "aten::addmm": jit_handles.addmm_flop_jit,
+    "aten::bmm": jit_handles.bmm_flop_jit,
+    "aten::_convolution": jit_handles.conv_flop_jit,
+    "aten::einsum": jit_handles.einsum_flop_jit,
+    "aten::matmul": jit_handles.matmul_flop_jit,
+    "aten::mm": jit_handles.matmul_flop_jit,
+    "aten::linear": jit_handles.linear_flop_jit,
+}
+
+
+@dataclass(frozen=True)
+class ParamCount:
+    total: int
+    non_embedding: int  # total minus the token- and position-embedding tables
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    name: str
+    kind: str
+    width_in: int
+    width_out: int
+    heads: int | None
+    params: int
+    flops_per_token: int
+
+
+@dataclass(frozen=True)
+class Description:
+    params: int
+    non_embedding_params: int
+    flops_per_token: int
+    layers: list[LayerRow]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def count_parameters(model: nn.Module) -> ParamCount:
+    total = sum(p.numel() for p in model.parameters())  # a tied head is one tensor, counted once
+    embeddings = model.tok_emb.weight.numel() + model.pos_emb.weight.numel()
+    return ParamCount(total=total, non_embedding=total - embeddings)
+
+
+def _sdpa_multiply_adds(inputs: list[Any], outputs: list[Any]) -> int:
+    """QKᵀ and AV of scaled_dot_product_attention: 2 · B·H·Tq·Tk·head_dim multiply-adds."""
+    q, k, v = (jit_handles.get_shape(value) for value in inputs[:3])
+    *batch, t_q, head_dim = q
+    t_k, v_dim = k[-2], v[-1]
+    batch_heads = 1
+    for size in batch:
+        batch_heads *= size
+    return batch_heads * t_q * t_k * (head_dim + v_dim)
+
+
+def _model_for_counting(config: DecoderConfig) -> nn.Module:
+    # Shapes are all we need, so the meta device makes even 77M-parameter models instant. Conv1d's
+    # meta kernel cannot be traced, so configs with conv reductions get real, uninitialised memory.
+    model = build_decoder(config, device="meta")
+    if any(layer.reduction and layer.reduction.kind == "conv" for layer in config.layers):
+        model = model.to_empty(device="cpu")
+        if config.tie_head:  # to_empty copies each tensor separately, which unties the head
+            model.head.weight = model.tok_emb.weight
+    return model
+
+
+def flop_analysis(config: DecoderConfig) -> tuple[nn.Module, FlopCountAnalysis]:
+    model = _model_for_counting(config).eval()
+    device = next(model.parameters()).device
+    idx = torch.zeros(1, config.block_size, dtype=torch.long, device=device)
+    analysis = FlopCountAnalysis(model, (idx,))
+    analysis.clear_op_handles()
+    analysis.set_op_handle(**_MATMUL_HANDLES, **{"aten::scaled_dot_product_attention": _sdpa_multiply_adds})
+    analysis.unsupported_ops_warnings(False)
+    analysis.uncalled_modules_warnings(False)
+    logging.getLogger("fvcore.nn.jit_analysis").setLevel(logging.ERROR)
+    return model, analysis
+
+
+def count_flops(config: DecoderConfig) -> int:
+    """Forward FLOPs per token (2 × multiply-adds) at the config's full context length."""
+    _, analysis = flop_analysis(config)
+    return _per_token(analysis.total(), config)
+
+
+def _per_token(multiply_adds: float, config: DecoderConfig) -> int:
+    return int(2 * multiply_adds) // config.block_size  # fvcore's einsum handle returns floats
+
+
+def describe(config: DecoderConfig) -> Description:
+    """Per-layer rows (kind, widths, heads, params, FLOPs per token) and totals."""
+    model, analysis = flop_analysis(config)
+    by_module = analysis.by_module()
+    rows = []
+    for name, module in _described_modules(model):
+        params = sum(p.numel() for p in module.parameters(recurse=True))
+        rows.append(LayerRow(name=name, params=params, flops_per_token=_per_token(by_module.get(name, 0), config), **_kind(module)))
+    if model.tower_mix is not None:
+        rows.append(LayerRow("tower_mix", "tower mix", config.final_width, config.final_width, None,
+                             model.tower_mix.numel(), 0))
+    counts = count_parameters(model)
+    return Description(
+        params=counts.total,
+        non_embedding_params=counts.non_embedding,
+        flops_per_token=_per_token(analysis.total(), config),
+        layers=rows,
+    )
+
+
+def _described_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    named = [("tok_emb", model.tok_emb), ("pos_emb", model.pos_emb)]
+    for t, tower in enumerate(model.towers):
+        if model.tower_inputs is not None:
+            named.append((f"tower_inputs.{t}", model.tower_inputs[t]))
+        named += [(f"towers.{t}.layers.{i}", module) for i, module in enumerate(tower.layers)]
+    named += [("ln_f", model.ln_f)]
+    # A tied head shares the embedding's weight: count its FLOPs, not its parameters again.
+    if model.head.weight is not model.tok_emb.weight:
+        named.append(("head", model.head))
+    else:
+        named.append(("head (tied)", model.head))
+    return named
+
+
+def _kind(module: nn.Module) -> dict[str, Any]:
+    if isinstance(module, Block):
+        width = module.ln_1.normalized_shape[0]
+        kind = "block parallel" if module.parallel else "block sequential"
+        return {"kind": kind, "width_in": width, "width_out": width, "heads": module.attn.n_head}
+    if isinstance(module, LinearReduction):
+        layer = module.linear
+        return {"kind": "reduce linear", "width_in": layer.in_features, "width_out": layer.out_features, "heads": None}
+    if isinstance(module, CausalConvReduction):
+        conv = module.conv
+        return {"kind": f"reduce conv k{conv.kernel_size[0]}", "width_in": conv.in_channels,
+                "width_out": conv.out_channels, "heads": None}
+    if isinstance(module, nn.Embedding):
+        return {"kind": "embedding", "width_in": module.num_embeddings, "width_out": module.embedding_dim, "heads": None}
+    if isinstance(module, nn.LayerNorm):
+        width = module.normalized_shape[0]
+        return {"kind": "layernorm", "width_in": width, "width_out": width, "heads": None}
+    assert isinstance(module, nn.Linear)
+    return {"kind": "linear", "width_in": module.in_features, "width_out": module.out_features, "heads": None}

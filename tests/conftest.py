@@ -1,0 +1,55 @@
+"""Shared test helpers: tiny configs and a hypothesis strategy over the whole design space."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import strategies as st
+
+from search_space import DecoderConfig, LayerConfig, Reduction
+
+
+@st.composite
+def decoder_configs(draw: st.DrawFn, max_layers: int = 4) -> DecoderConfig:
+    """Random valid configs: every layout, both reduction kinds, conv kernels > 1, towers 1-3."""
+    n_head = draw(st.sampled_from([1, 2, 4]))
+    width = n_head * draw(st.sampled_from([4, 8]))
+    d_model = width
+    layers = []
+    for _ in range(draw(st.integers(1, max_layers))):
+        reduction = None
+        if draw(st.booleans()) and width // 2 >= max(2, n_head) and (width // 2) % n_head == 0:
+            kind = draw(st.sampled_from(["linear", "conv"]))
+            kernel = draw(st.sampled_from([1, 2, 3])) if kind == "conv" else 1
+            reduction = Reduction(kind=kind, width=width // 2, kernel_size=kernel)
+            next_width = width // 2
+        else:
+            next_width = width
+        layers.append(LayerConfig(
+            layout=draw(st.sampled_from(["sequential", "parallel"])),
+            n_head=n_head,
+            mlp_ratio=draw(st.sampled_from([1, 2, 4])),
+            reduction=reduction,
+        ))
+        width = next_width
+    return DecoderConfig(
+        vocab_size=draw(st.integers(5, 20)),
+        block_size=draw(st.integers(4, 12)),
+        d_model=d_model,
+        layers=tuple(layers),
+        towers=draw(st.integers(1, 3)),
+    )
+
+
+@pytest.fixture
+def tiny_config() -> DecoderConfig:
+    return DecoderConfig(
+        vocab_size=17,
+        block_size=16,
+        d_model=16,
+        layers=(
+            LayerConfig(n_head=2),
+            LayerConfig(layout="parallel", n_head=2, reduction=Reduction("conv", 8, kernel_size=3)),
+            LayerConfig(n_head=2, mlp_ratio=2, reduction=Reduction("linear", 4)),
+        ),
+        towers=2,
+    )

@@ -1,0 +1,79 @@
+"""FLOPs (2 × multiply-adds per token at full context) against hand counts, layer kind by layer kind."""
+
+import pytest
+
+from objectives import count_flops, describe
+from search_space import DecoderConfig, LayerConfig, Reduction, preset
+
+
+def block_flops(width: int, mlp_ratio: float, T: int) -> int:
+    # qkv + proj + fc + proj multiply-adds per token, plus QKᵀ and AV over all T keys.
+    return 2 * (4 * width**2 + 2 * int(mlp_ratio * width) * width + 2 * T * width)
+
+
+@pytest.mark.parametrize("shape", [
+    dict(vocab_size=50304, block_size=1024, n_layer=8, n_head=8, d_model=512),
+    dict(vocab_size=65, block_size=64, n_layer=4, n_head=4, d_model=128),
+    dict(vocab_size=65, block_size=256, n_layer=6, n_head=6, d_model=384),
+])
+def test_gpt_preset_matches_the_analytic_count_within_one_percent(shape):
+    L, d, T, V = shape["n_layer"], shape["d_model"], shape["block_size"], shape["vocab_size"]
+    analytic = 2 * (L * (12 * d * d + 2 * T * d) + d * V)
+    assert count_flops(preset("gpt", **shape)) == pytest.approx(analytic, rel=0.01)
+
+
+def rows_by_kind(config):
+    rows = {}
+    for row in describe(config).layers:
+        rows.setdefault(row.kind, []).append(row)
+    return rows
+
+
+def test_each_layer_kind_matches_its_hand_count():
+    T, V = 32, 50
+    config = DecoderConfig(
+        vocab_size=V, block_size=T, d_model=64,
+        layers=(
+            LayerConfig(layout="parallel", n_head=4, mlp_ratio=2),
+            LayerConfig(n_head=4, reduction=Reduction("linear", 32)),
+            LayerConfig(n_head=4, mlp_ratio=3, reduction=Reduction("conv", 16, kernel_size=3)),
+            LayerConfig(n_head=2),
+        ),
+    )
+    rows = rows_by_kind(config)
+    assert rows["block parallel"][0].flops_per_token == block_flops(64, 2, T)
+    assert [r.flops_per_token for r in rows["block sequential"]] == [
+        block_flops(64, 4, T), block_flops(32, 3, T), block_flops(16, 4, T)]
+    assert rows["reduce linear"][0].flops_per_token == 2 * 64 * 32
+    assert rows["reduce conv k3"][0].flops_per_token == 2 * 3 * 32 * 16
+    assert rows["linear"][0].flops_per_token == 2 * 16 * V  # the head at the final width
+    assert rows["layernorm"][0].flops_per_token == 0  # elementwise work is left out
+    description = describe(config)
+    assert description.flops_per_token == sum(r.flops_per_token for r in description.layers)
+
+
+def test_towers_count_their_inputs_every_tower_and_the_mix():
+    T, V, d, P = 16, 40, 32, 3
+    config = DecoderConfig(vocab_size=V, block_size=T, d_model=d, towers=P,
+                           layers=(LayerConfig(n_head=4), LayerConfig(n_head=4, reduction=Reduction("linear", 16))))
+    tower = 2 * block_flops(d, 4, T) + 2 * d * 16
+    tower_input = 2 * d * d
+    mix = 2 * P * 16  # the weighted sum of P tower outputs at width 16
+    head = 2 * 16 * V
+    assert count_flops(config) == P * (tower_input + tower) + mix + head
+
+
+def test_conv_kernel_size_scales_the_reduction_cost():
+    def conv_flops(kernel):
+        config = DecoderConfig(vocab_size=10, block_size=8, d_model=16,
+                               layers=(LayerConfig(n_head=2, reduction=Reduction("conv", 8, kernel)),))
+        return count_flops(config)
+    assert conv_flops(5) - conv_flops(1) == 2 * 4 * 16 * 8
+
+
+def test_paper_presets_are_counted_without_allocating_weights():
+    # 77M-parameter models are traced on the meta device; lgpt's narrowing saves FLOPs as well as params.
+    gpt, lgpt = describe(preset("gpt")), describe(preset("lgpt"))
+    assert gpt.params == 77_210_112 and lgpt.params == 36_423_936
+    assert lgpt.flops_per_token < gpt.flops_per_token / 4
+    assert describe(preset("cgpt")).flops_per_token == lgpt.flops_per_token
