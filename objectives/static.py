@@ -115,12 +115,16 @@ def describe(config: DecoderConfig) -> Description:
     model, analysis = flop_analysis(config)
     by_module = analysis.by_module()
     rows = []
-    for name, module in _described_modules(model):
-        params = sum(p.numel() for p in module.parameters(recurse=True))
-        rows.append(LayerRow(name=name, params=params, flops_per_token=_per_token(by_module.get(name, 0), config), **_kind(module)))
+    for name, module_name, module in _described_modules(model):
+        params = 0 if name == "head (tied)" else sum(p.numel() for p in module.parameters())
+        flops = _per_token(by_module.get(module_name, 0), config)
+        rows.append(LayerRow(name=name, params=params, flops_per_token=flops, **_kind(module)))
     if model.tower_mix is not None:
-        rows.append(LayerRow("tower_mix", "tower mix", config.final_width, config.final_width, None,
-                             model.tower_mix.numel(), 0))
+        width = config.final_width
+        # The weighted sum runs in Decoder.forward itself: whatever no child module accounts for.
+        children = sum(by_module.get(name, 0) for name, _ in model.named_children())
+        mix_flops = _per_token(analysis.total() - children, config)
+        rows.insert(-2, LayerRow("tower mix", "mix", width, width, None, model.tower_mix.numel(), mix_flops))
     counts = count_parameters(model)
     return Description(
         params=counts.total,
@@ -130,32 +134,36 @@ def describe(config: DecoderConfig) -> Description:
     )
 
 
-def _described_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    named = [("tok_emb", model.tok_emb), ("pos_emb", model.pos_emb)]
+def _described_modules(model: nn.Module) -> list[tuple[str, str, nn.Module]]:
+    """(row name, fvcore module name, module) in forward order; names follow the config's layers."""
+    rows = [("token embedding", "tok_emb", model.tok_emb), ("position embedding", "pos_emb", model.pos_emb)]
     for t, tower in enumerate(model.towers):
+        prefix = f"tower {t} " if len(model.towers) > 1 else ""
         if model.tower_inputs is not None:
-            named.append((f"tower_inputs.{t}", model.tower_inputs[t]))
-        named += [(f"towers.{t}.layers.{i}", module) for i, module in enumerate(tower.layers)]
-    named += [("ln_f", model.ln_f)]
-    # A tied head shares the embedding's weight: count its FLOPs, not its parameters again.
-    if model.head.weight is not model.tok_emb.weight:
-        named.append(("head", model.head))
-    else:
-        named.append(("head (tied)", model.head))
-    return named
+            rows.append((f"{prefix}input", f"tower_inputs.{t}", model.tower_inputs[t]))
+        layer = -1
+        for i, module in enumerate(tower.layers):
+            layer += isinstance(module, Block)
+            suffix = "" if isinstance(module, Block) else " reduce"
+            rows.append((f"{prefix}layer {layer}{suffix}", f"towers.{t}.layers.{i}", module))
+    rows.append(("final norm", "ln_f", model.ln_f))
+    # A tied head shares the embedding's weight: its FLOPs count, its parameters were counted already.
+    tied = model.head.weight is model.tok_emb.weight
+    rows.append(("head (tied)" if tied else "head", "head", model.head))
+    return rows
 
 
 def _kind(module: nn.Module) -> dict[str, Any]:
     if isinstance(module, Block):
         width = module.ln_1.normalized_shape[0]
-        kind = "block parallel" if module.parallel else "block sequential"
+        kind = "parallel" if module.parallel else "sequential"
         return {"kind": kind, "width_in": width, "width_out": width, "heads": module.attn.n_head}
     if isinstance(module, LinearReduction):
         layer = module.linear
-        return {"kind": "reduce linear", "width_in": layer.in_features, "width_out": layer.out_features, "heads": None}
+        return {"kind": "linear", "width_in": layer.in_features, "width_out": layer.out_features, "heads": None}
     if isinstance(module, CausalConvReduction):
         conv = module.conv
-        return {"kind": f"reduce conv k{conv.kernel_size[0]}", "width_in": conv.in_channels,
+        return {"kind": f"conv k{conv.kernel_size[0]}", "width_in": conv.in_channels,
                 "width_out": conv.out_channels, "heads": None}
     if isinstance(module, nn.Embedding):
         return {"kind": "embedding", "width_in": module.num_embeddings, "width_out": module.embedding_dim, "heads": None}

@@ -41,12 +41,12 @@ def test_each_layer_kind_matches_its_hand_count():
         ),
     )
     rows = rows_by_kind(config)
-    assert rows["block parallel"][0].flops_per_token == block_flops(64, 2, T)
-    assert [r.flops_per_token for r in rows["block sequential"]] == [
+    assert rows["parallel"][0].flops_per_token == block_flops(64, 2, T)
+    assert [r.flops_per_token for r in rows["sequential"]] == [
         block_flops(64, 4, T), block_flops(32, 3, T), block_flops(16, 4, T)]
-    assert rows["reduce linear"][0].flops_per_token == 2 * 64 * 32
-    assert rows["reduce conv k3"][0].flops_per_token == 2 * 3 * 32 * 16
-    assert rows["linear"][0].flops_per_token == 2 * 16 * V  # the head at the final width
+    assert rows["linear"][0].flops_per_token == 2 * 64 * 32
+    assert rows["conv k3"][0].flops_per_token == 2 * 3 * 32 * 16
+    assert rows["linear"][1].flops_per_token == 2 * 16 * V  # the head at the final width
     assert rows["layernorm"][0].flops_per_token == 0  # elementwise work is left out
     description = describe(config)
     assert description.flops_per_token == sum(r.flops_per_token for r in description.layers)
@@ -61,6 +61,11 @@ def test_towers_count_their_inputs_every_tower_and_the_mix():
     mix = 2 * P * 16  # the weighted sum of P tower outputs at width 16
     head = 2 * 16 * V
     assert count_flops(config) == P * (tower_input + tower) + mix + head
+    rows = {row.name: row for row in describe(config).layers}
+    assert rows["tower mix"].flops_per_token == mix and rows["tower mix"].params == P - 1
+    assert rows["tower 2 input"].flops_per_token == tower_input
+    assert rows["tower 1 layer 1 reduce"].flops_per_token == 2 * d * 16
+    assert sum(row.flops_per_token for row in rows.values()) == count_flops(config)
 
 
 def test_conv_kernel_size_scales_the_reduction_cost():

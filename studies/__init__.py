@@ -1,0 +1,1 @@
+"""Multi-objective studies over the decoder design space, and the `decoder-nas` command line."""

@@ -1,0 +1,97 @@
+"""Argument groups shared by several commands, and their conversion to API objects.
+
+The same flag means the same thing in every command that takes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from typing import Any
+
+from search_space import PRESETS, SHAPE_KEYS, ConfigError, DecoderConfig, load_config, preset
+from trainer import BUILTIN_CORPORA, DEFAULT_DATA_SPEC
+from trainer.loop import TrainingRecipe
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("architecture (a config file, or a preset with shape flags)")
+    group.add_argument("config", nargs="?", help="architecture config (.yaml or .json)")
+    group.add_argument("--preset", choices=sorted(PRESETS), help="one of the paper's four models")
+    add_shape_arguments(group)
+
+
+def add_shape_arguments(group: Any) -> None:
+    group.add_argument("--vocab-size", type=int, help="vocabulary size (training takes the tokenizer's)")
+    group.add_argument("--block-size", type=int, help="context length in tokens")
+    group.add_argument("--n-layer", type=int, help="layers (pgpt splits them over its 2 towers)")
+    group.add_argument("--n-head", type=int, help="attention heads per layer")
+    group.add_argument("--d-model", type=int, help="embedding / residual width")
+    group.add_argument("--dropout", type=float, help="dropout probability (default 0)")
+
+
+def shape_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {key: getattr(args, key) for key in SHAPE_KEYS if getattr(args, key, None) is not None}
+
+
+def resolve_config(args: argparse.Namespace) -> DecoderConfig:
+    """A preset built at the requested shape, or a config file with --block-size/--dropout applied."""
+    if args.config and args.preset:
+        raise ConfigError("give either a config file or --preset, not both")
+    overrides = shape_overrides(args)
+    if args.preset:
+        return preset(args.preset, **overrides)
+    if not args.config:
+        raise ConfigError("no architecture: give a config file or --preset NAME")
+    config = load_config(args.config)
+    structural = sorted(set(overrides) & {"n_layer", "n_head", "d_model"})
+    if structural:
+        flag = "--" + structural[0].replace("_", "-")
+        raise ConfigError(f"{flag} reshapes presets only; edit {args.config} to change its layers")
+    return config.replace(**overrides) if overrides else config
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    builtins = ", ".join(f"builtin:{name} ({corpus.description})" for name, corpus in BUILTIN_CORPORA.items())
+    group = parser.add_argument_group("data")
+    group.add_argument("--data", default=None, metavar="SPEC",
+                       help=f"a text file or folder, hf:NAME[:CONFIG][@SPLIT], or {builtins}. "
+                            f"Default: {DEFAULT_DATA_SPEC}")
+    group.add_argument("--tokenizer", default="char",
+                       help="char (vocabulary from the data), byte, a tokenizer.json path, or a hub name")
+    group.add_argument("--text-column", default="text", help="column of a hub dataset holding the text")
+
+
+# Flag help for each TrainingRecipe field the command line exposes; defaults come from the recipe.
+_RECIPE_HELP = {
+    "steps": "optimizer steps (the schedule's length)",
+    "batch_size": "sequences per micro-batch",
+    "lr": "peak learning rate",
+    "min_lr": "learning rate at the end of the cosine decay",
+    "warmup_steps": "linear warm-up steps",
+    "weight_decay": "AdamW weight decay (matrices and embeddings only)",
+    "beta2": "AdamW beta2",
+    "grad_clip": "gradient-norm clip (0: off)",
+    "grad_accum": "micro-batches per optimizer step",
+    "seed": "seed for initialisation and batches",
+    "max_tokens": "stop early after this many training tokens",
+    "max_seconds": "stop early after this much training time",
+    "eval_windows": "validation windows scored at the end (fixed, seeded)",
+}
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, defaults: dict[str, Any] | None = None) -> None:
+    group = parser.add_argument_group("training recipe (defaults: nanoGPT's CPU Shakespeare recipe)")
+    recipe_fields = {f.name: f for f in fields(TrainingRecipe)}
+    for name, help_text in _RECIPE_HELP.items():
+        default = (defaults or {}).get(name, recipe_fields[name].default)
+        kind = float if recipe_fields[name].type in ("float", "float | None") else int
+        group.add_argument("--" + name.replace("_", "-"), type=kind, default=default,
+                           help=f"{help_text} (default: {default})")
+    group.add_argument("--compile", action="store_true", help="torch.compile the model (pays back on long GPU runs)")
+    group.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
+
+
+def recipe_from_args(args: argparse.Namespace) -> TrainingRecipe:
+    given = {name: getattr(args, name) for name in _RECIPE_HELP if getattr(args, name) is not None}
+    return TrainingRecipe(**given, compile=args.compile)

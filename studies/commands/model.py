@@ -1,0 +1,90 @@
+"""`describe`, `train` and `generate`: one architecture at a time."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from objectives import count_flops, describe
+from trainer import prepare_data
+from trainer.checkpoint import load_checkpoint
+from trainer.generate import generate
+from trainer.run import RunReport, resume_training, run_training
+
+from ..arguments import (add_data_arguments, add_model_arguments, add_training_arguments, recipe_from_args,
+                         resolve_config)
+from ..progress import STDERR, training_bar
+from ..registry import command
+from ..views import description_table, metrics_table
+
+
+@command("describe", "show an architecture's layers, parameters and FLOPs per token")
+def describe_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.set_defaults(run=run_describe)
+
+
+def run_describe(args: argparse.Namespace, console: Console) -> None:
+    config = resolve_config(args)
+    description = describe(config)
+    if args.json:
+        print(json.dumps(description.to_dict()))
+    else:
+        console.print(description_table(config, description))
+
+
+@command("train", "train one architecture on a corpus and report validation loss, accuracy and speed")
+def train_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    add_data_arguments(parser)
+    add_training_arguments(parser)
+    parser.add_argument("--out", type=Path, help="folder for the checkpoint (weights, config, tokenizer, optimizer)")
+    parser.add_argument("--resume", type=Path, metavar="DIR", help="continue the checkpoint in DIR (to --steps)")
+    parser.add_argument("--json", action="store_true", help="end stdout with one JSON object of the results")
+    parser.set_defaults(run=run_train, steps=None)  # None: the recipe's default, or the checkpoint's own
+
+
+def run_train(args: argparse.Namespace, console: Console) -> None:
+    if args.resume:
+        steps = args.steps or load_checkpoint(args.resume).recipe.steps
+        with training_bar("resume", steps) as on_progress:
+            report = resume_training(args.resume, steps, args.device, on_progress)
+    else:
+        config = resolve_config(args)
+        recipe = recipe_from_args(args)
+        data = prepare_data(args.data, args.tokenizer, text_column=args.text_column)
+        with training_bar("train", recipe.steps) as on_progress:
+            report = run_training(config, data, recipe, args.device, args.out, on_progress)
+    if report.vocab_note:
+        STDERR.print(f"note: {report.vocab_note}")
+    summary = {**report.metrics(), "flops_per_token": count_flops(report.config), "device": report.device,
+               "data": report.data_spec, "content_hash": report.content_hash,
+               "checkpoint": str(report.checkpoint) if report.checkpoint else None}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        console.print(metrics_table("training result", summary))
+
+
+@command("generate", "sample text from a checkpoint (KV-cached; reports ms per token)")
+def generate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="a folder written by `train --out`")
+    parser.add_argument("--prompt", default="", help="text to continue (default: start from scratch)")
+    parser.add_argument("--max-new-tokens", type=int, default=200)
+    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--top-k", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.set_defaults(run=run_generate)
+
+
+def run_generate(args: argparse.Namespace, console: Console) -> None:
+    checkpoint = load_checkpoint(args.checkpoint, args.device)
+    result = generate(checkpoint.model, checkpoint.tokenizer, args.prompt, args.max_new_tokens,
+                      args.temperature, args.top_k, args.seed)
+    print(result.text)
+    STDERR.print(f"{len(result.new_tokens)} tokens, {result.ms_per_token:.2f} ms per token (median, KV cache)")

@@ -1,0 +1,43 @@
+import json
+
+import pytest
+
+from studies.cli import main
+
+
+def test_describe_json_has_the_promised_fields(capsys):
+    assert main(["describe", "--preset", "gpt", "--vocab-size", "50304", "--block-size", "1024",
+                 "--n-layer", "8", "--n-head", "8", "--d-model", "512", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["params"] == 77_210_112
+    assert out["non_embedding_params"] == 77_210_112 - 50304 * 512 - 1024 * 512
+    assert out["flops_per_token"] == pytest.approx(2 * (8 * (12 * 512**2 + 2 * 1024 * 512) + 512 * 50304), rel=0.01)
+    assert [row["kind"] for row in out["layers"]].count("sequential") == 8
+
+
+def test_describe_table_for_a_config_file(capsys, tiny_config, tmp_path):
+    from search_space import save_config
+
+    path = save_config(tiny_config, tmp_path / "arch.yaml")
+    assert main(["describe", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "conv k3" in out and "tower mix" in out
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["describe", "--preset", "gpt", "--n-head", "7"], "n_head: 7 heads do not divide"),
+    (["describe"], "no architecture"),
+    (["describe", "missing.yaml"], "cannot read"),
+    (["describe", "--preset", "pgpt", "--n-layer", "3"], "odd"),
+])
+def test_describe_errors_are_one_line_with_exit_code_2(capsys, argv, fragment):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_debug_shows_the_traceback():
+    from search_space import ConfigError
+
+    with pytest.raises(ConfigError):
+        main(["describe", "--preset", "gpt", "--n-head", "7", "--debug"])
