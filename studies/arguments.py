@@ -6,7 +6,7 @@ The same flag means the same thing in every command that takes it.
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 from search_space import PRESETS, SHAPE_KEYS, ConfigError, DecoderConfig, load_config, preset
@@ -57,9 +57,14 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--data", default=None, metavar="SPEC",
                        help=f"a text file or folder, hf:NAME[:CONFIG][@SPLIT], or {builtins}. "
                             f"Default: {DEFAULT_DATA_SPEC}")
-    group.add_argument("--tokenizer", default="char",
-                       help="char (vocabulary from the data), byte, a tokenizer.json path, or a hub name")
-    group.add_argument("--text-column", default="text", help="column of a hub dataset holding the text")
+    group.add_argument("--tokenizer", help="char (vocabulary from the data, the default), byte, "
+                       "a tokenizer.json path, or a hub name")
+    group.add_argument("--text-column", help="column of a hub dataset holding the text (default: text)")
+
+
+def data_choice(args: argparse.Namespace) -> tuple[str, str, str]:
+    """(data spec, tokenizer spec, text column) with the defaults filled in."""
+    return args.data or DEFAULT_DATA_SPEC, args.tokenizer or "char", args.text_column or "text"
 
 
 # Flag help for each TrainingRecipe field the command line exposes; defaults come from the recipe.
@@ -80,18 +85,26 @@ _RECIPE_HELP = {
 }
 
 
-def add_training_arguments(parser: argparse.ArgumentParser, defaults: dict[str, Any] | None = None) -> None:
-    group = parser.add_argument_group("training recipe (defaults: nanoGPT's CPU Shakespeare recipe)")
+def add_training_arguments(parser: argparse.ArgumentParser, defaults: TrainingRecipe | None = None,
+                           title: str = "training recipe (defaults: nanoGPT's CPU Shakespeare recipe)") -> None:
+    """Recipe flags default to None, so a command can tell what the user asked for explicitly."""
+    group = parser.add_argument_group(title)
+    defaults = defaults or TrainingRecipe()
     recipe_fields = {f.name: f for f in fields(TrainingRecipe)}
     for name, help_text in _RECIPE_HELP.items():
-        default = (defaults or {}).get(name, recipe_fields[name].default)
         kind = float if recipe_fields[name].type in ("float", "float | None") else int
-        group.add_argument("--" + name.replace("_", "-"), type=kind, default=default,
-                           help=f"{help_text} (default: {default})")
-    group.add_argument("--compile", action="store_true", help="torch.compile the model (pays back on long GPU runs)")
+        group.add_argument("--" + name.replace("_", "-"), type=kind,
+                           help=f"{help_text} (default: {getattr(defaults, name)})")
+    group.add_argument("--compile", action="store_true", default=None,
+                       help="torch.compile the model (pays back on long GPU runs)")
     group.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
 
 
-def recipe_from_args(args: argparse.Namespace) -> TrainingRecipe:
-    given = {name: getattr(args, name) for name in _RECIPE_HELP if getattr(args, name) is not None}
-    return TrainingRecipe(**given, compile=args.compile)
+def explicit_recipe(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe fields the user set on the command line."""
+    names = [*_RECIPE_HELP, "compile"]
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def recipe_from_args(args: argparse.Namespace, base: TrainingRecipe | None = None) -> TrainingRecipe:
+    return replace(base or TrainingRecipe(), **explicit_recipe(args))

@@ -9,10 +9,10 @@ import argparse
 import sys
 from typing import Sequence
 
+import optuna
 from rich.console import Console
 
-from . import commands  # noqa: F401  (importing the modules registers their subcommands)
-from .commands import model  # noqa: F401
+from .commands import front, model, study  # noqa: F401  (importing a module registers its commands)
 from .errors import USER_ERRORS
 from .registry import COMMANDS
 
@@ -36,8 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Optuna logs each trial (and a failed trial's traceback); the live view says it in one line.
+    optuna.logging.set_verbosity(optuna.logging.INFO if args.debug else optuna.logging.ERROR)
     try:
-        args.run(args, Console())
+        # Off a terminal (a log, a pipe) tables get room instead of rich's 80-column default.
+        args.run(args, Console(width=None if sys.stdout.isatty() else 160))
     except USER_ERRORS as exc:
         if args.debug:
             raise

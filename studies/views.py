@@ -42,3 +42,32 @@ def metrics_table(title: str, metrics: dict) -> Table:
             text = str(value)
         table.add_row(key, text)
     return table
+
+
+FRONT_COLUMNS = ("val_loss", "val_accuracy", "flops_per_token", "params", "latency_ms")
+
+
+def front_table(front: list, settings, title: str) -> Table:
+    """One row per front trial: its measures (objectives in bold) and a one-line architecture."""
+    table = Table(title=title, caption="objectives in bold; every measure is stored with each trial")
+    table.add_column("trial", justify="right")
+    for column in FRONT_COLUMNS:
+        name = f"[bold]{column}[/bold]" if column in settings.objectives else column
+        table.add_column(name, justify="right")
+    table.add_column("architecture")
+    for trial in front:
+        attrs = trial.user_attrs
+        cells = []
+        for column in FRONT_COLUMNS:
+            value = attrs.get(column)
+            if value is None:
+                cells.append("")
+            elif column in ("val_loss", "val_accuracy", "latency_ms"):
+                cells.append(f"{value:.4f}" if column != "latency_ms" else f"{value:.2f}")
+            else:
+                cells.append(human(value))
+        label = attrs.get("summary", "")
+        if "preset" in attrs:
+            label = f"[italic]{attrs['preset']}[/italic] {label}"
+        table.add_row(str(trial.number), *cells, label)
+    return table

@@ -64,7 +64,7 @@ class TrainingRecipe:
         """Linear warm-up to `lr`, then cosine down to `min_lr` at the last step."""
         if step < self.warmup_steps:
             return self.lr * (step + 1) / self.warmup_steps
-        span = max(1, self.steps - self.warmup_steps)
+        span = max(1, self.steps - 1 - self.warmup_steps)  # the last step is steps - 1
         progress = min(1.0, (step - self.warmup_steps) / span)
         return self.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (self.lr - self.min_lr)
 
@@ -86,7 +86,7 @@ class Progress:
     step: int  # steps done so far
     steps: int
     loss: float  # mean training loss over the steps since the previous report
-    tokens: int
+    tokens: int  # trained since this call started (a resumed run counts from its resume)
     seconds: float
 
 
@@ -181,9 +181,9 @@ def train(
             if not all(math.isfinite(value) for value in window):
                 raise NonFiniteLossError(f"training loss became non-finite at step {reported + 1}-{done}")
             reported = done
-            if on_progress is not None:
+            if on_progress is not None:  # tokens and seconds of this session alike, so their ratio is tokens/s
                 on_progress(Progress(done, recipe.steps, sum(window) / len(window),
-                                     done * tokens_per_step, time.perf_counter() - train_start))
+                                     (done - start_step) * tokens_per_step, time.perf_counter() - train_start))
         if out_of_budget:
             break
     if device.type == "cuda":

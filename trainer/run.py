@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import torch
 
-from search_space import DecoderConfig, build_decoder
+from search_space import Decoder, DecoderConfig, build_decoder
 
 from .checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
 from .data import DataError, TokenizedData, check_fits, prepare_data
@@ -70,19 +70,27 @@ def run_training(
     device: str | None = "auto",
     out_dir: str | Path | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    model: Decoder | None = None,
 ) -> RunReport:
-    """Train a fresh model of `config` on `data`; with `out_dir`, leave a resumable checkpoint there."""
+    """Train a fresh model of `config` on `data` (or the untrained `model` given, built from it);
+    with `out_dir`, leave a resumable checkpoint there."""
     config, note = fit_vocabulary(config, data.vocab_size)
     check_fits(data, config.block_size)
     target = resolve_device(device)
-    torch.manual_seed(recipe.seed)
-    model = build_decoder(config)
+    if model is None:
+        model = initialised_model(config, recipe.seed)
     optimizer = make_optimizer(model.to(target), recipe, target)
     result = train(model, data.train, data.val, recipe, target, on_progress, optimizer)
     report = _report(config, result, model, target, data, note)
     if out_dir is not None:
         report.checkpoint = save_checkpoint(out_dir, model, data.tokenizer, recipe, report.record(), optimizer)
     return report
+
+
+def initialised_model(config: DecoderConfig, seed: int) -> Decoder:
+    """The same seed gives the same initial weights, whoever builds the model."""
+    torch.manual_seed(seed)
+    return build_decoder(config)
 
 
 def resume_training(

@@ -14,8 +14,8 @@ from trainer.checkpoint import load_checkpoint
 from trainer.generate import generate
 from trainer.run import RunReport, resume_training, run_training
 
-from ..arguments import (add_data_arguments, add_model_arguments, add_training_arguments, recipe_from_args,
-                         resolve_config)
+from ..arguments import (add_data_arguments, add_model_arguments, add_training_arguments, data_choice,
+                         recipe_from_args, resolve_config)
 from ..progress import STDERR, training_bar
 from ..registry import command
 from ..views import description_table, metrics_table
@@ -45,7 +45,7 @@ def train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="folder for the checkpoint (weights, config, tokenizer, optimizer)")
     parser.add_argument("--resume", type=Path, metavar="DIR", help="continue the checkpoint in DIR (to --steps)")
     parser.add_argument("--json", action="store_true", help="end stdout with one JSON object of the results")
-    parser.set_defaults(run=run_train, steps=None)  # None: the recipe's default, or the checkpoint's own
+    parser.set_defaults(run=run_train)
 
 
 def run_train(args: argparse.Namespace, console: Console) -> None:
@@ -56,7 +56,8 @@ def run_train(args: argparse.Namespace, console: Console) -> None:
     else:
         config = resolve_config(args)
         recipe = recipe_from_args(args)
-        data = prepare_data(args.data, args.tokenizer, text_column=args.text_column)
+        data_spec, tokenizer, text_column = data_choice(args)
+        data = prepare_data(data_spec, tokenizer, text_column=text_column)
         with training_bar("train", recipe.steps) as on_progress:
             report = run_training(config, data, recipe, args.device, args.out, on_progress)
     if report.vocab_note:

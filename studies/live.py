@@ -1,0 +1,96 @@
+"""The live view of a running search: trials i/N with ETA, the current trial's steps and loss, and
+the recent trials with the current front marked. Off a terminal it prints one line per trial."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from trainer.loop import Progress
+
+from .progress import STDERR, progress_bar
+from .views import human
+
+RECENT_ROWS = 10
+
+
+class LiveReporter:
+    def __init__(self, study: optuna.Study, objectives: Sequence[str], total_trials: int,
+                 console: Console = STDERR):
+        self.study, self.objectives, self.console = study, list(objectives), console
+        self.bar = progress_bar(console)
+        self.bar.disable = False
+        self.trials_task = self.bar.add_task("trials", total=total_trials, status="")
+        self.step_task = self.bar.add_task("trial", total=1, status="", visible=False)
+        self.finished: list[FrozenTrial] = []
+        self.live = Live(self._render(), console=console, refresh_per_second=4, transient=False)
+
+    def __enter__(self) -> LiveReporter:
+        if self.console.is_terminal:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.console.is_terminal:
+            self.live.update(self._render())
+            self.live.__exit__(*exc)
+
+    def trial_started(self, trial: optuna.Trial, summary: str, steps: int) -> None:
+        self.bar.update(self.step_task, description=f"#{trial.number} {summary}", total=steps, completed=0,
+                        status="measuring", visible=True)
+        self._refresh()
+
+    def progress(self, progress: Progress) -> None:
+        rate = progress.tokens / progress.seconds if progress.seconds else 0.0
+        self.bar.update(self.step_task, completed=progress.step, status=f"loss {progress.loss:.3f} · {rate:,.0f} tok/s")
+        self._refresh()
+
+    def trial_finished(self, trial: FrozenTrial) -> None:
+        self.finished.append(trial)
+        if not trial.user_attrs.get("infeasible"):
+            self.bar.advance(self.trials_task)
+        self.bar.update(self.step_task, visible=False)
+        if self.console.is_terminal:
+            self._refresh()
+        else:
+            self.console.print(trial_line(trial, self.objectives), soft_wrap=True)
+
+    def _refresh(self) -> None:
+        if self.console.is_terminal:
+            self.live.update(self._render())
+
+    def _render(self) -> Group:
+        front = {t.number for t in self.study.best_trials} if self.finished else set()
+        table = Table(title="recent trials (★ on the front)", title_justify="left")
+        for column in ("#", "architecture", "state", *self.objectives):
+            table.add_column(column, justify="right" if column not in ("architecture", "state") else "left")
+        for trial in self.finished[-RECENT_ROWS:]:
+            marker = "★" if trial.number in front else ""
+            values = [_format(trial.user_attrs.get(name)) for name in self.objectives]
+            table.add_row(f"{marker}{trial.number}", trial.user_attrs.get("summary", ""), _state(trial), *values)
+        return Group(self.bar, table)
+
+
+def _state(trial: FrozenTrial) -> str:
+    if trial.state == TrialState.COMPLETE:
+        return "reused" if "reused_from" in trial.user_attrs else "complete"
+    if trial.user_attrs.get("infeasible"):
+        return "infeasible"
+    return trial.state.name.lower()
+
+
+def _format(value: object) -> str:
+    if isinstance(value, float) and value < 100:
+        return f"{value:.4f}"
+    return human(value) if isinstance(value, (int, float)) else ""
+
+
+def trial_line(trial: FrozenTrial, objectives: Sequence[str]) -> str:
+    values = " ".join(f"{name}={_format(trial.user_attrs.get(name))}" for name in objectives)
+    reason = trial.user_attrs.get("fail_reason") or trial.user_attrs.get("pruned_reason") or ""
+    return f"trial {trial.number} {_state(trial)} {trial.user_attrs.get('summary', '')} {values} {reason}".rstrip()

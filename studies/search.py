@@ -1,0 +1,157 @@
+"""Create or join a study and run trials in it; promote a front to a longer budget.
+
+`search` and `worker` differ only in their defaults: both create the study if it does not exist
+(several workers may start at the same moment) and refuse settings that differ from the study's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from search_space import PRESETS
+from trainer.data import TokenizedData
+
+from .errors import StudyError
+from .leases import LeaseReporter, fail_expired_trials
+from .settings import StudySettings, read_settings, write_settings
+from .space import space_from_dict
+from .storage import is_journal, open_storage
+from .trials import Reporter, SilentReporter, TrialContext, run_trial
+
+PROMOTED_SEPARATOR = "@"  # NAME@STEPS holds NAME's front retrained for STEPS steps
+MAX_CONSECUTIVE_INFEASIBLE = 200
+
+
+def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
+    samplers = {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
+        "gp": lambda: optuna.samplers.GPSampler(seed=seed),
+    }
+    if name not in samplers:
+        raise StudyError(f"--sampler: unknown sampler {name!r} (choose from {', '.join(samplers)})")
+    return samplers[name]()
+
+
+def open_study(name: str, storage: str | None, settings: StudySettings | None,
+               enqueue_presets: bool = True) -> tuple[optuna.Study, StudySettings]:
+    """Join study `name`, creating it with `settings` if it does not exist yet.
+
+    With settings=None the study must exist (pareto, export, promote read it as it is).
+    """
+    backend = open_storage(storage)
+    if settings is None:
+        study = load_existing(name, backend)
+        return study, read_settings(study)
+    sampler = make_sampler(settings.sampler, settings.seed)
+    try:
+        study = optuna.create_study(study_name=name, storage=backend, directions=settings.directions,
+                                    sampler=sampler)
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=backend, sampler=sampler)
+        stored = read_settings(study)
+        differences = settings.differences(stored.to_dict())
+        if differences:
+            raise StudyError(f"study {name!r} was created with other settings: " + "; ".join(differences)
+                             + " (use another --study name, or the study's own settings)")
+        return study, stored
+    write_settings(study, settings)
+    if enqueue_presets:
+        for preset_name in PRESETS:  # the paper's four models first, so every front reads against them
+            study.enqueue_trial({}, user_attrs={"preset": preset_name})
+    return study, settings
+
+
+def load_existing(name: str, backend: optuna.storages.BaseStorage) -> optuna.Study:
+    try:
+        return optuna.load_study(study_name=name, storage=backend)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
+        known = f" (this storage has: {', '.join(names)})" if names else " (this storage has no studies)"
+        raise StudyError(f"unknown study {name!r}{known}") from None
+
+
+@dataclass
+class WorkerSummary:
+    trials_run: int
+    complete_in_study: int
+    interrupted: bool = False
+
+
+def run_worker(
+    study: optuna.Study,
+    settings: StudySettings,
+    data: TokenizedData,
+    device: torch.device,
+    n_trials: int,
+    max_complete: int | None = None,
+    storage: str | None = None,
+    checkpoint_dir: Path | None = None,
+    reporter: Reporter | None = None,
+) -> WorkerSummary:
+    """Run up to `n_trials` trials in this process; stop early once the study holds `max_complete`
+    complete trials. Infeasible samples (pruned before any training) do not count as trials run."""
+    if data.content_hash != settings.content_hash:
+        raise StudyError(f"the corpus {settings.data} changed since the study was created "
+                         f"(content hash {data.content_hash[:12]} != {settings.content_hash[:12]})")
+    journal = is_journal(storage or "")
+    reporter = reporter or SilentReporter()
+    context = TrialContext(study, settings, space_from_dict(settings.space), data, device, checkpoint_dir,
+                           LeaseReporter(reporter) if journal else reporter)
+    ran, infeasible_in_a_row = 0, 0
+    while ran < n_trials:
+        if max_complete is not None and count_complete(study) >= max_complete:
+            break
+        if journal:
+            fail_expired_trials(study)  # journal storage has no heartbeat: expired leases are dead workers
+        if run_trial(context).user_attrs.get("infeasible"):
+            infeasible_in_a_row += 1
+            if infeasible_in_a_row >= MAX_CONSECUTIVE_INFEASIBLE:
+                raise StudyError(f"{infeasible_in_a_row} samples in a row broke the constraints "
+                                 f"{settings.constraints}; loosen them or narrow the space")
+            continue
+        infeasible_in_a_row = 0
+        ran += 1
+    return WorkerSummary(ran, count_complete(study))
+
+
+def count_complete(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def promoted_name(name: str, steps: int) -> str:
+    return f"{name}{PROMOTED_SEPARATOR}{steps}"
+
+
+def promote(name: str, storage: str | None, steps: int, top: int | None = None) -> tuple[optuna.Study, StudySettings, int]:
+    """Create (or join) NAME@STEPS and enqueue NAME's front there, retrained from scratch for `steps`.
+
+    A sibling study, so no sampler ever fits short and long results together. Returns the sibling,
+    its settings and how many trials were enqueued (already enqueued architectures are skipped).
+    """
+    from .front import front_trials
+
+    study, settings = open_study(name, storage, None)
+    if steps <= settings.steps:
+        raise StudyError(f"--steps {steps}: promotion needs a longer budget than the study's {settings.steps}")
+    front = front_trials(study, settings)
+    if not front:
+        raise StudyError(f"study {name!r} has no complete trials to promote yet")
+    if top is not None:
+        front = sorted(front, key=lambda t: t.values[0])[:top]
+    long_settings = replace(settings, recipe={**settings.recipe, "steps": steps})
+    # The sibling gets the presets again (the reference points at the long budget), then the front.
+    sibling, long_settings = open_study(promoted_name(name, steps), storage, long_settings)
+    queued = {t.user_attrs.get("promoted_from") for t in sibling.get_trials(deepcopy=False)}
+    added = 0
+    for trial in front:
+        if trial.number not in queued and "preset" not in trial.user_attrs:
+            sibling.enqueue_trial({}, user_attrs={"config": trial.user_attrs["config"], "promoted_from": trial.number})
+            added += 1
+    return sibling, long_settings, added

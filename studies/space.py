@@ -1,0 +1,157 @@
+"""The search space: a YAML file of choices, encoded so every sample is a valid architecture.
+
+Choices are made per pattern, not per layer: one layout pattern, one reduction rule (kind, every
+how many layers, by what factor), one MLP ratio. Every parameter is sampled on every trial, so the
+sampler sees a fixed space (Optuna's GP and NSGA-II samplers fall back to random sampling on
+conditional parameters), and the decoder derived from any sample passes validation by construction:
+widths are rounded to a multiple of the head count and never go below `min_head_dim` per head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from search_space import DecoderConfig, LayerConfig, Reduction
+
+from .errors import StudyError
+
+LAYOUTS = ("sequential", "parallel", "alternate")  # alternate: sequential, parallel, sequential, ...
+REDUCTIONS = ("none", "linear", "conv")
+DEFAULT_SPACE_FILE = "default_space.yaml"
+
+
+@dataclass(frozen=True)
+class IntRange:
+    low: int
+    high: int
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    n_layer: IntRange
+    d_model: tuple[int, ...]
+    n_head: tuple[int, ...]
+    mlp_ratio: tuple[float, ...]
+    layout: tuple[str, ...]
+    reduction: tuple[str, ...]
+    conv_kernel: tuple[int, ...]
+    reduce_every: IntRange
+    reduce_factor: tuple[float, ...]
+    towers: tuple[int, ...]
+    min_head_dim: int = 8  # reductions stop before a head would get fewer channels than this
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}
+
+    def sample(self, trial: optuna.Trial, vocab_size: int, block_size: int) -> DecoderConfig:
+        """Draw every parameter (fixed space), then derive one valid decoder from them."""
+        choice = trial.suggest_categorical
+        n_layer = trial.suggest_int("n_layer", self.n_layer.low, self.n_layer.high)
+        reduce_every = trial.suggest_int("reduce_every", self.reduce_every.low, self.reduce_every.high)
+        return self.decode(
+            vocab_size, block_size,
+            n_layer=n_layer,
+            d_model=choice("d_model", list(self.d_model)),
+            n_head=choice("n_head", list(self.n_head)),
+            mlp_ratio=choice("mlp_ratio", list(self.mlp_ratio)),
+            layout=choice("layout", list(self.layout)),
+            reduction=choice("reduction", list(self.reduction)),
+            conv_kernel=choice("conv_kernel", list(self.conv_kernel)),
+            reduce_every=reduce_every,
+            reduce_factor=choice("reduce_factor", list(self.reduce_factor)),
+            towers=choice("towers", list(self.towers)),
+        )
+
+    def decode(self, vocab_size: int, block_size: int, *, n_layer: int, d_model: int, n_head: int,
+               mlp_ratio: float, layout: str, reduction: str, conv_kernel: int, reduce_every: int,
+               reduce_factor: float, towers: int) -> DecoderConfig:
+        layers, width = [], d_model
+        for index in range(n_layer):
+            layer_layout = layout if layout != "alternate" else ("sequential", "parallel")[index % 2]
+            narrowed = None
+            # Reduce after every `reduce_every`-th layer (the paper: every 2nd, the last one included),
+            # never below min_head_dim channels per head.
+            if reduction != "none" and (index + 1) % reduce_every == 0:
+                target = int(width * reduce_factor) // n_head * n_head
+                if target >= n_head * self.min_head_dim and target < width:
+                    kernel = conv_kernel if reduction == "conv" else 1
+                    narrowed = Reduction(kind=reduction, width=target, kernel_size=kernel)
+                    width = target
+            layers.append(LayerConfig(layout=layer_layout, n_head=n_head, mlp_ratio=mlp_ratio, reduction=narrowed))
+        return DecoderConfig(vocab_size=vocab_size, block_size=block_size, d_model=d_model,
+                             layers=tuple(layers), towers=towers)
+
+
+def space_from_dict(data: Any, where: str = "space") -> SearchSpace:
+    if not isinstance(data, dict):
+        raise StudyError(f"{where}: expected a mapping of choices")
+    known = {f.name: f for f in fields(SearchSpace)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise StudyError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(known)})")
+    values: dict[str, Any] = {}
+    for name, field in known.items():
+        if name not in data:
+            if name == "min_head_dim":
+                continue
+            raise StudyError(f"{where}: missing key {name!r}")
+        values[name] = _parse_choice(f"{where}.{name}", name, data[name], str(field.type))
+    return SearchSpace(**values)
+
+
+def _parse_choice(where: str, name: str, value: Any, type_name: str) -> Any:
+    if type_name == "IntRange":
+        if not (isinstance(value, dict) and set(value) == {"low", "high"}
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in value.values())
+                and 1 <= value["low"] <= value["high"]):
+            raise StudyError(f"{where}: expected {{low: N, high: M}} with 1 <= N <= M, got {value!r}")
+        return IntRange(**value)
+    if type_name == "int":
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise StudyError(f"{where}: expected a whole number >= 1, got {value!r}")
+        return value
+    if not isinstance(value, list) or not value:
+        raise StudyError(f"{where}: expected a non-empty list of choices, got {value!r}")
+    allowed = {"layout": LAYOUTS, "reduction": REDUCTIONS}.get(name)
+    for item in value:
+        if allowed is not None:
+            if item not in allowed:
+                raise StudyError(f"{where}: {item!r} is not one of {list(allowed)}")
+        elif isinstance(item, bool) or not isinstance(item, (int, float)) or item <= 0:
+            raise StudyError(f"{where}: {item!r} is not a positive number")
+        elif name == "reduce_factor" and not 0 < item < 1:
+            raise StudyError(f"{where}: {item!r} must be between 0 and 1")
+        elif name in ("d_model", "n_head", "conv_kernel", "towers") and not isinstance(item, int):
+            raise StudyError(f"{where}: {item!r} must be a whole number")
+    return tuple(value)
+
+
+def load_space(path: str | Path | None = None) -> SearchSpace:
+    """Read a space YAML; None reads the documented default that ships with the package."""
+    if path is None:
+        text = resources.files("studies").joinpath(DEFAULT_SPACE_FILE).read_text()
+        where = "default space"
+    else:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise StudyError(f"{path}: cannot read the search space ({exc.strerror or exc})") from exc
+        where = str(path)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise StudyError(f"{where}: malformed YAML: {getattr(exc, 'problem', exc)}") from exc
+    space = space_from_dict(data, where)
+    for d_model in space.d_model:
+        for n_head in space.n_head:
+            if d_model % n_head:
+                raise StudyError(f"{where}: d_model {d_model} is not divisible by n_head {n_head}; "
+                                 "every pair of choices must be buildable")
+    return space

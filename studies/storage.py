@@ -1,0 +1,58 @@
+"""Where studies live: one `--storage` value, a URL for Optuna RDB storage or a path for a journal file.
+
+- `sqlite:///study.db`: one process only (SQLite must not be shared by several processes).
+- `postgresql://user@host/db`: many processes and machines; Optuna's heartbeat fails the trials of
+  a worker that died and a retry callback re-queues them.
+- a plain file path (`studies.journal`): Optuna's journal file, safe for several processes on one
+  machine. Journal storage has no heartbeat, so studies/leases.py gives running trials a lease.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import optuna
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend
+
+from .errors import StudyError
+
+DEFAULT_STORAGE = "decoder-nas.journal"
+HEARTBEAT_SECONDS = 30
+GRACE_SECONDS = 120
+MAX_RETRY = 2
+_URL = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://")
+_RDB_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2", "mysql", "mysql+pymysql")
+
+
+def is_journal(storage: str) -> bool:
+    return _URL.match(storage) is None
+
+
+def open_storage(storage: str | None) -> optuna.storages.BaseStorage:
+    """`storage` as described above; anything else is a StudyError naming what is accepted."""
+    storage = storage or DEFAULT_STORAGE
+    match = _URL.match(storage)
+    if match is None:
+        path = Path(storage)
+        if path.is_dir():
+            raise StudyError(f"--storage {storage}: is a folder; give a journal file path such as {path / DEFAULT_STORAGE}")
+        if not path.parent.exists():
+            raise StudyError(f"--storage {storage}: folder {path.parent} does not exist")
+        return JournalStorage(JournalFileBackend(str(path)))
+    scheme = match["scheme"].lower()
+    if scheme not in _RDB_SCHEMES:
+        raise StudyError(f"--storage {storage}: unknown scheme {scheme!r}; use sqlite:///FILE (one process), "
+                         "postgresql://USER@HOST/DB (many machines) or a journal file path")
+    url = re.sub(r"^postgresql://", "postgresql+psycopg://", storage)  # psycopg 3 is the driver we ship
+    heartbeat = {} if scheme == "sqlite" else {
+        "heartbeat_interval": HEARTBEAT_SECONDS,
+        "grace_period": GRACE_SECONDS,
+        "failed_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+    }
+    try:
+        return RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **heartbeat)
+    except Exception as exc:  # SQLAlchemy / driver errors: say which storage and why, in one line
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StudyError(f"--storage {storage}: cannot open ({reason})") from exc

@@ -1,0 +1,242 @@
+"""One trial, start to finish: choose the architecture, measure what is cheap, check constraints,
+reuse an identical result, train with multi-objective early stopping, record everything.
+
+A trial's architecture comes from, in order: an enqueued paper preset (`preset` user attribute), a
+promoted config (`config`), or the search space.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from objectives import LatencyProtocol, count_parameters, describe, measure_latency
+from search_space import DecoderConfig, architecture_hash, config_from_dict, config_to_dict, preset, summarize
+from trainer.data import TokenizedData
+from trainer.loop import Progress, TrainingError, TrainingRecipe
+from trainer.run import initialised_model, run_training
+
+from .settings import QUALITY_OBJECTIVES, StudySettings
+from .space import SearchSpace
+
+CONSTRAINTS = {"max_params": "params", "max_flops": "flops_per_token", "max_latency_ms": "latency_ms"}
+DEFAULT_RUNGS = (1 / 3, 2 / 3)
+DEFAULT_PRUNE_MARGIN = 0.05  # nats: well above seed noise, so a pruned trial was really behind
+RUNG_SMOOTHING_REPORTS = 3  # a rung's loss is the mean of the last few progress reports
+
+
+class Reporter(Protocol):
+    def trial_started(self, trial: optuna.Trial, summary: str, steps: int) -> None: ...
+    def progress(self, progress: Progress) -> None: ...
+    def trial_finished(self, trial: FrozenTrial) -> None: ...
+
+
+class SilentReporter:
+    def trial_started(self, trial: optuna.Trial, summary: str, steps: int) -> None:
+        pass
+
+    def progress(self, progress: Progress) -> None:
+        pass
+
+    def trial_finished(self, trial: FrozenTrial) -> None:
+        pass
+
+
+@dataclass
+class TrialContext:
+    study: optuna.Study
+    settings: StudySettings
+    space: SearchSpace
+    data: TokenizedData
+    device: torch.device
+    checkpoint_dir: Path | None = None  # where trial weights are kept, if they are
+    reporter: Reporter = field(default_factory=SilentReporter)
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version(), "torch": torch.__version__, "optuna": optuna.__version__}
+    try:
+        found["decoder-nas"] = version("decoder-nas")
+    except PackageNotFoundError:
+        pass
+    return found
+
+
+def config_for_trial(trial: optuna.Trial, context: TrialContext) -> DecoderConfig:
+    attrs, settings = trial.user_attrs, context.settings
+    vocab = context.data.vocab_size
+    if "preset" in attrs:
+        return preset(attrs["preset"], vocab_size=vocab, block_size=settings.block_size, **settings.preset_shape)
+    if "config" in attrs:
+        return config_from_dict(attrs["config"]).replace(vocab_size=vocab, block_size=settings.block_size)
+    return context.space.sample(trial, vocab, settings.block_size)
+
+
+def run_trial(context: TrialContext) -> FrozenTrial:
+    """Run one trial through Study.optimize, which brings Optuna's heartbeat and stale-trial retry on
+    RDB storage, records pruned and failed trials, and lets the study go on after a failure."""
+
+    def objective(trial: optuna.Trial) -> list[float]:
+        try:
+            return _evaluate(trial, context)
+        except optuna.TrialPruned as reason:
+            trial.set_user_attr("pruned_reason", str(reason))
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted by the user")
+            raise
+        except Exception as exc:
+            trial.set_user_attr("fail_reason", _failure_reason(exc))
+            raise
+        finally:
+            if context.device.type == "cuda":
+                torch.cuda.empty_cache()  # the next trial starts with the memory this one held
+
+    finished: list[FrozenTrial] = []
+
+    def record(study: optuna.Study, trial: FrozenTrial) -> None:
+        finished.append(trial)
+        context.reporter.trial_finished(trial)
+
+    context.study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True, callbacks=[record])
+    return finished[0]
+
+
+def _failure_reason(exc: BaseException) -> str:
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return "out of memory: " + str(exc).splitlines()[0]
+    if isinstance(exc, TrainingError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _evaluate(trial: optuna.Trial, context: TrialContext) -> list[float]:
+    settings = context.settings
+    config = config_for_trial(trial, context)
+    arch_hash = architecture_hash(config)
+    record: dict[str, Any] = {
+        "config": config_to_dict(config),
+        "arch_hash": arch_hash,
+        "summary": summarize(config),
+        "steps": settings.steps,
+        "device": str(context.device),
+        "versions": versions(),
+    }
+    for key, value in record.items():
+        trial.set_user_attr(key, value)
+    context.reporter.trial_started(trial, record["summary"], settings.steps)
+
+    reused = _completed_twin(context.study, arch_hash, trial.number)
+    if reused is not None:
+        trial.set_user_attr("reused_from", reused.number)
+        for key, value in reused.user_attrs.items():
+            if key not in record and key not in ("preset", "config", "checkpoint"):
+                trial.set_user_attr(key, value)
+        return _objective_values(reused.user_attrs, settings)
+
+    recipe = TrainingRecipe(**settings.recipe)
+    model = initialised_model(config, recipe.seed).to(context.device)
+    measures = _static_measures(config, model, settings)
+    for key, value in measures.items():
+        trial.set_user_attr(key, value)
+    _check_constraints(trial, measures, settings)
+
+    out_dir = context.checkpoint_dir / f"trial-{trial.number}" if context.checkpoint_dir else None
+    report = run_training(config, context.data, recipe, str(context.device), out_dir,
+                          _RungPruner(trial, context, measures), model=model)
+    metrics = report.metrics()
+    for key in ("val_loss", "val_perplexity", "val_accuracy", "tokens_per_second", "train_seconds", "tokens"):
+        trial.set_user_attr(key, metrics[key])
+    trial.set_user_attr("loss_curve", report.result.loss_curve)
+    if report.checkpoint is not None:
+        trial.set_user_attr("checkpoint", str(report.checkpoint))
+    return _objective_values({**measures, **metrics}, settings)
+
+
+def _static_measures(config: DecoderConfig, model: torch.nn.Module, settings: StudySettings) -> dict[str, Any]:
+    description = describe(config)
+    latency = measure_latency(model, LatencyProtocol(**settings.latency))
+    return {
+        "params": count_parameters(model).total,
+        "non_embedding_params": description.non_embedding_params,
+        "flops_per_token": description.flops_per_token,
+        "latency_ms": latency.median_ms,
+        "latency_p10_ms": latency.p10_ms,
+        "latency_p90_ms": latency.p90_ms,
+    }
+
+
+def _check_constraints(trial: optuna.Trial, measures: dict[str, Any], settings: StudySettings) -> None:
+    """Cheap measures decide feasibility before any training is spent."""
+    violations = []
+    for name, limit in settings.constraints.items():
+        excess = measures[CONSTRAINTS[name]] - limit
+        trial.set_constraint(name, excess)
+        if excess > 0:
+            violations.append(f"{CONSTRAINTS[name]} {measures[CONSTRAINTS[name]]:,.6g} > {name} {limit:,.6g}")
+    if violations:
+        trial.set_user_attr("infeasible", True)
+        raise optuna.TrialPruned("infeasible: " + "; ".join(violations))
+
+
+def _objective_values(metrics: dict[str, Any], settings: StudySettings) -> list[float]:
+    return [float(metrics[name]) for name in settings.objectives]
+
+
+def _completed_twin(study: optuna.Study, arch_hash: str, number: int) -> FrozenTrial | None:
+    """A complete trial of the same architecture at the same budget (one study = one budget)."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if trial.number != number and trial.user_attrs.get("arch_hash") == arch_hash:
+            return trial
+    return None
+
+
+class _RungPruner:
+    """Early stopping that never kills a cheap model just for its higher loss.
+
+    At each rung (a fraction of the steps) the trial records its smoothed training loss. It stops
+    only if another trial at the same rung is at least as cheap on every cost objective and lower
+    in loss by more than the margin: it is dominated on (loss so far, cost).
+    """
+
+    def __init__(self, trial: optuna.Trial, context: TrialContext, measures: dict[str, Any]):
+        self.trial, self.context, self.measures = trial, context, measures
+        pruning, steps = context.settings.pruning, context.settings.steps
+        self.rungs = sorted({max(1, int(f * steps)) for f in pruning.get("rungs", DEFAULT_RUNGS)} - {steps})
+        self.margin = float(pruning.get("margin", DEFAULT_PRUNE_MARGIN))
+        self.costs = [n for n in context.settings.objectives if n not in QUALITY_OBJECTIVES]  # all minimised
+        self.recent: list[float] = []
+
+    def __call__(self, progress: Progress) -> None:
+        self.context.reporter.progress(progress)
+        self.recent = (self.recent + [progress.loss])[-RUNG_SMOOTHING_REPORTS:]
+        while self.rungs and progress.step >= self.rungs[0]:
+            rung = self.rungs.pop(0)
+            loss = sum(self.recent) / len(self.recent)
+            self.trial.set_user_attr(f"rung_{rung}", loss)
+            # The paper presets are the reference points of every front: they always finish.
+            dominator = None if "preset" in self.trial.user_attrs else self._dominator(rung, loss)
+            if dominator is not None:
+                raise optuna.TrialPruned(
+                    f"dominated at step {rung}: loss {loss:.3f} vs trial {dominator.number}'s "
+                    f"{dominator.user_attrs[f'rung_{rung}']:.3f} at no greater cost")
+
+    def _dominator(self, rung: int, loss: float) -> FrozenTrial | None:
+        key = f"rung_{rung}"
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+        for other in self.context.study.get_trials(deepcopy=False, states=states):
+            attrs = other.user_attrs
+            if other.number == self.trial.number or key not in attrs:
+                continue
+            cheaper = all(attrs.get(cost, float("inf")) <= self.measures[cost] for cost in self.costs)
+            if cheaper and attrs[key] <= loss - self.margin:
+                return other
+        return None

@@ -1,0 +1,159 @@
+"""Run folders (save, load, resume) and KV-cached generation from them, on tiny models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import trainer.generate
+from search_space import DecoderConfig, build_decoder, preset
+from trainer.checkpoint import load_checkpoint, save_checkpoint
+from trainer.data import DataError, TokenizedData, prepare_data
+from trainer.generate import generate
+from trainer.loop import Progress, TrainingRecipe, evaluate
+from trainer.run import RunReport, resume_training, run_training
+from trainer.tokenizers import CharTokenizer, TokenizerError
+
+TEXT = "".join(f"{i} little pigs, {i} big bad wolves.\n" for i in range(120))  # ~4 kB
+STEPS = 10
+RECIPE = TrainingRecipe(steps=STEPS, batch_size=4, lr=1e-2, warmup_steps=2, eval_windows=16, report_every=5)
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    path = tmp_path / "corpus.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def data(corpus: Path, cache: Path) -> TokenizedData:
+    return prepare_data(str(corpus), "char", cache_dir=cache)
+
+
+@pytest.fixture
+def run(tmp_path: Path, data: TokenizedData) -> RunReport:
+    """STEPS steps of a tiny gpt, checkpointed to tmp_path/run."""
+    config = preset("gpt", n_layer=2, n_head=2, d_model=32, block_size=16)
+    return run_training(config, data, RECIPE, "cpu", tmp_path / "run")
+
+
+def test_save_and_load_give_identical_logits_and_tokenizer(tmp_path: Path, tiny_config: DecoderConfig) -> None:
+    torch.manual_seed(0)
+    model = build_decoder(tiny_config)  # towers, conv and linear reductions: every kind of weight
+    tokenizer = CharTokenizer("abcdefghijklmnopq")
+    save_checkpoint(tmp_path / "ckpt", model, tokenizer, RECIPE, {"step": 3})
+    loaded = load_checkpoint(tmp_path / "ckpt")
+    idx = torch.randint(tiny_config.vocab_size, (2, tiny_config.block_size))
+    model.eval()
+    loaded.model.eval()
+    assert torch.equal(loaded.model(idx), model(idx))
+    assert loaded.config == tiny_config and loaded.recipe == RECIPE and loaded.record == {"step": 3}
+    assert loaded.tokenizer.encode("cabbage") == tokenizer.encode("cabbage")
+    assert loaded.tokenizer.decode(tokenizer.encode("cabbage")) == "cabbage"
+
+
+def test_a_trained_run_folder_holds_the_trained_model(run: RunReport, data: TokenizedData) -> None:
+    checkpoint = load_checkpoint(run.checkpoint)
+    assert checkpoint.record["step"] == STEPS and len(checkpoint.record["loss_curve"]) == STEPS
+    assert checkpoint.record["content_hash"] == data.content_hash
+    assert checkpoint.config.vocab_size == data.vocab_size  # the tokenizer's, not the preset's 50304
+    assert checkpoint.tokenizer.encode(TEXT[:50]) == data.tokenizer.encode(TEXT[:50])
+    # Re-scoring the saved weights reproduces the metric recorded at the end of training.
+    rescored = evaluate(checkpoint.model, data.val, RECIPE.eval_windows, RECIPE.seed, torch.device("cpu"))
+    assert rescored.loss == pytest.approx(checkpoint.record["metrics"]["val_loss"], rel=1e-6)
+
+
+def test_resume_continues_from_the_saved_step(run: RunReport, cache: Path) -> None:
+    seen: list[Progress] = []
+    resumed = resume_training(run.checkpoint, steps=STEPS + 5, device="cpu", on_progress=seen.append, cache_dir=cache)
+    result = resumed.result
+    assert result.steps == STEPS + 5 and len(result.loss_curve) == STEPS + 5
+    assert result.loss_curve[:STEPS] == run.result.loss_curve
+    assert result.tokens == 5 * RECIPE.batch_size * 16  # this session's tokens, so tokens/s is this session's
+    assert [p.step for p in seen] == [STEPS + 5] and seen[-1].tokens == result.tokens
+    record = json.loads((run.checkpoint / "run.json").read_text())
+    assert record["step"] == STEPS + 5 and record["recipe"]["steps"] == STEPS + 5
+    assert record["metrics"]["val_loss"] == result.evaluation.loss
+    # The AdamW state came along: its step counter continues rather than restarting at 0.
+    optimizer_state = torch.load(run.checkpoint / "optimizer.pt", weights_only=True)
+    assert all(state["step"] == STEPS + 5 for state in optimizer_state["state"].values())
+
+
+def test_resume_refuses_a_finished_run(run: RunReport, cache: Path) -> None:
+    with pytest.raises(DataError, match=f"already trained {STEPS} of {STEPS} steps"):
+        resume_training(run.checkpoint, device="cpu", cache_dir=cache)
+
+
+def test_resume_refuses_a_changed_corpus(run: RunReport, corpus: Path, cache: Path) -> None:
+    corpus.write_text(TEXT.replace("wolves", "wolfs"), encoding="utf-8")
+    with pytest.raises(DataError, match="the corpus changed"):
+        resume_training(run.checkpoint, steps=STEPS + 5, device="cpu", cache_dir=cache)
+
+
+def test_loading_a_folder_that_is_no_checkpoint_is_a_data_error(tmp_path: Path) -> None:
+    (tmp_path / "run.json").write_text("{}")
+    with pytest.raises(DataError, match="not a decoder-nas checkpoint"):
+        load_checkpoint(tmp_path)
+
+
+def test_generation_is_reproducible_by_seed(run: RunReport) -> None:
+    checkpoint = load_checkpoint(run.checkpoint)
+
+    def sample(seed: int) -> str:
+        return generate(checkpoint.model, checkpoint.tokenizer, "3 little", 30, temperature=1.0, top_k=None,
+                        seed=seed).text
+
+    first = sample(0)
+    assert first.startswith("3 little") and len(first) == len("3 little") + 30
+    assert sample(0) == first
+    assert sample(1) != first
+
+
+@pytest.mark.parametrize("shape", ["gpt", "tiny_config"])
+def test_cached_generation_matches_rerunning_the_whole_context(
+    shape: str, tiny_config: DecoderConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = preset("gpt", vocab_size=17, n_layer=2, n_head=2, d_model=32, block_size=16) if shape == "gpt" else tiny_config
+    torch.manual_seed(0)
+    model = build_decoder(config)
+    with torch.no_grad():
+        model.head.weight.mul_(50)  # well-separated logits, so greedy choices are no near-ties
+    seen_logits: list[torch.Tensor] = []
+
+    def recording_sample(logits: torch.Tensor, *args: object) -> int:
+        seen_logits.append(logits.clone())
+        return int(logits.argmax())
+
+    monkeypatch.setattr(trainer.generate, "_sample", recording_sample)
+    prompt = "abcde"
+    tokenizer = CharTokenizer("abcdefghijklmnopq")
+    new_tokens = generate(model, tokenizer, prompt, max_new_tokens=40, top_k=1, seed=0).new_tokens
+
+    # The reference: no cache, the whole current context through the model at every step. Like
+    # generate, once the context would outgrow block_size it restarts from its last half.
+    block = config.block_size
+    sequence, start = tokenizer.encode(prompt), 0
+    for step, token in enumerate(new_tokens):
+        with torch.no_grad():
+            expected = model(torch.tensor([sequence[start:]]))[0, -1]
+        torch.testing.assert_close(seen_logits[step], expected, atol=1e-4, rtol=1e-4, msg=f"step {step}")
+        assert token == int(expected.argmax())
+        sequence.append(token)
+        if len(sequence) - start > block:
+            start = len(sequence) - block // 2
+    assert len(sequence) > 2 * block  # the cache was rebuilt more than once
+
+
+def test_generation_rejects_nonsense_settings(run: RunReport) -> None:
+    checkpoint = load_checkpoint(run.checkpoint)
+    with pytest.raises(TokenizerError, match="max_new_tokens"):
+        generate(checkpoint.model, checkpoint.tokenizer, "1", max_new_tokens=0)

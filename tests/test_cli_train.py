@@ -1,0 +1,107 @@
+"""`decoder-nas train` and `generate` end to end, on a tiny model and a corpus each test writes itself."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import huggingface_hub
+import pytest
+
+from studies.cli import main
+
+TEXT = "".join(f"Verse {i}: the rain in Spain stays mainly in the plain.\n" for i in range(80))  # ~4.6 kB
+TINY = ["--preset", "gpt", "--n-layer", "2", "--n-head", "2", "--d-model", "32", "--block-size", "16"]
+QUICK = ["--steps", "20", "--batch-size", "4", "--eval-windows", "8"]
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Token caches go to tmp_path, never to the real home cache."""
+    monkeypatch.setenv("DECODER_NAS_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    path = tmp_path / "corpus.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return path
+
+
+def last_json_line(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def test_train_json_reports_the_metrics_and_leaves_a_checkpoint(
+    tmp_path: Path, corpus: Path, cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", *TINY, "--data", str(corpus), *QUICK, "--json", "--out", str(tmp_path / "run")]) == 0
+    out, err = capsys.readouterr()
+    summary = last_json_line(out)
+    assert summary["steps"] == 20 and summary["tokens"] == 20 * 4 * 16
+    assert 0.0 < summary["val_loss"] < 10 and 0.0 <= summary["val_accuracy"] <= 1.0
+    assert summary["tokens_per_second"] > 0 and summary["wall_seconds"] > 0
+    assert summary["params"] > 0 and summary["flops_per_token"] > 0
+    assert summary["checkpoint"] == str(tmp_path / "run") and (tmp_path / "run" / "model.safetensors").is_file()
+    assert "vocab_size 50304 in the config replaced by the tokenizer's" in err
+    assert any((cache / "tokens").iterdir())  # the token cache honoured DECODER_NAS_CACHE
+
+
+def test_train_resume_then_generate(
+    tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--data", str(corpus), *QUICK, "--json", "--out", str(run)]) == 0
+    capsys.readouterr()
+
+    assert main(["train", "--resume", str(run), "--steps", "30", "--json"]) == 0
+    resumed = last_json_line(capsys.readouterr().out)
+    assert resumed["steps"] == 30 and resumed["tokens"] == 10 * 4 * 16
+    assert json.loads((run / "run.json").read_text())["step"] == 30
+
+    generate = ["generate", str(run), "--prompt", "Verse", "--max-new-tokens", "5", "--seed", "0"]
+    assert main(generate) == 0
+    out, err = capsys.readouterr()
+    text = out.rstrip("\n")
+    assert text.startswith("Verse") and len(text) == len("Verse") + 5
+    assert "5 tokens" in err and "ms per token" in err
+    assert main(generate) == 0
+    assert capsys.readouterr().out.rstrip("\n") == text  # the seed fixes the sample
+
+
+def write(path: Path, text: str) -> str:
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("missing", "does not exist"),
+    ("empty", "is empty"),
+    ("too short", "needs at least 65"),
+    ("unknown tokenizer", "unknown tokenizer 'no-such-org/no-such-tokenizer'"),
+    ("negative steps", "steps: -1 must be at least 1"),
+])
+def test_train_errors_are_one_line_with_exit_code_2(
+    case: str, fragment: str, tmp_path: Path, corpus: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # huggingface_hub reads HF_HUB_OFFLINE at import, so the env var alone would be too late here.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    data, extra = str(corpus), list(QUICK)
+    if case == "missing":
+        data = str(tmp_path / "nowhere.txt")
+    elif case == "empty":
+        data = write(tmp_path / "empty.txt", "")
+    elif case == "too short":
+        data = write(tmp_path / "short.txt", "x" * 60)
+        extra += ["--block-size", "64"]
+    elif case == "unknown tokenizer":
+        extra += ["--tokenizer", "no-such-org/no-such-tokenizer"]
+    else:
+        extra = ["--steps", "-1"]
+    assert main(["train", *TINY, "--data", data, *extra]) == 2
+    err = capsys.readouterr().err
+    # The error is the last line; before it may come `datasets`' own progress lines on loading the corpus.
+    error = err.rstrip("\n").split("\n")[-1]
+    assert error.startswith("decoder-nas train: error:") and fragment in error and "Traceback" not in err
