@@ -12,7 +12,7 @@ from typing import Sequence
 import optuna
 from rich.console import Console
 
-from .commands import front, model, study  # noqa: F401  (importing a module registers its commands)
+from .commands import evidence, front, model, study  # noqa: F401  (importing a module registers its commands)
 from .errors import USER_ERRORS
 from .registry import COMMANDS
 

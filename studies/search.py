@@ -45,7 +45,7 @@ def open_study(name: str, storage: str | None, settings: StudySettings | None,
 
     With settings=None the study must exist (pareto, export, promote read it as it is).
     """
-    backend = open_storage(storage)
+    backend = open_storage(storage, create=settings is not None)
     if settings is None:
         study = load_existing(name, backend)
         return study, read_settings(study)

@@ -154,4 +154,7 @@ def load_space(path: str | Path | None = None) -> SearchSpace:
             if d_model % n_head:
                 raise StudyError(f"{where}: d_model {d_model} is not divisible by n_head {n_head}; "
                                  "every pair of choices must be buildable")
+            if d_model // n_head < space.min_head_dim:
+                raise StudyError(f"{where}: d_model {d_model} with n_head {n_head} gives {d_model // n_head} "
+                                 f"channels per head, below min_head_dim {space.min_head_dim}")
     return space

@@ -9,7 +9,12 @@
 
 from __future__ import annotations
 
+import itertools
+import os
+import random
 import re
+import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -19,9 +24,11 @@ from optuna.storages.journal import JournalFileBackend
 from .errors import StudyError
 
 DEFAULT_STORAGE = "decoder-nas.journal"
-HEARTBEAT_SECONDS = 30
-GRACE_SECONDS = 120
+# A worker that misses heartbeats for GRACE seconds is dead: its trial fails and is retried.
+HEARTBEAT_SECONDS = int(os.environ.get("DECODER_NAS_HEARTBEAT_SECONDS", 30))
+GRACE_SECONDS = int(os.environ.get("DECODER_NAS_GRACE_SECONDS", 120))
 MAX_RETRY = 2
+SCHEMA_ATTEMPTS = 5
 _URL = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://")
 _RDB_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2", "mysql", "mysql+pymysql")
 
@@ -30,12 +37,15 @@ def is_journal(storage: str) -> bool:
     return _URL.match(storage) is None
 
 
-def open_storage(storage: str | None) -> optuna.storages.BaseStorage:
-    """`storage` as described above; anything else is a StudyError naming what is accepted."""
+def open_storage(storage: str | None, create: bool = True) -> optuna.storages.BaseStorage:
+    """`storage` as described above; anything else is a StudyError naming what is accepted.
+    With create=False (commands that only read) a journal file that does not exist is an error."""
     storage = storage or DEFAULT_STORAGE
     match = _URL.match(storage)
     if match is None:
         path = Path(storage)
+        if not create and not path.is_file():
+            raise StudyError(f"--storage {storage}: no such journal file (run `decoder-nas search` to create a study)")
         if path.is_dir():
             raise StudyError(f"--storage {storage}: is a folder; give a journal file path such as {path / DEFAULT_STORAGE}")
         if not path.parent.exists():
@@ -49,10 +59,18 @@ def open_storage(storage: str | None) -> optuna.storages.BaseStorage:
     heartbeat = {} if scheme == "sqlite" else {
         "heartbeat_interval": HEARTBEAT_SECONDS,
         "grace_period": GRACE_SECONDS,
-        "failed_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+        "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
     }
-    try:
-        return RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **heartbeat)
-    except Exception as exc:  # SQLAlchemy / driver errors: say which storage and why, in one line
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StudyError(f"--storage {storage}: cannot open ({reason})") from exc
+    # Workers started together race to create the schema of a fresh database; the losers retry.
+    for attempt in itertools.count(1):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **heartbeat)
+        except Exception as exc:  # SQLAlchemy / driver errors: say which storage and why, in one line
+            racing = "already exists" in str(exc) or "duplicate key" in str(exc)
+            if racing and attempt < SCHEMA_ATTEMPTS:
+                time.sleep(0.2 + random.random())
+                continue
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StudyError(f"--storage {storage}: cannot open ({reason})") from exc

@@ -222,8 +222,10 @@ class _RungPruner:
             rung = self.rungs.pop(0)
             loss = sum(self.recent) / len(self.recent)
             self.trial.set_user_attr(f"rung_{rung}", loss)
-            # The paper presets are the reference points of every front: they always finish.
-            dominator = None if "preset" in self.trial.user_attrs else self._dominator(rung, loss)
+            # Presets (the reference points) and promoted trials (the front being retrained) always
+            # finish; early stopping is for sampled architectures only.
+            protected = "preset" in self.trial.user_attrs or "promoted_from" in self.trial.user_attrs
+            dominator = None if protected else self._dominator(rung, loss)
             if dominator is not None:
                 raise optuna.TrialPruned(
                     f"dominated at step {rung}: loss {loss:.3f} vs trial {dominator.number}'s "

@@ -17,7 +17,7 @@ from search_space import config_from_dict, save_config
 from ..errors import StudyError
 from ..front import PICKS, front_trials, hypervolume_history, normaliser_for, pick, study_at_budget
 from ..registry import command
-from ..settings import read_settings
+from ..settings import SETTINGS_KEY, read_settings
 from ..storage import open_storage
 from ..views import front_table
 from .study import add_study_arguments
@@ -42,7 +42,7 @@ def front_records(front: list[optuna.trial.FrozenTrial], steps: int) -> list[dic
 
 
 def run_pareto(args: argparse.Namespace, console: Console) -> None:
-    study, settings = study_at_budget(args.study, open_storage(args.storage), args.steps)
+    study, settings = study_at_budget(args.study, open_storage(args.storage, create=False), args.steps)
     front = front_trials(study, settings)
     if args.json:
         print(json.dumps(front_records(front, settings.steps)))
@@ -72,7 +72,7 @@ def export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace, console: Console) -> None:
-    study, settings = study_at_budget(args.study, open_storage(args.storage), args.steps)
+    study, settings = study_at_budget(args.study, open_storage(args.storage, create=False), args.steps)
     if args.trial is not None:
         matches = [t for t in study.get_trials(deepcopy=False) if t.number == args.trial]
         if not matches:
@@ -111,7 +111,7 @@ def dashboard_arguments(parser: argparse.ArgumentParser) -> None:
 def run_dashboard(args: argparse.Namespace, console: Console) -> None:
     from optuna_dashboard import run_server
 
-    storage = open_storage(args.storage)
+    storage = open_storage(args.storage, create=False)
     console.print(f"optuna-dashboard on http://{args.host}:{args.port} for {args.storage} (Ctrl-C stops)")
     run_server(storage, host=args.host, port=args.port)
 
@@ -125,7 +125,7 @@ def studies_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_studies(args: argparse.Namespace, console: Console) -> None:
-    storage = open_storage(args.storage)
+    storage = open_storage(args.storage, create=False)
     if args.delete:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         if args.delete not in names:
@@ -136,11 +136,14 @@ def run_studies(args: argparse.Namespace, console: Console) -> None:
     rows = []
     for summary in optuna.get_all_study_summaries(storage):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        settings = read_settings(study, wait_seconds=0)
         states = [t.state for t in study.get_trials(deepcopy=False)]
-        rows.append({"study": summary.study_name, "trials": len(states),
-                     "complete": states.count(TrialState.COMPLETE), "front": len(front_trials(study, settings)),
-                     "steps": settings.steps, "objectives": list(settings.objectives), "data": settings.data})
+        row = {"study": summary.study_name, "trials": len(states), "complete": states.count(TrialState.COMPLETE),
+               "front": None, "steps": None, "objectives": [], "data": "(not a decoder-nas study)"}
+        if SETTINGS_KEY in study.user_attrs:
+            settings = read_settings(study)
+            row.update(front=len(front_trials(study, settings)), steps=settings.steps,
+                       objectives=list(settings.objectives), data=settings.data)
+        rows.append(row)
     if args.json:
         print(json.dumps(rows))
         return

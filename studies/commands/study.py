@@ -111,8 +111,12 @@ def requested_settings(args: argparse.Namespace, base: StudySettings | None) -> 
         explicit["latency"] = {**(base.latency if base else LatencyProtocol().to_dict()), "mode": args.latency_mode}
     pruning = {}
     if args.rungs is not None:
+        if any(not 0 < rung < 1 for rung in args.rungs):
+            raise StudyError(f"--rungs: {args.rungs} must be fractions of the steps, between 0 and 1")
         pruning["rungs"] = args.rungs
     if args.prune_margin is not None:
+        if args.prune_margin < 0:
+            raise StudyError(f"--prune-margin: {args.prune_margin} must not be negative")
         pruning["margin"] = args.prune_margin
     if pruning:
         explicit["pruning"] = {**(base.pruning if base else _default_pruning()), **pruning}
@@ -162,10 +166,11 @@ def run_search(args: argparse.Namespace, console: Console) -> None:
 
     console.print(front_table(front_trials(study, settings), settings, title=f"Pareto front of {study.study_name!r} "
                               f"({settings.steps} steps, {count_complete(study)} complete trials)"))
-    console.print(f"Scale up: more trials with `decoder-nas search --study {args.study} --storage {args.storage} "
-                  "--trials N`, other machines with `decoder-nas worker` on a postgresql:// storage, longer "
-                  "training of the front with `decoder-nas promote --steps 2000`; pick one with "
-                  "`decoder-nas export --pick knee -o best.yaml`.")
+    where = f"--study {args.study} --storage {args.storage}"
+    console.print(f"Next: more trials with `decoder-nas search {where} --trials N`; other machines with "
+                  f"`decoder-nas worker {where}` on a postgresql:// storage; the front retrained longer with "
+                  f"`decoder-nas promote {where} --steps 2000`; see it with `decoder-nas pareto {where} --html "
+                  f"front.html`; take one with `decoder-nas export {where} --pick knee -o best.yaml`.")
 
 
 def _promote_and_run(args: argparse.Namespace, steps: int, data: Any, device: Any,

@@ -1,0 +1,127 @@
+"""Helpers for the study tests: a tiny corpus, a tiny search space and the argv of a tiny study.
+
+Every study here trains 12 steps of a 1-2 layer, 16-32 wide decoder on a few kB of text, so a trial
+takes a fraction of a second on a laptop CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import datasets
+import torch
+import yaml
+
+from studies.cli import main
+
+TEXT = "".join(f"Verse {i}: the rain in Spain stays mainly in the plain.\n" for i in range(80))  # ~4.6 kB
+
+TINY_SPACE: dict[str, Any] = {
+    "n_layer": {"low": 1, "high": 2},
+    "d_model": [16, 32],
+    "n_head": [2],
+    "mlp_ratio": [2],
+    "layout": ["sequential", "parallel"],
+    "reduction": ["none", "linear", "conv"],
+    "conv_kernel": [1, 3],
+    "reduce_every": {"low": 1, "high": 2},
+    "reduce_factor": [0.5],
+    "towers": [1, 2],
+    "min_head_dim": 4,
+}
+# A space holding exactly one architecture: every choice fixed.
+SINGLE_SPACE: dict[str, Any] = {
+    **TINY_SPACE, "n_layer": {"low": 1, "high": 1}, "d_model": [16], "layout": ["sequential"],
+    "reduction": ["none"], "conv_kernel": [1], "reduce_every": {"low": 1, "high": 1}, "towers": [1],
+}
+
+SHAPE = ["--block-size", "16", "--n-layer", "2", "--n-head", "2", "--d-model", "16"]
+STEPS = 12
+RECIPE = ["--steps", str(STEPS), "--batch-size", "4", "--eval-windows", "4", "--warmup-steps", "2"]
+PRESET_NAMES = ["gpt", "pgpt", "lgpt", "cgpt"]
+
+
+@dataclass
+class Tiny:
+    """The files of one tiny study: corpus, space, storage."""
+
+    root: Path
+    corpus: Path
+    space: Path
+    storage: Path
+    study: str = "tiny"
+
+    def study_flags(self, study: str | None = None) -> list[str]:
+        return ["--study", study or self.study, "--storage", str(self.storage)]
+
+    def argv(self, command: str = "search", *extra: str, study: str | None = None) -> list[str]:
+        """search/worker argv: study, data, space, preset shape and recipe of the tiny study."""
+        return [command, *self.study_flags(study), "--data", str(self.corpus), "--space", str(self.space),
+                *SHAPE, *RECIPE, "--device", "cpu", *extra]
+
+    def copy(self, root: Path) -> Tiny:
+        """The same files under `root` (the journal copied): a study a test may change freely."""
+        root.mkdir(parents=True, exist_ok=True)
+        storage = root / self.storage.name
+        shutil.copyfile(self.storage, storage)
+        return Tiny(root, self.corpus, self.space, storage, self.study)
+
+
+def make_tiny(root: Path, space: dict[str, Any] | None = None) -> Tiny:
+    root.mkdir(parents=True, exist_ok=True)
+    corpus = root / "corpus.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    space_file = root / "space.yaml"
+    space_file.write_text(yaml.safe_dump(space or TINY_SPACE), encoding="utf-8")
+    return Tiny(root, corpus, space_file, root / "s.journal")
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def cli(*argv: str) -> Result:
+    """Run the CLI in-process, capturing stdout and stderr (for fixtures, where capsys is not available)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def assert_one_line_error(result_or_err: Result | str, command: str, *fragments: str) -> str:
+    """The error contract: one line on stderr, `decoder-nas COMMAND: error: ...`, no traceback."""
+    err = result_or_err.err if isinstance(result_or_err, Result) else result_or_err
+    if isinstance(result_or_err, Result):
+        assert result_or_err.code == 2, result_or_err
+    assert "Traceback" not in err
+    lines = err.rstrip("\n").split("\n")
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"decoder-nas {command}: error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, err)
+    return lines[0]
+
+
+@contextlib.contextmanager
+def quiet_datasets() -> Iterator[None]:
+    """`datasets` prints a progress line each time it reads the corpus: off, so an error is all of stderr.
+
+    Also one torch thread: these models are tiny, and on a busy machine intra-op threads only wait
+    for each other (a 6-trial study took 15x longer with the default thread count).
+    """
+    threads = torch.get_num_threads()
+    datasets.disable_progress_bars()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        datasets.enable_progress_bars()
+        torch.set_num_threads(threads)

@@ -1,0 +1,187 @@
+"""Many workers, crashes and resumes, on PostgreSQL and on a journal file: nothing finished is lost.
+
+The PostgreSQL tests need a server: DECODER_NAS_TEST_POSTGRES holds its URL (.ci/run starts one).
+Without it they skip, unless DECODER_NAS_REQUIRE_POSTGRES=1, which makes the skip a failure, so CI
+can never pass without them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from studies.cli import main
+
+pytestmark = pytest.mark.slow
+
+TINY_SPACE = """\
+n_layer: {low: 1, high: 2}
+d_model: [16, 32]
+n_head: [2]
+mlp_ratio: [2]
+layout: [sequential, parallel]
+reduction: [none, linear, conv]
+conv_kernel: [1, 3]
+reduce_every: {low: 1, high: 2}
+reduce_factor: [0.5]
+towers: [1, 2]
+min_head_dim: 4
+"""
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> str:
+    url = os.environ.get("DECODER_NAS_TEST_POSTGRES")
+    if not url:
+        if os.environ.get("DECODER_NAS_REQUIRE_POSTGRES") == "1":
+            pytest.fail("DECODER_NAS_REQUIRE_POSTGRES=1 but DECODER_NAS_TEST_POSTGRES is not set")
+        pytest.skip("no PostgreSQL server (set DECODER_NAS_TEST_POSTGRES, as .ci/run does)")
+    return url
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DECODER_NAS_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "corpus.txt").write_text("".join(f"line {i}: the quick brown fox jumps over the lazy dog.\n"
+                                                 for i in range(400)))
+    (tmp_path / "space.yaml").write_text(TINY_SPACE)
+    return tmp_path
+
+
+def study_args(workdir: Path, storage: str, study: str, steps: int = 12) -> list[str]:
+    return ["--study", study, "--storage", storage, "--space", str(workdir / "space.yaml"),
+            "--data", str(workdir / "corpus.txt"), "--block-size", "16", "--n-layer", "2", "--n-head", "2",
+            "--d-model", "16", "--steps", str(steps), "--batch-size", "4", "--eval-windows", "4",
+            "--warmup-steps", "2", "--rungs"]  # no early stopping: every trial run completes
+
+
+def spawn_worker(workdir: Path, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    # One thread each: three workers on two cores would otherwise spend their time contending.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "studies.cli", "worker", *args], cwd=workdir, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def load(storage: str, name: str) -> optuna.Study:
+    from studies.storage import open_storage
+
+    return optuna.load_study(study_name=name, storage=open_storage(storage))
+
+
+def storages(workdir: Path, postgres: str | None) -> str:
+    return postgres if postgres else str(workdir / "studies.journal")
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "journal"])
+def test_three_workers_three_trials_each_give_exactly_nine(backend, workdir, request):
+    storage = storages(workdir, request.getfixturevalue("postgres_url") if backend == "postgresql" else None)
+    name = f"concurrent-{uuid.uuid4().hex[:8]}"
+    workers = [spawn_worker(workdir, [*study_args(workdir, storage, name), "--trials", "3"]) for _ in range(3)]
+    for worker in workers:
+        _, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err
+    trials = load(storage, name).get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 9 and len(trials) == 9
+    assert sorted(t.number for t in trials) == list(range(9))
+    # the four presets ran exactly once each, whoever created the study
+    assert sorted(t.user_attrs["preset"] for t in trials if "preset" in t.user_attrs) == sorted(
+        ["gpt", "pgpt", "lgpt", "cgpt"])
+
+
+def _kill_mid_trial(worker: subprocess.Popen, storage: str, name: str) -> int:
+    """Wait until the worker is inside a trial that has started training, then SIGKILL it."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            running = [t for t in load(storage, name).get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                       if "params" in t.user_attrs]  # cheap measures done: training is under way
+        except KeyError:
+            running = []
+        if running:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(timeout=30)
+            return running[0].number
+        assert worker.poll() is None, worker.communicate()[1]
+        time.sleep(0.1)
+    raise AssertionError("the worker never started a trial")
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "journal"])
+def test_a_killed_worker_loses_nothing_and_its_trial_is_retried(backend, workdir, request):
+    storage = storages(workdir, request.getfixturevalue("postgres_url") if backend == "postgresql" else None)
+    name = f"crash-{uuid.uuid4().hex[:8]}"
+    fast_expiry = {"DECODER_NAS_HEARTBEAT_SECONDS": "1", "DECODER_NAS_GRACE_SECONDS": "3",
+                   "DECODER_NAS_LEASE_SECONDS": "3"}
+    # Trials that train for a few seconds (a time budget), so the kill lands mid-training; no presets,
+    # so the retry is the next trial the second worker takes.
+    args = [*study_args(workdir, storage, name, steps=100_000), "--max-seconds", "6", "--no-presets"]
+    first = spawn_worker(workdir, [*args, "--trials", "5"], fast_expiry)
+    killed = _kill_mid_trial(first, storage, name)
+    before = {t.number: t for t in load(storage, name).get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+
+    time.sleep(4)  # past the grace period / lease: the trial's worker is now known dead
+    second = spawn_worker(workdir, [*args, "--trials", "1"], fast_expiry)
+    _, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err
+
+    trials = {t.number: t for t in load(storage, name).get_trials(deepcopy=False)}
+    assert trials[killed].state == TrialState.FAIL
+    for number, trial in before.items():  # every completed trial is intact
+        assert trials[number].state == TrialState.COMPLETE and trials[number].values == trial.values
+    retries = [t for t in trials.values()
+               if t.user_attrs.get("retried_from") == killed or t.system_attrs.get("failed_trial") == killed]
+    assert len(retries) == 1
+    assert retries[0].state == TrialState.COMPLETE
+    assert retries[0].user_attrs["arch_hash"] == trials[killed].user_attrs["arch_hash"]
+    assert sum(t.state == TrialState.COMPLETE for t in trials.values()) == len(before) + 1
+
+
+def test_faults_inside_trials_are_recorded_and_the_study_goes_on(workdir, monkeypatch):
+    """A simulated out-of-memory, an exception in the model: each FAIL with its reason, then the next trial."""
+    import search_space.model as model
+
+    calls = {"n": 0}
+    original = model.Decoder.forward
+
+    def flaky_forward(self, idx, state=None):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        if calls["n"] == 2:
+            raise RuntimeError("a bug in the model")
+        return original(self, idx, state)
+
+    monkeypatch.setattr(model.Decoder, "forward", flaky_forward)
+    storage = str(workdir / "faults.journal")
+    assert main(["search", *study_args(workdir, storage, "faults"), "--trials", "3", "--no-presets",
+                 "--latency-mode", "forward"]) == 0
+    trials = load(storage, "faults").get_trials(deepcopy=False)
+    # latency timing calls forward too; the first two forwards of the whole run fail, in trial 0
+    reasons = [t.user_attrs.get("fail_reason", "") for t in trials if t.state == TrialState.FAIL]
+    assert any(reason.startswith("out of memory") for reason in reasons)
+    assert any("a bug in the model" in reason for reason in reasons)
+    assert trials[-1].state == TrialState.COMPLETE
+
+
+def test_determinism_same_config_data_seed_same_val_loss(workdir, capsys):
+    argv = ["train", "--preset", "lgpt", "--n-layer", "2", "--n-head", "2", "--d-model", "16",
+            "--block-size", "16", "--data", str(workdir / "corpus.txt"), "--steps", "15", "--batch-size", "4",
+            "--eval-windows", "8", "--json"]
+    results = []
+    for _ in range(2):
+        assert main(argv) == 0
+        results.append(capsys.readouterr().out.strip().splitlines()[-1])
+    import json
+
+    assert json.loads(results[0])["val_loss"] == json.loads(results[1])["val_loss"]

@@ -1,0 +1,128 @@
+"""The search space YAML: loading, validation errors, and sampling that always gives a valid decoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from search_space import DecoderConfig
+from search_space.config import validate
+from studies.errors import StudyError
+from studies.space import SearchSpace, load_space, space_from_dict
+from study_helpers import TINY_SPACE
+
+PARAMETERS = {"n_layer", "d_model", "n_head", "mlp_ratio", "layout", "reduction", "conv_kernel", "reduce_every",
+              "reduce_factor", "towers"}
+
+
+def write_space(tmp_path: Path, data: dict | str) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def sample_many(space: SearchSpace, n: int, vocab_size: int = 37,
+                block_size: int = 32) -> list[tuple[dict, DecoderConfig]]:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    samples = []
+    for _ in range(n):
+        trial = study.ask()
+        config = space.sample(trial, vocab_size, block_size)
+        samples.append((trial.params, config))
+        study.tell(trial, 0.0)
+    return samples
+
+
+def test_the_default_space_loads() -> None:
+    space = load_space()
+    assert space.n_layer.low >= 1 and space.n_layer.high >= space.n_layer.low
+    assert set(space.layout) == {"sequential", "parallel", "alternate"}
+    assert set(space.reduction) == {"none", "linear", "conv"}
+    assert space.min_head_dim == 8
+    assert space_from_dict(space.to_dict()) == space  # what a study stores reads back the same
+
+
+@pytest.mark.parametrize("which", ["default", "tiny"])
+def test_every_sample_is_a_valid_decoder_over_a_fixed_space(which: str, tmp_path: Path) -> None:
+    space = load_space() if which == "default" else load_space(write_space(tmp_path, TINY_SPACE))
+    samples = sample_many(space, 300)
+    layouts, reductions = set(), set()
+    for params, config in samples:
+        assert set(params) == PARAMETERS  # every trial suggests every parameter
+        validate(config)
+        assert config.vocab_size == 37 and config.block_size == 32
+        assert config.d_model in space.d_model and config.towers in space.towers
+        assert space.n_layer.low <= len(config.layers) <= space.n_layer.high
+        for layer, width in zip(config.layers, config.widths):
+            assert width % layer.n_head == 0
+            assert width // layer.n_head >= min(space.min_head_dim, config.d_model // layer.n_head)
+            if layer.reduction is not None:
+                assert layer.reduction.width // layer.n_head >= space.min_head_dim
+                assert layer.reduction.width < width
+                reductions.add(layer.reduction.kind)
+                if layer.reduction.kind == "linear":
+                    assert layer.reduction.kernel_size == 1
+            layouts.add(layer.layout)
+    assert reductions == {"linear", "conv"} and layouts == {"sequential", "parallel"}
+
+
+def test_alternate_layout_alternates(tmp_path: Path) -> None:
+    space = load_space(write_space(tmp_path, {**TINY_SPACE, "layout": ["alternate"], "n_layer": {"low": 4, "high": 4}}))
+    for _, config in sample_many(space, 5):
+        assert [layer.layout for layer in config.layers] == ["sequential", "parallel"] * 2
+
+
+def test_reductions_stop_at_min_head_dim(tmp_path: Path) -> None:
+    """16 wide, 2 heads, min 4 per head: 16 -> 8 once, never to 4."""
+    data = {**TINY_SPACE, "n_layer": {"low": 4, "high": 4}, "d_model": [16], "reduction": ["linear"],
+            "reduce_every": {"low": 1, "high": 1}}
+    for _, config in sample_many(load_space(write_space(tmp_path, data)), 5):
+        assert config.widths == [16, 8, 8, 8, 8]
+
+
+@pytest.mark.parametrize("change, fragments", [
+    ({"depth": [1, 2]}, ["unknown key 'depth'"]),
+    ({"mlp_ratio": []}, ["mlp_ratio", "non-empty list"]),
+    ({"d_model": [16, 30]}, ["d_model 30", "n_head 4"]),
+    ({"n_head": [2, 4], "d_model": [18]}, ["d_model 18", "n_head 4"]),
+    ({"layout": ["sequential", "diagonal"]}, ["layout", "'diagonal'"]),
+    ({"reduction": ["pool"]}, ["reduction", "'pool'"]),
+    ({"reduce_factor": [0.5, 1.0]}, ["reduce_factor", "1.0", "between 0 and 1"]),
+    ({"reduce_factor": [1.5]}, ["reduce_factor", "1.5"]),
+    ({"n_layer": {"low": 3, "high": 2}}, ["n_layer", "low"]),
+    ({"n_layer": [1, 2]}, ["n_layer", "low"]),
+    ({"towers": [1.5]}, ["towers", "whole number"]),
+    ({"min_head_dim": 0}, ["min_head_dim"]),
+    ({"d_model": [True]}, ["d_model"]),
+])
+def test_space_errors_name_the_key(change: dict, fragments: list[str], tmp_path: Path) -> None:
+    data = {**TINY_SPACE, "n_head": [2, 4], **change}
+    if "d_model" not in change and "n_head" in change:
+        data["d_model"] = [16]
+    path = write_space(tmp_path, data)
+    with pytest.raises(StudyError) as error:
+        load_space(path)
+    message = str(error.value)
+    assert message.startswith(str(path)) and "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_missing_key_and_bad_files(tmp_path: Path) -> None:
+    data = dict(TINY_SPACE)
+    del data["towers"]
+    with pytest.raises(StudyError, match="missing key 'towers'"):
+        load_space(write_space(tmp_path, data))
+    with pytest.raises(StudyError, match="malformed YAML"):
+        load_space(write_space(tmp_path, "n_layer: {low: 1, high: [\n"))
+    with pytest.raises(StudyError, match="expected a mapping"):
+        load_space(write_space(tmp_path, "- just a list\n"))
+    with pytest.raises(StudyError, match="cannot read"):
+        load_space(tmp_path / "missing.yaml")
+    data = dict(TINY_SPACE)
+    del data["min_head_dim"]  # optional: defaults to 8
+    assert load_space(write_space(tmp_path, data)).min_head_dim == 8
