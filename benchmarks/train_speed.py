@@ -16,15 +16,15 @@ import datetime
 import os
 import platform
 import statistics
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
+import reference_loop  # this script's folder is on sys.path when it runs as `python benchmarks/...`
 import torch
 from rich.console import Console
 from rich.table import Table
 
-import reference_loop  # this script's folder is on sys.path when it runs as `python benchmarks/...`
 from search_space import Decoder, DecoderConfig, build_decoder, preset
 from trainer.data import TokenizedData, prepare_data
 from trainer.loop import TrainingRecipe, make_optimizer, resolve_device, train
@@ -52,7 +52,8 @@ def ours(config: DecoderConfig, data: TokenizedData, recipe: TrainingRecipe, dev
     model = build_decoder(config)
     optimizer = make_optimizer(model.to(device), recipe, device)
     timed = dataclasses.replace(recipe, steps=warmup + steps)
-    train(model, data.train, data.val, dataclasses.replace(timed, steps=warmup), device, optimizer=optimizer)
+    if warmup:
+        train(model, data.train, data.val, dataclasses.replace(timed, steps=warmup), device, optimizer=optimizer)
     result = train(model, data.train, data.val, timed, device, optimizer=optimizer, start_step=warmup)
     return result.tokens_per_second
 
@@ -91,6 +92,16 @@ def check_same_architecture(config: DecoderConfig) -> int:
     return sum(p.numel() for p in ours_model.parameters())
 
 
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo where there is one (platform.processor() often says only x86_64)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     args = parse_args()
     if args.threads:
@@ -115,8 +126,9 @@ def main() -> None:
 
     console = Console()
     console.print(f"torch {torch.__version__} · {torch.get_num_threads()} threads · "
-                  f"{platform.processor() or platform.machine()} · {os.cpu_count()} CPUs (nproc) · "
-                  f"device {device} · {datetime.datetime.now().isoformat(timespec='seconds')}")
+                  f"{cpu_name()} · {os.cpu_count()} CPUs (nproc) · "
+                  f"load average {os.getloadavg()[0]:.1f} · device {device} · "
+                  f"{datetime.datetime.now().isoformat(timespec='seconds')}")
     console.print(f"gpt {SHAPE} · vocab {data.vocab_size} · {params:,} params · batch {BATCH_SIZE} · "
                   f"{args.repeats} x {args.steps} timed steps after {args.warmup} warm-up")
     table = Table(title="training tokens/s")

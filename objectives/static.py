@@ -8,7 +8,6 @@ as one flop; we report FLOPs = 2 × multiply-adds, per token at the config's con
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 

@@ -59,7 +59,7 @@ def open_study(name: str, storage: str | None, settings: StudySettings | None,
         differences = settings.differences(stored.to_dict())
         if differences:
             raise StudyError(f"study {name!r} was created with other settings: " + "; ".join(differences)
-                             + " (use another --study name, or the study's own settings)")
+                             + " (use another --study name, or the study's own settings)") from None
         return study, stored
     write_settings(study, settings)
     if enqueue_presets:

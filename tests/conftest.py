@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import pytest
+import torch
 from hypothesis import strategies as st
 
 from search_space import DecoderConfig, LayerConfig, Reduction
@@ -38,6 +41,15 @@ def decoder_configs(draw: st.DrawFn, max_layers: int = 4) -> DecoderConfig:
         layers=tuple(layers),
         towers=draw(st.integers(1, 3)),
     )
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny models gain nothing from threads; on a busy 2-core machine two threads run ~15x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from objectives import count_flops, describe
 from trainer import prepare_data
 from trainer.checkpoint import load_checkpoint
 from trainer.generate import generate
-from trainer.run import RunReport, resume_training, run_training
+from trainer.run import resume_training, run_training
 
 from ..arguments import (add_data_arguments, add_model_arguments, add_training_arguments, data_choice,
                          recipe_from_args, resolve_config)
