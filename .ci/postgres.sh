@@ -10,7 +10,8 @@ if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
 fi
 bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 as_postgres() { runuser -u postgres -- "$@"; }
-if ! as_postgres "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+# Reuse a server already answering on the port (a second run on the same machine); else start one.
+if ! "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; then
   rm -rf "$data" && mkdir -p "$data" && chown postgres: "$data"
   as_postgres "$bin/initdb" -D "$data" -A trust -U postgres >/dev/null
   as_postgres "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w \

@@ -25,15 +25,23 @@ from .errors import USER_ERRORS
 from .registry import COMMANDS
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """Usage mistakes are one line too (argparse prints the whole usage block before them)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrors(
         prog="decoder-nas",
         description="Neural architecture search over small, fast decoder-only transformers.",
         epilog="Start with `decoder-nas search` (a small study on the built-in corpus, a few minutes on "
         "a laptop CPU) or `decoder-nas describe --preset lgpt`. Every command has --help.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                       parser_class=OneLineErrors)
     for name, (help_text, add_arguments) in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -43,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already printed on one line
+        return int(done.code or 0)
     # Optuna logs each trial (and a failed trial's traceback), datasets a bar per corpus read:
     # the live view and the progress bars say what matters.
     optuna.logging.set_verbosity(optuna.logging.INFO if args.debug else optuna.logging.ERROR)

@@ -50,22 +50,26 @@ def open_study(name: str, storage: str | None, settings: StudySettings | None,
         study = load_existing(name, backend)
         return study, read_settings(study)
     sampler = make_sampler(settings.sampler, settings.seed)
-    try:
-        study = optuna.create_study(study_name=name, storage=backend, directions=settings.directions,
-                                    sampler=sampler)
-    except optuna.exceptions.DuplicatedStudyError:
+    try:  # an existing study is only read here: a refused run must leave it untouched
         study = optuna.load_study(study_name=name, storage=backend, sampler=sampler)
-        stored = read_settings(study)
-        differences = settings.differences(stored.to_dict())
-        if differences:
-            raise StudyError(f"study {name!r} was created with other settings: " + "; ".join(differences)
-                             + " (use another --study name, or the study's own settings)") from None
-        return study, stored
-    write_settings(study, settings)
-    if enqueue_presets:
-        for preset_name in PRESETS:  # the paper's four models first, so every front reads against them
-            study.enqueue_trial({}, user_attrs={"preset": preset_name})
-    return study, settings
+    except KeyError:
+        try:
+            study = optuna.create_study(study_name=name, storage=backend, directions=settings.directions,
+                                        sampler=sampler)
+        except optuna.exceptions.DuplicatedStudyError:  # another worker created it a moment ago
+            study = optuna.load_study(study_name=name, storage=backend, sampler=sampler)
+        else:
+            write_settings(study, settings)
+            if enqueue_presets:
+                for preset_name in PRESETS:  # the paper's four models first: every front reads against them
+                    study.enqueue_trial({}, user_attrs={"preset": preset_name})
+            return study, settings
+    stored = read_settings(study)
+    differences = settings.differences(stored.to_dict())
+    if differences:
+        raise StudyError(f"study {name!r} was created with other settings: " + "; ".join(differences)
+                         + " (use another --study name, or the study's own settings)")
+    return study, stored
 
 
 def load_existing(name: str, backend: optuna.storages.BaseStorage) -> optuna.Study:

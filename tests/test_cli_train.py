@@ -105,3 +105,21 @@ def test_train_errors_are_one_line_with_exit_code_2(
     # The error is the last line; before it may come `datasets`' own progress lines on loading the corpus.
     error = err.rstrip("\n").split("\n")[-1]
     assert error.startswith("decoder-nas train: error:") and fragment in error and "Traceback" not in err
+
+
+def test_evaluate_scores_a_checkpoint_on_a_local_multiple_choice_file(tmp_path, capsys):
+    corpus = tmp_path / "mc-corpus.txt"
+    corpus.write_text("the cat sat on the mat. the dog sat on the log. " * 60)
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "gpt", "--n-layer", "1", "--n-head", "2", "--d-model", "16",
+                 "--block-size", "16", "--data", str(corpus), "--steps", "30", "--batch-size", "8",
+                 "--eval-windows", "4", "--out", str(out)]) == 0
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"context": "the cat sat on the", "choices": ["mat.", "dog"], "label": 0}\n'
+                     '{"context": "the dog sat on the", "choices": ["cat", "log."], "label": 1}\n')
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--zero-shot", str(items), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["items"] == 2 and 0.0 <= result["accuracy"] <= 1.0 and 0.0 <= result["accuracy_norm"] <= 1.0
+    items.write_text('{"premise": "x"}\n')
+    assert main(["evaluate", str(out), "--zero-shot", str(items)]) == 2

@@ -12,6 +12,7 @@ from objectives import count_flops, describe
 from trainer import prepare_data
 from trainer.checkpoint import load_checkpoint
 from trainer.generate import generate
+from trainer.zeroshot import load_items, score_items
 from trainer.run import resume_training, run_training
 
 from ..arguments import (add_data_arguments, add_model_arguments, add_training_arguments, data_choice,
@@ -89,3 +90,26 @@ def run_generate(args: argparse.Namespace, console: Console) -> None:
                       args.temperature, args.top_k, args.seed)
     print(result.text)
     STDERR.print(f"{len(result.new_tokens)} tokens, {result.ms_per_token:.2f} ms per token (median, KV cache)")
+
+
+@command("evaluate", "score a checkpoint on zero-shot multiple choice (continuation log-likelihood)")
+def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="a folder written by `train --out`")
+    parser.add_argument("--zero-shot", required=True, metavar="SPEC",
+                        help="a JSONL file of {context, choices, label} (or PIQA / HellaSwag / ARC / COPA rows), "
+                             "or hf:NAME[:CONFIG][@SPLIT]")
+    parser.add_argument("--limit", type=int, help="score only the first N items")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace, console: Console) -> None:
+    checkpoint = load_checkpoint(args.checkpoint, args.device)
+    items = load_items(args.zero_shot, args.limit)
+    result = score_items(checkpoint.model, checkpoint.tokenizer, items, args.device)
+    summary = {"items": result.n_items, "accuracy": result.accuracy, "accuracy_norm": result.accuracy_norm}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        console.print(metrics_table(f"zero-shot {args.zero_shot}", summary))
