@@ -59,7 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "tinyshakespeare.txt"))
     parser.add_argument("--storage", default="benchmark-study.journal")
-    parser.add_argument("--space", type=Path, default=REPO / "studies" / "default_space.yaml")
+    parser.add_argument("--space", type=Path, default=REPO / "benchmarks" / "cpu_space.yaml")
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--long-steps", type=int, default=2000)
     args = parser.parse_args()

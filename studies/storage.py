@@ -56,16 +56,16 @@ def open_storage(storage: str | None, create: bool = True) -> optuna.storages.Ba
         raise StudyError(f"--storage {storage}: unknown scheme {scheme!r}; use sqlite:///FILE (one process), "
                          "postgresql://USER@HOST/DB (many machines) or a journal file path")
     url = re.sub(r"^postgresql://", "postgresql+psycopg://", storage)  # psycopg 3 is the driver we ship
-    heartbeat = {} if scheme == "sqlite" else {
-        "heartbeat_interval": HEARTBEAT_SECONDS,
-        "grace_period": GRACE_SECONDS,
-        "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
-    }
     # Workers started together race to create the schema of a fresh database; the losers retry.
     for attempt in itertools.count(1):
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings():  # Optuna marks its heartbeat API experimental; it is what we want
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                heartbeat = {} if scheme == "sqlite" else {
+                    "heartbeat_interval": HEARTBEAT_SECONDS,
+                    "grace_period": GRACE_SECONDS,
+                    "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+                }
                 return RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **heartbeat)
         except Exception as exc:  # SQLAlchemy / driver errors: say which storage and why, in one line
             racing = "already exists" in str(exc) or "duplicate key" in str(exc)
