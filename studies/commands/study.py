@@ -167,10 +167,14 @@ def run_search(args: argparse.Namespace, console: Console) -> None:
     console.print(front_table(front_trials(study, settings), settings, title=f"Pareto front of {study.study_name!r} "
                               f"({settings.steps} steps, {count_complete(study)} complete trials)"))
     where = f"--study {args.study} --storage {args.storage}"
-    console.print(f"Next: more trials with `decoder-nas search {where} --trials N`; other machines with "
-                  f"`decoder-nas worker {where}` on a postgresql:// storage; the front retrained longer with "
-                  f"`decoder-nas promote {where} --steps 2000`; see it with `decoder-nas pareto {where} --html "
-                  f"front.html`; take one with `decoder-nas export {where} --pick knee -o best.yaml`.")
+    console.print("\n".join([
+        "Next:",
+        f"  more trials             decoder-nas search {where} --trials N",
+        f"  more machines           decoder-nas worker {where}   (with a postgresql:// storage)",
+        f"  train the front longer  decoder-nas promote {where} --steps 2000",
+        f"  look at the front       decoder-nas pareto {where} --html front.html",
+        f"  take one away           decoder-nas export {where} --pick knee -o best.yaml",
+    ]))
 
 
 def _promote_and_run(args: argparse.Namespace, steps: int, data: Any, device: Any,
