@@ -98,6 +98,9 @@ def requested_settings(args: argparse.Namespace, base: StudySettings | None) -> 
                        ("sampler", "sampler"), ("seed", "sampler_seed"), ("block_size", "block_size")):
         if getattr(args, flag, None) is not None:
             explicit[name] = getattr(args, flag)
+    if "data" in explicit and Path(explicit["data"]).exists():
+        # A local corpus is stored by absolute path: workers started elsewhere find the same file.
+        explicit["data"] = str(Path(explicit["data"]).resolve())
     shape = {k: getattr(args, k) for k in ("n_layer", "n_head", "d_model") if getattr(args, k) is not None}
     if shape:
         explicit["preset_shape"] = {**(base.preset_shape if base else _default_shape()), **shape}
