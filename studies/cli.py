@@ -5,14 +5,7 @@ Every error a user can cause is one line on stderr and exit code 2; `--debug` sh
 
 from __future__ import annotations
 
-import os
-
-# OpenMP threads that spin while they wait turn a busy machine (several workers, other jobs) into a
-# crawl: ~20x slower training measured on 2 shared cores. Passive waiting costs ~3% when idle.
-# Set before torch is imported; an explicit OMP_WAIT_POLICY wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import argparse  # noqa: E402
+import argparse
 import sys
 from typing import Sequence
 

@@ -24,7 +24,6 @@ class LiveReporter:
                  console: Console = STDERR):
         self.study, self.objectives, self.console = study, list(objectives), console
         self.bar = progress_bar(console)
-        self.bar.disable = False
         self.trials_task = self.bar.add_task("trials", total=total_trials, status="")
         self.step_task = self.bar.add_task("trial", total=1, status="", visible=False)
         self.finished: list[FrozenTrial] = []

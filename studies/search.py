@@ -85,7 +85,6 @@ def load_existing(name: str, backend: optuna.storages.BaseStorage) -> optuna.Stu
 class WorkerSummary:
     trials_run: int
     complete_in_study: int
-    interrupted: bool = False
 
 
 def run_worker(

@@ -1,4 +1,4 @@
-"""Training: corpora, tokenizers and batches (data layer)."""
+"""Training: corpora, tokenizers, the proxy-training loop, checkpoints, generation, zero-shot scoring."""
 
 from .data import (
     BUILTIN_CORPORA,
@@ -14,6 +14,21 @@ from .data import (
     sample_batch,
     validation_windows,
 )
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .generate import Generation, generate
+from .loop import (
+    Evaluation,
+    NonFiniteLossError,
+    Progress,
+    RecipeError,
+    TrainingError,
+    TrainingRecipe,
+    TrainingResult,
+    evaluate,
+    resolve_device,
+    train,
+)
+from .run import RunReport, fit_vocabulary, initialised_model, resume_training, run_training
 from .tokenizers import (
     ByteTokenizer,
     CharTokenizer,
@@ -25,6 +40,26 @@ from .tokenizers import (
 )
 
 __all__ = [
+    "Checkpoint",
+    "Evaluation",
+    "Generation",
+    "NonFiniteLossError",
+    "Progress",
+    "RecipeError",
+    "RunReport",
+    "TrainingError",
+    "TrainingRecipe",
+    "TrainingResult",
+    "evaluate",
+    "fit_vocabulary",
+    "generate",
+    "initialised_model",
+    "load_checkpoint",
+    "resolve_device",
+    "resume_training",
+    "run_training",
+    "save_checkpoint",
+    "train",
     "BUILTIN_CORPORA",
     "BuiltinCorpus",
     "ByteTokenizer",
