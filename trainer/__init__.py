@@ -15,7 +15,6 @@ from .data import (
     validation_windows,
 )
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .generate import Generation, generate
 from .loop import (
     Evaluation,
     NonFiniteLossError,
@@ -42,7 +41,6 @@ from .tokenizers import (
 __all__ = [
     "Checkpoint",
     "Evaluation",
-    "Generation",
     "NonFiniteLossError",
     "Progress",
     "RecipeError",
@@ -52,7 +50,6 @@ __all__ = [
     "TrainingResult",
     "evaluate",
     "fit_vocabulary",
-    "generate",
     "initialised_model",
     "load_checkpoint",
     "resolve_device",
