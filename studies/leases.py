@@ -31,7 +31,9 @@ def fail_expired_trials(study: optuna.Study, now: float | None = None) -> list[i
     now = time.time() if now is None else now
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.user_attrs.get(LEASE_KEY, float("inf")) >= now:
+        # A worker that died before its first stamp still had a lease from the trial's start.
+        started = trial.datetime_start.timestamp() if trial.datetime_start else now
+        if trial.user_attrs.get(LEASE_KEY, started + LEASE_SECONDS) >= now:
             continue
         try:
             study.tell(trial.number, state=TrialState.FAIL)

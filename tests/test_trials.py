@@ -262,6 +262,9 @@ def test_expired_leases_fail_and_requeue_once(tmp_path: Path) -> None:
     again = optuna.load_study(study_name=study.study_name,
                               storage=JournalStorage(JournalFileBackend(str(tmp_path / "leases.journal"))))
     assert fail_expired_trials(again) == [] and len(again.get_trials(states=(TrialState.WAITING,))) == 1
+    # a worker that died before it ever stamped a lease still loses the trial, one lease after its start
+    later = time.time() + 10**6
+    assert sorted(fail_expired_trials(again, now=later)) == sorted([alive.number, starting.number])
 
 
 def test_a_trial_out_of_retries_is_not_requeued(tmp_path: Path) -> None:
