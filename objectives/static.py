@@ -8,6 +8,7 @@ as one flop; we report FLOPs = 2 × multiply-adds, per token at the config's con
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -69,10 +70,7 @@ def _sdpa_multiply_adds(inputs: list[Any], outputs: list[Any]) -> int:
     q, k, v = (jit_handles.get_shape(value) for value in inputs[:3])
     *batch, t_q, head_dim = q
     t_k, v_dim = k[-2], v[-1]
-    batch_heads = 1
-    for size in batch:
-        batch_heads *= size
-    return batch_heads * t_q * t_k * (head_dim + v_dim)
+    return math.prod(batch) * t_q * t_k * (head_dim + v_dim)
 
 
 def _model_for_counting(config: DecoderConfig) -> nn.Module:
