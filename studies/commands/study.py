@@ -11,11 +11,12 @@ import optuna
 from rich.console import Console
 
 from objectives import LatencyProtocol
-from trainer import prepare_data
+from trainer import DEFAULT_DATA_SPEC, prepare_data
 from trainer.loop import TrainingRecipe, resolve_device
 
 from ..arguments import add_data_arguments, add_shape_arguments, add_training_arguments, explicit_recipe
 from ..errors import StudyError
+from ..front import front_trials, keep_front_checkpoints
 from ..live import LiveReporter
 from ..registry import command
 from ..search import count_complete, load_existing, open_study, promote, run_worker
@@ -135,8 +136,6 @@ def _default_pruning() -> dict[str, Any]:
 
 
 def _new_settings(explicit: dict[str, Any]) -> StudySettings:
-    from trainer import DEFAULT_DATA_SPEC
-
     defaults: dict[str, Any] = {
         "objectives": DEFAULT_OBJECTIVES, "space": load_space().to_dict(), "data": DEFAULT_DATA_SPEC,
         "tokenizer": "char", "text_column": "text", "content_hash": "", "block_size": SEARCH_SHAPE["block_size"],
@@ -165,8 +164,6 @@ def run_search(args: argparse.Namespace, console: Console) -> None:
     _run(study, settings, data, device, args.trials, args.max_complete, args, console)
     if args.promote_steps:
         study, settings = _promote_and_run(args, args.promote_steps, data, device, console)
-    from ..front import front_trials
-
     console.print(front_table(front_trials(study, settings), settings, title=f"Pareto front of {study.study_name!r} "
                               f"({settings.steps} steps, {count_complete(study)} complete trials)"))
     where = f"--study {args.study} --storage {args.storage}"
@@ -201,8 +198,6 @@ def _run(study: optuna.Study, settings: StudySettings, data: Any, device: Any, t
     with LiveReporter(study, settings.objectives, min(trials, 1000)) as reporter:
         summary = run_worker(study, settings, data, device, trials, max_complete, args.storage, checkpoints, reporter)
     if checkpoints is not None and args.keep_checkpoints == "front":
-        from ..front import keep_front_checkpoints
-
         keep_front_checkpoints(study, settings, checkpoints)
     console.print(f"{summary.trials_run} trials run here; study {study.study_name!r} holds "
                   f"{summary.complete_in_study} complete trials")
