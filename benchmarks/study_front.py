@@ -42,7 +42,7 @@ def run_study(name: str, sampler: str, args: argparse.Namespace) -> None:
     remaining = max(0, args.trials - done)
     if remaining:
         code = cli(["search", "--study", name, "--storage", args.storage, "--data", args.data,
-                    "--space", str(args.space), "--sampler", sampler, "--sampler-seed", "0", *SHAPE,
+                    "--space", str(args.space), "--sampler", sampler, "--sampler-seed", str(args.sampler_seed), *SHAPE,
                     "--trials", str(remaining)])
         if code:
             raise SystemExit(code)
@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--space", type=Path, default=REPO / "benchmarks" / "cpu_space.yaml")
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--long-steps", type=int, default=2000)
+    parser.add_argument("--sampler-seed", type=int, default=0, help="seed of both samplers (default: 0)")
     args = parser.parse_args()
     console = Console()
     started = time.time()
