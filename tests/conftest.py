@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -41,6 +42,17 @@ def decoder_configs(draw: st.DrawFn, max_layers: int = 4) -> DecoderConfig:
         layers=tuple(layers),
         towers=draw(st.integers(1, 3)),
     )
+
+
+CORPUS_TEXT = "".join(f"{i} little pigs, {i} big bad wolves.\n" for i in range(120))  # ~4 kB
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """A small text file the tests train on: enough for char-level windows of 16-64 tokens."""
+    path = tmp_path / "corpus.txt"
+    path.write_text(CORPUS_TEXT, encoding="utf-8")
+    return path
 
 
 @pytest.fixture(autouse=True)

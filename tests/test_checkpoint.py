@@ -17,7 +17,7 @@ from trainer.loop import Progress, TrainingRecipe, evaluate
 from trainer.run import RunReport, resume_training, run_training
 from trainer.tokenizers import CharTokenizer, TokenizerError
 
-TEXT = "".join(f"{i} little pigs, {i} big bad wolves.\n" for i in range(120))  # ~4 kB
+from conftest import CORPUS_TEXT as TEXT
 STEPS = 10
 RECIPE = TrainingRecipe(steps=STEPS, batch_size=4, lr=1e-2, warmup_steps=2, eval_windows=16, report_every=5)
 
@@ -25,13 +25,6 @@ RECIPE = TrainingRecipe(steps=STEPS, batch_size=4, lr=1e-2, warmup_steps=2, eval
 @pytest.fixture
 def cache(tmp_path: Path) -> Path:
     return tmp_path / "cache"
-
-
-@pytest.fixture
-def corpus(tmp_path: Path) -> Path:
-    path = tmp_path / "corpus.txt"
-    path.write_text(TEXT, encoding="utf-8")
-    return path
 
 
 @pytest.fixture
