@@ -20,7 +20,7 @@ RECENT_ROWS = 10
 
 
 class LiveReporter:
-    def __init__(self, study: optuna.Study, objectives: Sequence[str], total_trials: int,
+    def __init__(self, study: optuna.Study, objectives: Sequence[str], total_trials: int | None,
                  console: Console = STDERR):
         self.study, self.objectives, self.console = study, list(objectives), console
         self.bar = progress_bar(console)

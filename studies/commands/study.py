@@ -30,6 +30,7 @@ DEFAULT_STUDY = "decoder-nas"
 # The proxy: nanoGPT's CPU recipe compressed to 300 steps (warm-up and cosine scaled with it).
 SEARCH_RECIPE = TrainingRecipe(steps=300, warmup_steps=30)
 SEARCH_SHAPE = {"block_size": 64, "n_layer": 4, "n_head": 4, "d_model": 128}
+WORKER_TRIALS = 1_000_000  # a worker runs until the study is done (--max-complete) or it is stopped
 
 
 def add_study_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,8 +65,8 @@ def add_search_arguments(parser: argparse.ArgumentParser, default_trials: int) -
     add_data_arguments(parser)
     add_training_arguments(parser, SEARCH_RECIPE, "proxy training recipe of every trial")
     run = parser.add_argument_group("this process")
-    run.add_argument("--trials", type=int, default=default_trials,
-                     help=f"trials this process runs (default: {default_trials})")
+    until = "no limit: until --max-complete or Ctrl-C" if default_trials >= WORKER_TRIALS else str(default_trials)
+    run.add_argument("--trials", type=int, default=default_trials, help=f"trials this process runs (default: {until})")
     run.add_argument("--max-complete", type=int, help="every process stops once the study holds N complete trials")
     run.add_argument("--no-presets", action="store_true", help="do not enqueue the paper's four models first")
     run.add_argument("--keep-checkpoints", choices=("none", "front", "all"), default="none",
@@ -83,7 +84,7 @@ def search_arguments(parser: argparse.ArgumentParser) -> None:
 
 @command("worker", "join a study from another process or machine (creating it if needed) and run trials")
 def worker_arguments(parser: argparse.ArgumentParser) -> None:
-    add_search_arguments(parser, default_trials=1_000_000)
+    add_search_arguments(parser, default_trials=WORKER_TRIALS)
     parser.set_defaults(run=run_search)
 
 
@@ -195,7 +196,7 @@ def _run(study: optuna.Study, settings: StudySettings, data: Any, device: Any, t
     if args.keep_checkpoints != "none":
         root = Path(args.storage).resolve().parent if "://" not in args.storage else Path.cwd()
         checkpoints = root / "checkpoints" / study.study_name
-    with LiveReporter(study, settings.objectives, min(trials, 1000)) as reporter:
+    with LiveReporter(study, settings.objectives, trials if trials < WORKER_TRIALS else None) as reporter:
         summary = run_worker(study, settings, data, device, trials, max_complete, args.storage, checkpoints, reporter)
     if checkpoints is not None and args.keep_checkpoints == "front":
         keep_front_checkpoints(study, settings, checkpoints)
