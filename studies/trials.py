@@ -16,7 +16,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from objectives import LatencyProtocol, count_parameters, describe, measure_latency
+from objectives import LatencyProtocol, describe, measure_latency
 from search_space import DecoderConfig, architecture_hash, config_from_dict, config_to_dict, preset, summarize
 from trainer.data import TokenizedData
 from trainer.loop import Progress, TrainingError, TrainingRecipe
@@ -165,7 +165,7 @@ def _static_measures(config: DecoderConfig, model: torch.nn.Module, settings: St
     description = describe(config)
     latency = measure_latency(model, LatencyProtocol(**settings.latency))
     return {
-        "params": count_parameters(model).total,
+        "params": description.params,
         "non_embedding_params": description.non_embedding_params,
         "flops_per_token": description.flops_per_token,
         "latency_ms": latency.median_ms,
