@@ -14,6 +14,7 @@ from rich.table import Table
 from trainer.loop import Progress
 
 from .progress import STDERR, progress_bar
+from .trials import trained
 from .views import human
 
 RECENT_ROWS = 10
@@ -51,7 +52,7 @@ class LiveReporter:
 
     def trial_finished(self, trial: FrozenTrial) -> None:
         self.finished.append(trial)
-        if not trial.user_attrs.get("infeasible"):
+        if trained(trial):
             self.bar.advance(self.trials_task)
         self.bar.update(self.step_task, visible=False)
         if self.console.is_terminal:

@@ -21,10 +21,11 @@ from .leases import LeaseReporter, fail_expired_trials
 from .settings import StudySettings, read_settings, write_settings
 from .space import space_from_dict
 from .storage import is_journal, open_storage
-from .trials import Reporter, SilentReporter, TrialContext, run_trial
+from .trials import Reporter, SilentReporter, TrialContext, run_trial, trained
 
 PROMOTED_SEPARATOR = "@"  # NAME@STEPS holds NAME's front retrained for STEPS steps
 MAX_CONSECUTIVE_INFEASIBLE = 200
+MAX_CONSECUTIVE_REPEATS = 10  # the sampler keeps proposing what the study already trained: it is done
 
 
 def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
@@ -86,8 +87,9 @@ def load_existing(name: str, backend: optuna.storages.BaseStorage) -> optuna.Stu
 
 @dataclass
 class WorkerSummary:
-    trials_run: int
+    trials_run: int  # trials trained here (repeats and infeasible samples excluded)
     complete_in_study: int
+    exhausted: bool = False  # stopped because the sampler only proposed architectures already trained
 
 
 def run_worker(
@@ -102,7 +104,8 @@ def run_worker(
     reporter: Reporter | None = None,
 ) -> WorkerSummary:
     """Run up to `n_trials` trials in this process; stop early once the study holds `max_complete`
-    complete trials. Infeasible samples (pruned before any training) do not count as trials run."""
+    complete trials. Only trials that train count: an infeasible sample (pruned before training) or
+    a repeat of an architecture already trained (its result reused) costs no training."""
     if data.content_hash != settings.content_hash:
         raise StudyError(f"the corpus {settings.data} changed since the study was created "
                          f"(content hash {data.content_hash[:12]} != {settings.content_hash[:12]})")
@@ -110,20 +113,23 @@ def run_worker(
     reporter = reporter or SilentReporter()
     context = TrialContext(study, settings, space_from_dict(settings.space), data, device, checkpoint_dir,
                            LeaseReporter(reporter) if journal else reporter)
-    ran, infeasible_in_a_row = 0, 0
+    ran, infeasible_in_a_row, repeats_in_a_row = 0, 0, 0
     while ran < n_trials:
         if max_complete is not None and count_complete(study) >= max_complete:
             break
         if journal:
             fail_expired_trials(study)  # journal storage has no heartbeat: expired leases are dead workers
-        if run_trial(context).user_attrs.get("infeasible"):
-            infeasible_in_a_row += 1
-            if infeasible_in_a_row >= MAX_CONSECUTIVE_INFEASIBLE:
-                raise StudyError(f"{infeasible_in_a_row} samples in a row broke the constraints "
-                                 f"{settings.constraints}; loosen them or narrow the space")
+        trial = run_trial(context)
+        if trained(trial):
+            ran, infeasible_in_a_row, repeats_in_a_row = ran + 1, 0, 0
             continue
-        infeasible_in_a_row = 0
-        ran += 1
+        infeasible_in_a_row = infeasible_in_a_row + 1 if trial.user_attrs.get("infeasible") else 0
+        repeats_in_a_row = repeats_in_a_row + 1 if "reused_from" in trial.user_attrs else 0
+        if infeasible_in_a_row >= MAX_CONSECUTIVE_INFEASIBLE:
+            raise StudyError(f"{infeasible_in_a_row} samples in a row broke the constraints "
+                             f"{settings.constraints}; loosen them or narrow the space")
+        if repeats_in_a_row >= MAX_CONSECUTIVE_REPEATS:
+            return WorkerSummary(ran, count_complete(study), exhausted=True)
     return WorkerSummary(ran, count_complete(study))
 
 

@@ -110,6 +110,11 @@ def run_trial(context: TrialContext) -> FrozenTrial:
     return finished[0]
 
 
+def trained(trial: FrozenTrial) -> bool:
+    """Whether the trial cost training: infeasible samples and reused repeats do not count as run."""
+    return not trial.user_attrs.get("infeasible") and "reused_from" not in trial.user_attrs
+
+
 def _failure_reason(exc: BaseException) -> str:
     if isinstance(exc, torch.cuda.OutOfMemoryError):
         return "out of memory: " + str(exc).splitlines()[0]
@@ -134,12 +139,14 @@ def _evaluate(trial: optuna.Trial, context: TrialContext) -> list[float]:
         trial.set_user_attr(key, value)
     context.reporter.trial_started(trial, record["summary"], settings.steps)
 
-    reused = _completed_twin(context.study, arch_hash, trial.number)
+    reused = _trained_twin(context.study, arch_hash, trial.number)
     if reused is not None:
         trial.set_user_attr("reused_from", reused.number)
         for key, value in reused.user_attrs.items():
-            if key not in record and key not in ("preset", "config", "checkpoint"):
+            if key not in record and key not in ("preset", "config", "checkpoint", "pruned_reason"):
                 trial.set_user_attr(key, value)
+        if reused.state == TrialState.PRUNED:  # training is deterministic: it would be stopped again
+            raise optuna.TrialPruned(f"as trial {reused.number}: {reused.user_attrs.get('pruned_reason', 'pruned')}")
         return _objective_values(reused.user_attrs, settings)
 
     recipe = TrainingRecipe(**settings.recipe)
@@ -191,10 +198,12 @@ def _objective_values(metrics: dict[str, Any], settings: StudySettings) -> list[
     return [float(metrics[name]) for name in settings.objectives]
 
 
-def _completed_twin(study: optuna.Study, arch_hash: str, number: int) -> FrozenTrial | None:
-    """A complete trial of the same architecture at the same budget (one study = one budget)."""
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if trial.number != number and trial.user_attrs.get("arch_hash") == arch_hash:
+def _trained_twin(study: optuna.Study, arch_hash: str, number: int) -> FrozenTrial | None:
+    """A trial of the same architecture at the same budget (one study = one budget) that trained to
+    the end or was stopped at a rung; infeasible samples never trained and failures may not recur."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        if (trial.number != number and trial.user_attrs.get("arch_hash") == arch_hash
+                and not trial.user_attrs.get("infeasible") and "reused_from" not in trial.user_attrs):
             return trial
     return None
 

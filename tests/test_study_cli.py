@@ -14,6 +14,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search_space import load_config
+from studies import search as search_module
 from studies import trials as trials_module
 from studies.front import front_trials, knee
 from studies.settings import read_settings
@@ -199,7 +200,7 @@ def test_studies_lists_counts_and_delete_removes(copied: Tiny, capsys: pytest.Ca
 def test_search_again_continues_the_study(copied: Tiny, capsys: pytest.CaptureFixture[str]) -> None:
     result = run(capsys, *copied.argv("search", "--trials", "1"))
     assert result.code == 0, result.err
-    trials = load(copied).get_trials()
+    trials = [t for t in load(copied).get_trials() if trials_module.trained(t)]  # repeats are not trials run
     assert len(trials) == 7
     assert [t.user_attrs.get("preset") for t in trials].count("gpt") == 1  # presets not enqueued again
     assert sum("preset" in t.user_attrs for t in trials) == 4 and "preset" not in trials[6].user_attrs
@@ -225,7 +226,7 @@ def test_search_with_other_settings_is_refused_and_changes_nothing(
 def test_worker_joins_an_existing_study(copied: Tiny, capsys: pytest.CaptureFixture[str]) -> None:
     result = run(capsys, *copied.argv("worker", "--trials", "2"))
     assert result.code == 0, result.err
-    trials = load(copied).get_trials()
+    trials = [t for t in load(copied).get_trials() if trials_module.trained(t)]
     assert len(trials) == 8 and sum("preset" in t.user_attrs for t in trials) == 4
 
 
@@ -244,7 +245,7 @@ def test_worker_creates_the_study_and_max_complete_stops_it(tmp_path: Path, caps
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
 
     result = run(capsys, *tiny.argv("worker", "--max-complete", "3"))  # already there: runs nothing
-    assert result.code == 0 and "0 trials run here" in result.out
+    assert result.code == 0 and "0 trials trained here" in result.out
     assert len(load(tiny).get_trials()) == 3
 
 
@@ -281,11 +282,16 @@ def test_an_architecture_seen_before_is_reused_not_retrained(
     calls = []
     real = trials_module.run_training
     monkeypatch.setattr(trials_module, "run_training", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(search_module, "MAX_CONSECUTIVE_REPEATS", 2)
+    # a one-architecture space: the second trial is a repeat, which does not count toward --trials,
+    # so the worker goes on until the sampler has proposed only repeats twice in a row
     result = run(capsys, *tiny.argv("search", "--trials", "2", "--no-presets"))
     assert result.code == 0, result.err
-    first, second = load(tiny).get_trials()
+    assert "space looks exhausted" in result.out and "1 trials trained here" in result.out
+    first, second, third = load(tiny).get_trials()
     assert len(calls) == 1
-    assert first.state == second.state == TrialState.COMPLETE
+    assert first.state == second.state == third.state == TrialState.COMPLETE
+    assert third.user_attrs["reused_from"] == first.number  # always the trained original, never a copy
     assert "reused_from" not in first.user_attrs and second.user_attrs["reused_from"] == first.number
     assert second.values == first.values and second.user_attrs["arch_hash"] == first.user_attrs["arch_hash"]
     for key in ("train_seconds", "val_loss", "loss_curve", "params"):
@@ -302,7 +308,7 @@ def test_a_diverging_trial_fails_and_the_study_goes_on(tmp_path: Path, capsys: p
     for trial in trials:
         assert trial.state == TrialState.FAIL
         assert "non-finite" in trial.user_attrs["fail_reason"]
-    assert "2 trials run here" in result.out and "Traceback" not in result.err
+    assert "2 trials trained here" in result.out and "Traceback" not in result.err
     assert json.loads(run(capsys, "pareto", *tiny.study_flags(), "--json").out) == []
 
 

@@ -187,6 +187,21 @@ def test_a_trial_dominated_at_a_rung_stops_training(context: TrialContext) -> No
     assert preset.values == [preset.user_attrs["val_loss"], preset.user_attrs["flops_per_token"]]
 
 
+def test_a_repeat_of_a_pruned_architecture_is_pruned_again_without_training(
+    context: TrialContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other(context.study, [0.0, 0.0], rung_4=0.0, rung_8=0.0, flops_per_token=0, arch_hash="imaginary")
+    first = run_trial(context)
+    assert first.state == TrialState.PRUNED
+    monkeypatch.setattr(trials_module, "run_training", lambda *a, **k: pytest.fail("a repeat was trained"))
+    context.study.enqueue_trial({}, user_attrs={"config": first.user_attrs["config"]})
+    repeat = run_trial(context)
+    assert repeat.state == TrialState.PRUNED and repeat.user_attrs["reused_from"] == first.number
+    assert repeat.user_attrs["pruned_reason"] == f"as trial {first.number}: {first.user_attrs['pruned_reason']}"
+    assert repeat.user_attrs["rung_4"] == first.user_attrs["rung_4"]
+    assert not trials_module.trained(repeat) and trials_module.trained(first)
+
+
 @pytest.mark.parametrize("error, reason", [
     (NonFiniteLossError("training loss became non-finite at step 1-10"),
      "training loss became non-finite at step 1-10"),

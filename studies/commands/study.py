@@ -19,7 +19,7 @@ from ..errors import StudyError
 from ..front import front_trials, keep_front_checkpoints
 from ..live import LiveReporter
 from ..registry import command
-from ..search import count_complete, load_existing, open_study, promote, run_worker
+from ..search import MAX_CONSECUTIVE_REPEATS, count_complete, load_existing, open_study, promote, run_worker
 from ..settings import DEFAULT_OBJECTIVES, OBJECTIVES, StudySettings, check_objectives, read_settings
 from ..space import load_space
 from ..storage import DEFAULT_STORAGE, open_storage
@@ -200,7 +200,10 @@ def _run(study: optuna.Study, settings: StudySettings, data: Any, device: Any, t
         summary = run_worker(study, settings, data, device, trials, max_complete, args.storage, checkpoints, reporter)
     if checkpoints is not None and args.keep_checkpoints == "front":
         keep_front_checkpoints(study, settings, checkpoints)
-    console.print(f"{summary.trials_run} trials run here; study {study.study_name!r} holds "
+    if summary.exhausted:
+        console.print(f"stopped early: the sampler proposed {MAX_CONSECUTIVE_REPEATS} architectures in a row that "
+                      "the study had already trained (their results were reused); the space looks exhausted")
+    console.print(f"{summary.trials_run} trials trained here; study {study.study_name!r} holds "
                   f"{summary.complete_in_study} complete trials")
 
 
