@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 
 from .errors import StudyError
+from .space import space_from_dict
 
 SETTINGS_KEY = "decoder_nas_settings"
 
@@ -95,6 +96,7 @@ def read_settings(study: optuna.Study, wait_seconds: float = 30.0) -> StudySetti
             raise StudyError(f"study {study.study_name!r} has no decoder-nas settings; was it made by another tool?")
         time.sleep(0.2)
     data = dict(study.user_attrs[SETTINGS_KEY])
+    data["space"] = space_from_dict(data["space"]).to_dict()  # keys added since fill in their defaults
     return StudySettings(**data)
 
 

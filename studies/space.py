@@ -1,10 +1,13 @@
 """The search space: a YAML file of choices, encoded so every sample is a valid architecture.
 
-Choices are made per pattern, not per layer: one layout pattern, one reduction rule (kind, every
-how many layers, by what factor), one MLP ratio. Every parameter is sampled on every trial, so the
-sampler sees a fixed space (Optuna's GP and NSGA-II samplers fall back to random sampling on
-conditional parameters), and the decoder derived from any sample passes validation by construction:
-widths are rounded to a multiple of the head count and never go below `min_head_dim` per head.
+Two encodings. `pattern` (the default) makes each choice once for all layers: one layout pattern,
+one reduction rule (kind, every how many layers, by what factor), one MLP ratio. `per_layer` draws
+each layer's layout, MLP ratio and whether the width narrows after it separately, for every layer
+slot up to the deepest `n_layer` (the unused slots too). Either way every parameter is sampled on
+every trial, so the sampler sees a fixed space (Optuna's GP and NSGA-II samplers fall back to random
+sampling on conditional parameters), and the decoder derived from any sample passes validation by
+construction: widths are rounded to a multiple of the head count and never go below `min_head_dim`
+per head.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from .errors import StudyError
 
 LAYOUTS = ("sequential", "parallel", "alternate")  # alternate: sequential, parallel, sequential, ...
 REDUCTIONS = ("none", "linear", "conv")
+ENCODINGS = ("pattern", "per_layer")
 DEFAULT_SPACE_FILE = "default_space.yaml"
+OPTIONAL_KEYS = ("min_head_dim", "encoding")
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class SearchSpace:
     reduce_factor: tuple[float, ...]
     towers: tuple[int, ...]
     min_head_dim: int = 8  # reductions stop before a head would get fewer channels than this
+    encoding: str = "pattern"  # or per_layer: layout, MLP ratio and narrowing drawn layer by layer
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -52,41 +58,52 @@ class SearchSpace:
 
     def sample(self, trial: optuna.Trial, vocab_size: int, block_size: int) -> DecoderConfig:
         """Draw every parameter (fixed space), then derive one valid decoder from them."""
+        # The draw order is kept stable: a seeded random sampler gives the same architectures as before.
         choice = trial.suggest_categorical
         n_layer = trial.suggest_int("n_layer", self.n_layer.low, self.n_layer.high)
-        reduce_every = trial.suggest_int("reduce_every", self.reduce_every.low, self.reduce_every.high)
+        if self.encoding == "pattern":
+            reduce_every = trial.suggest_int("reduce_every", self.reduce_every.low, self.reduce_every.high)
+            d_model, n_head = choice("d_model", list(self.d_model)), choice("n_head", list(self.n_head))
+            mlp_ratio, layout = choice("mlp_ratio", list(self.mlp_ratio)), choice("layout", list(self.layout))
+            layouts = [_pattern_layout(layout, index) for index in range(n_layer)]
+            mlp_ratios = [mlp_ratio] * n_layer
+            # the paper narrows after every 2nd layer, the last one included
+            reduce_after = [(index + 1) % reduce_every == 0 for index in range(n_layer)]
+        else:
+            d_model, n_head = choice("d_model", list(self.d_model)), choice("n_head", list(self.n_head))
+            slots = range(self.n_layer.high)
+            block_layouts = sorted({_pattern_layout(layout, index) for layout in self.layout for index in (0, 1)})
+            layouts = [choice(f"layout_{index}", block_layouts) for index in slots][:n_layer]
+            mlp_ratios = [choice(f"mlp_ratio_{index}", list(self.mlp_ratio)) for index in slots][:n_layer]
+            reduce_after = [choice(f"reduce_after_{index}", [False, True]) for index in slots][:n_layer]
         return self.decode(
-            vocab_size, block_size,
-            n_layer=n_layer,
-            d_model=choice("d_model", list(self.d_model)),
-            n_head=choice("n_head", list(self.n_head)),
-            mlp_ratio=choice("mlp_ratio", list(self.mlp_ratio)),
-            layout=choice("layout", list(self.layout)),
+            vocab_size, block_size, layouts=layouts, mlp_ratios=mlp_ratios, reduce_after=reduce_after,
+            d_model=d_model, n_head=n_head,
             reduction=choice("reduction", list(self.reduction)),
             conv_kernel=choice("conv_kernel", list(self.conv_kernel)),
-            reduce_every=reduce_every,
             reduce_factor=choice("reduce_factor", list(self.reduce_factor)),
             towers=choice("towers", list(self.towers)),
         )
 
-    def decode(self, vocab_size: int, block_size: int, *, n_layer: int, d_model: int, n_head: int,
-               mlp_ratio: float, layout: str, reduction: str, conv_kernel: int, reduce_every: int,
+    def decode(self, vocab_size: int, block_size: int, *, layouts: list[str], mlp_ratios: list[float],
+               reduce_after: list[bool], d_model: int, n_head: int, reduction: str, conv_kernel: int,
                reduce_factor: float, towers: int) -> DecoderConfig:
         layers, width = [], d_model
-        for index in range(n_layer):
-            layer_layout = layout if layout != "alternate" else ("sequential", "parallel")[index % 2]
+        for layout, mlp_ratio, narrow in zip(layouts, mlp_ratios, reduce_after):
             narrowed = None
-            # Reduce after every `reduce_every`-th layer (the paper: every 2nd, the last one included),
-            # never below min_head_dim channels per head.
-            if reduction != "none" and (index + 1) % reduce_every == 0:
+            if reduction != "none" and narrow:
                 target = int(width * reduce_factor) // n_head * n_head
-                if target >= n_head * self.min_head_dim and target < width:
+                if target >= n_head * self.min_head_dim and target < width:  # never below min_head_dim per head
                     kernel = conv_kernel if reduction == "conv" else 1
                     narrowed = Reduction(kind=reduction, width=target, kernel_size=kernel)
                     width = target
-            layers.append(LayerConfig(layout=layer_layout, n_head=n_head, mlp_ratio=mlp_ratio, reduction=narrowed))
+            layers.append(LayerConfig(layout=layout, n_head=n_head, mlp_ratio=mlp_ratio, reduction=narrowed))
         return DecoderConfig(vocab_size=vocab_size, block_size=block_size, d_model=d_model,
                              layers=tuple(layers), towers=towers)
+
+
+def _pattern_layout(layout: str, index: int) -> str:
+    return layout if layout != "alternate" else ("sequential", "parallel")[index % 2]
 
 
 def space_from_dict(data: Any, where: str = "space") -> SearchSpace:
@@ -99,7 +116,7 @@ def space_from_dict(data: Any, where: str = "space") -> SearchSpace:
     values: dict[str, Any] = {}
     for name, field in known.items():
         if name not in data:
-            if name == "min_head_dim":
+            if name in OPTIONAL_KEYS:
                 continue
             raise StudyError(f"{where}: missing key {name!r}")
         values[name] = _parse_choice(f"{where}.{name}", name, data[name], str(field.type))
@@ -113,6 +130,10 @@ def _parse_choice(where: str, name: str, value: Any, type_name: str) -> Any:
                 and 1 <= value["low"] <= value["high"]):
             raise StudyError(f"{where}: expected {{low: N, high: M}} with 1 <= N <= M, got {value!r}")
         return IntRange(**value)
+    if name == "encoding":
+        if value not in ENCODINGS:
+            raise StudyError(f"{where}: expected one of {list(ENCODINGS)}, got {value!r}")
+        return value
     if type_name == "int":
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise StudyError(f"{where}: expected a whole number >= 1, got {value!r}")

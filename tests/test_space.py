@@ -70,6 +70,36 @@ def test_every_sample_is_a_valid_decoder_over_a_fixed_space(which: str, tmp_path
     assert reductions == {"linear", "conv"} and layouts == {"sequential", "parallel"}
 
 
+def test_per_layer_encoding_draws_each_layer_over_a_fixed_space(tmp_path: Path) -> None:
+    data = {**TINY_SPACE, "encoding": "per_layer", "n_layer": {"low": 1, "high": 3}, "mlp_ratio": [2, 4],
+            "layout": ["alternate"]}
+    space = load_space(write_space(tmp_path, data))
+    slots = {f"{name}_{index}" for name in ("layout", "mlp_ratio", "reduce_after") for index in range(3)}
+    mixed_layouts = mixed_ratios = False
+    for params, config in sample_many(space, 200):
+        assert set(params) == {"n_layer", "d_model", "n_head", "reduction", "conv_kernel", "reduce_factor",
+                               "towers"} | slots  # every slot drawn, used or not
+        validate(config)
+        n_layer = params["n_layer"]
+        assert [layer.layout for layer in config.layers] == [params[f"layout_{i}"] for i in range(n_layer)]
+        assert [layer.mlp_ratio for layer in config.layers] == [params[f"mlp_ratio_{i}"] for i in range(n_layer)]
+        for index, layer in enumerate(config.layers):
+            if layer.reduction is not None:
+                assert params[f"reduce_after_{index}"] and params["reduction"] == layer.reduction.kind
+            elif params["reduction"] == "none":
+                assert config.widths[-1] == config.d_model
+        mixed_layouts |= len({layer.layout for layer in config.layers}) > 1
+        mixed_ratios |= len({layer.mlp_ratio for layer in config.layers}) > 1
+    assert mixed_layouts and mixed_ratios  # what the pattern encoding cannot express
+    assert space_from_dict(space.to_dict()) == space
+
+
+def test_the_pattern_encoding_is_the_default_and_unknown_encodings_are_refused(tmp_path: Path) -> None:
+    assert load_space(write_space(tmp_path, TINY_SPACE)).encoding == "pattern"
+    with pytest.raises(StudyError, match="encoding: expected one of \\['pattern', 'per_layer'\\], got 'layered'"):
+        load_space(write_space(tmp_path, {**TINY_SPACE, "encoding": "layered"}))
+
+
 def test_alternate_layout_alternates(tmp_path: Path) -> None:
     space = load_space(write_space(tmp_path, {**TINY_SPACE, "layout": ["alternate"], "n_layer": {"low": 4, "high": 4}}))
     for _, config in sample_many(space, 5):
