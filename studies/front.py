@@ -21,19 +21,47 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .errors import StudyError
 from .search import PROMOTED_SEPARATOR, load_existing, promoted_name
-from .settings import OBJECTIVES, StudySettings, read_settings
+from .settings import OBJECTIVES, QUALITY_OBJECTIVES, StudySettings, read_settings
 
 REFERENCE = 1.1
 PICKS = ("knee", "best-quality", "min-flops", "min-latency", "min-params")
 
 
 def front_trials(study: optuna.Study, settings: StudySettings) -> list[FrozenTrial]:
-    """Complete, feasible, non-dominated trials (one per architecture), in objective order."""
-    trials = [t for t in study.best_trials if t.state == TrialState.COMPLETE]
+    """Complete, non-dominated trials (one per architecture), in objective order."""
+    return pareto_layers(study, settings)[0]
+
+
+def pareto_layers(study: optuna.Study, settings: StudySettings) -> list[list[FrozenTrial]]:
+    """Non-dominated sorting of the complete trials (one per architecture; infeasible samples never
+    complete): the front, then the front of what is left, and so on, each in objective order."""
     unique: dict[str, FrozenTrial] = {}
-    for trial in sorted(trials, key=lambda t: t.number):
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         unique.setdefault(trial.user_attrs.get("arch_hash", str(trial.number)), trial)
-    return sorted(unique.values(), key=lambda t: tuple(t.values))
+    signs = [-1.0 if OBJECTIVES[name] == "maximize" else 1.0 for name in settings.objectives]
+    costs = {t.number: [sign * value for sign, value in zip(signs, t.values)] for t in unique.values()}
+    remaining, layers = list(unique.values()), []
+    while remaining:
+        layer = [t for t in remaining if not any(_dominates(costs[o.number], costs[t.number]) for o in remaining)]
+        layers.append(sorted(layer, key=lambda t: tuple(t.values)))
+        remaining = [t for t in remaining if t not in layer]
+    return layers or [[]]
+
+
+def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+
+def promotion_candidates(study: optuna.Study, settings: StudySettings, top: int | None) -> list[FrozenTrial]:
+    """The front; with `top`, K trials taken layer by layer (front first), best quality first within
+    a layer: a short proxy misranks close neighbours, so the layer behind the front is worth a retrain."""
+    layers = pareto_layers(study, settings)
+    if top is None:
+        return layers[0]
+    objectives = list(settings.objectives)
+    index = next((objectives.index(name) for name in objectives if name in QUALITY_OBJECTIVES), 0)
+    sign = -1.0 if OBJECTIVES[objectives[index]] == "maximize" else 1.0
+    return [t for layer in layers for t in sorted(layer, key=lambda t: sign * t.values[index])][:top]
 
 
 def budgets(name: str, storage: optuna.storages.BaseStorage) -> dict[int, str]:

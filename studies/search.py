@@ -147,16 +147,16 @@ def promote(name: str, storage: str | None, steps: int, top: int | None = None) 
     A sibling study, so no sampler ever fits short and long results together. Returns the sibling,
     its settings and how many trials were enqueued (already enqueued architectures are skipped).
     """
-    from .front import front_trials
+    from .front import promotion_candidates
 
+    if top is not None and top < 1:
+        raise StudyError(f"--top {top}: promote at least one trial")
     study, settings = open_study(name, storage, None)
     if steps <= settings.steps:
         raise StudyError(f"--steps {steps}: promotion needs a longer budget than the study's {settings.steps}")
-    front = front_trials(study, settings)
+    front = promotion_candidates(study, settings, top)
     if not front:
         raise StudyError(f"study {name!r} has no complete trials to promote yet")
-    if top is not None:
-        front = sorted(front, key=lambda t: t.values[0])[:top]
     long_settings = replace(settings, recipe={**settings.recipe, "steps": steps})
     # The sibling gets the presets again (the reference points at the long budget), then the front.
     sibling, long_settings = open_study(promoted_name(name, steps), storage, long_settings)

@@ -9,7 +9,8 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from studies.errors import StudyError
-from studies.front import front_trials, hypervolume, hypervolume_history, knee, normaliser_for, pick
+from studies.front import (front_trials, hypervolume, hypervolume_history, knee, normaliser_for, pareto_layers, pick,
+                           promotion_candidates)
 from studies.settings import StudySettings
 
 LOSS_FLOPS = ("val_loss", "flops_per_token")
@@ -156,6 +157,31 @@ def test_front_trials_are_complete_non_dominated_and_one_per_architecture() -> N
     front = front_trials(study, settings())
     assert [t.user_attrs["arch_hash"] for t in front] == ["a", "b", "d"]  # in objective order
     assert [t.number for t in front] == [0, 1, 4]  # the first trial of architecture b
+
+
+def test_pareto_layers_peel_fronts_and_promotion_takes_them_in_order() -> None:
+    study = make_study()
+    points = {"a": [3.0, 900.0], "b": [3.3, 300.0], "c": [3.4, 400.0], "d": [3.6, 100.0],
+              "e": [3.5, 450.0], "f": [3.2, 950.0], "g": [3.7, 500.0]}
+    for arch, values in points.items():
+        study.add_trial(trial(values, arch_hash=arch))
+    layers = [[t.user_attrs["arch_hash"] for t in layer] for layer in pareto_layers(study, settings())]
+    assert layers == [["a", "b", "d"], ["f", "c"], ["e"], ["g"]]  # each layer in objective order
+    assert layers[0] == [t.user_attrs["arch_hash"] for t in front_trials(study, settings())]
+    pick_hashes = lambda top: [t.user_attrs["arch_hash"] for t in promotion_candidates(study, settings(), top)]  # noqa: E731
+    assert pick_hashes(None) == ["a", "b", "d"]
+    assert pick_hashes(2) == ["a", "b"]  # the best quality within the front first
+    assert pick_hashes(4) == ["a", "b", "d", "f"]  # then the layer behind it, best quality first
+    assert pick_hashes(50) == ["a", "b", "d", "f", "c", "e", "g"]
+
+
+def test_promotion_orders_by_accuracy_when_it_is_maximised() -> None:
+    objectives = ("flops_per_token", "val_accuracy")
+    study = make_study(objectives)
+    for values, arch in (([100.0, 0.30], "small"), ([900.0, 0.50], "big"), ([500.0, 0.40], "mid")):
+        study.add_trial(trial(values, objectives, arch_hash=arch))
+    chosen = promotion_candidates(study, settings(objectives), 2)
+    assert [t.user_attrs["arch_hash"] for t in chosen] == ["big", "mid"]
 
 
 def test_hypervolume_history_never_decreases() -> None:

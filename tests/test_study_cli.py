@@ -349,7 +349,7 @@ def test_promote_retrains_the_front_in_a_sibling_study(tmp_path: Path, capsys: p
 
     result = run(capsys, "promote", *tiny.study_flags(), "--steps", "24", "--device", "cpu")
     assert result.code == 0, result.err
-    assert "promoting 1 front architectures to 24 steps in study 'tiny@24'" in result.out
+    assert "promoting 1 architectures to 24 steps in study 'tiny@24'" in result.out
     sibling = load(tiny, "tiny@24")
     assert read_settings(sibling).steps == 24
     trials = sibling.get_trials()
@@ -372,6 +372,11 @@ def test_promote_retrains_the_front_in_a_sibling_study(tmp_path: Path, capsys: p
                           "--steps 99", "12, 24")
     assert_one_line_error(run(capsys, "promote", *tiny.study_flags(), "--steps", "12"), "promote",
                           "longer budget")
+    assert_one_line_error(run(capsys, "promote", *tiny.study_flags(), "--steps", "48", "--top", "0"), "promote",
+                          "--top 0")
+    assert_one_line_error(run(capsys, *tiny.argv("search", "--trials", "1", "--top", "2")), "search",
+                          "--top 2", "needs --promote-steps")
+    assert len(short.get_trials()) == 5  # refused before any trial ran
 
 
 # --- storage errors ---------------------------------------------------------------------------------

@@ -27,6 +27,8 @@ from ..trials import DEFAULT_PRUNE_MARGIN, DEFAULT_RUNGS
 from ..views import front_table
 
 DEFAULT_STUDY = "decoder-nas"
+TOP_HELP = ("promote K trials: the front, then the next non-dominated layers behind it, best quality "
+            "first (default: the front only)")
 # The proxy: nanoGPT's CPU recipe compressed to 300 steps (warm-up and cosine scaled with it).
 SEARCH_RECIPE = TrainingRecipe(steps=300, warmup_steps=30)
 SEARCH_SHAPE = {"block_size": 64, "n_layer": 4, "n_head": 4, "d_model": 128}
@@ -73,7 +75,7 @@ def add_search_arguments(parser: argparse.ArgumentParser, default_trials: int) -
                      help="keep trial weights: none (default), those on the front, or all")
     run.add_argument("--promote-steps", type=int, metavar="S2",
                      help="afterwards, retrain the front from scratch for S2 steps (study NAME@S2)")
-    run.add_argument("--top", type=int, help="with --promote-steps: only the K best-quality front trials")
+    run.add_argument("--top", type=int, help="with --promote-steps: " + TOP_HELP)
 
 
 @command("search", "run a multi-objective architecture search (with no flags: a small study on the built-in corpus)")
@@ -149,6 +151,8 @@ def _new_settings(explicit: dict[str, Any]) -> StudySettings:
 def run_search(args: argparse.Namespace, console: Console) -> None:
     if args.trials < 0:
         raise StudyError(f"--trials: {args.trials} must not be negative")
+    if args.top is not None and (args.top < 1 or not args.promote_steps):
+        raise StudyError(f"--top {args.top}: needs --promote-steps and at least one trial to promote")
     backend = open_storage(args.storage)
     try:
         stored = read_settings(load_existing(args.study, backend))
@@ -184,7 +188,7 @@ def _promote_and_run(args: argparse.Namespace, steps: int, data: Any, device: An
     if data is None:
         data = prepare_data(settings.data, settings.tokenizer, text_column=settings.text_column)
     waiting = len(sibling.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
-    console.print(f"promoting {added} front architectures to {steps} steps in study {sibling.study_name!r} "
+    console.print(f"promoting {added} architectures to {steps} steps in study {sibling.study_name!r} "
                   f"({waiting} queued with the presets)")
     _run(sibling, settings, data, device, waiting, None, args, console)
     return sibling, settings
@@ -211,7 +215,7 @@ def _run(study: optuna.Study, settings: StudySettings, data: Any, device: Any, t
 def promote_arguments(parser: argparse.ArgumentParser) -> None:
     add_study_arguments(parser)
     parser.add_argument("--steps", type=int, required=True, help="the longer budget in steps")
-    parser.add_argument("--top", type=int, help="only the K best-quality front trials")
+    parser.add_argument("--top", type=int, help=TOP_HELP)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--keep-checkpoints", choices=("none", "front", "all"), default="none")
     parser.set_defaults(run=run_promote)
