@@ -68,7 +68,8 @@ def add_search_arguments(parser: argparse.ArgumentParser, default_trials: int) -
     add_training_arguments(parser, SEARCH_RECIPE, "proxy training recipe of every trial")
     run = parser.add_argument_group("this process")
     until = "no limit: until --max-complete or Ctrl-C" if default_trials >= WORKER_TRIALS else str(default_trials)
-    run.add_argument("--trials", type=int, default=default_trials, help=f"trials this process runs (default: {until})")
+    run.add_argument("--trials", type=int, default=default_trials,
+                     help=f"trials this process trains; repeats and infeasible samples are free (default: {until})")
     run.add_argument("--max-complete", type=int, help="every process stops once the study holds N complete trials")
     run.add_argument("--no-presets", action="store_true", help="do not enqueue the paper's four models first")
     run.add_argument("--keep-checkpoints", choices=("none", "front", "all"), default="none",
