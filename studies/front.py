@@ -29,22 +29,24 @@ PICKS = ("knee", "best-quality", "min-flops", "min-latency", "min-params")
 
 def front_trials(study: optuna.Study, settings: StudySettings) -> list[FrozenTrial]:
     """Complete, non-dominated trials (one per architecture), in objective order."""
-    return pareto_layers(study, settings)[0]
+    return pareto_layers(study, settings, limit=1)[0]
 
 
-def pareto_layers(study: optuna.Study, settings: StudySettings) -> list[list[FrozenTrial]]:
+def pareto_layers(study: optuna.Study, settings: StudySettings, limit: int | None = None) -> list[list[FrozenTrial]]:
     """Non-dominated sorting of the complete trials (one per architecture; infeasible samples never
-    complete): the front, then the front of what is left, and so on, each in objective order."""
+    complete): the front, then the front of what is left, and so on (at most `limit` layers), each
+    in objective order."""
     unique: dict[str, FrozenTrial] = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         unique.setdefault(trial.user_attrs.get("arch_hash", str(trial.number)), trial)
     signs = [-1.0 if OBJECTIVES[name] == "maximize" else 1.0 for name in settings.objectives]
     costs = {t.number: [sign * value for sign, value in zip(signs, t.values)] for t in unique.values()}
     remaining, layers = list(unique.values()), []
-    while remaining:
+    while remaining and (limit is None or len(layers) < limit):
         layer = [t for t in remaining if not any(_dominates(costs[o.number], costs[t.number]) for o in remaining)]
         layers.append(sorted(layer, key=lambda t: tuple(t.values)))
-        remaining = [t for t in remaining if t not in layer]
+        peeled = {t.number for t in layer}
+        remaining = [t for t in remaining if t.number not in peeled]
     return layers or [[]]
 
 
