@@ -61,16 +61,16 @@ class SearchSpace:
         # The draw order is kept stable: a seeded random sampler gives the same architectures as before.
         choice = trial.suggest_categorical
         n_layer = trial.suggest_int("n_layer", self.n_layer.low, self.n_layer.high)
-        if self.encoding == "pattern":
-            reduce_every = trial.suggest_int("reduce_every", self.reduce_every.low, self.reduce_every.high)
-            d_model, n_head = choice("d_model", list(self.d_model)), choice("n_head", list(self.n_head))
+        pattern = self.encoding == "pattern"
+        reduce_every = trial.suggest_int("reduce_every", self.reduce_every.low, self.reduce_every.high) if pattern else 0
+        d_model, n_head = choice("d_model", list(self.d_model)), choice("n_head", list(self.n_head))
+        if pattern:
             mlp_ratio, layout = choice("mlp_ratio", list(self.mlp_ratio)), choice("layout", list(self.layout))
             layouts = [_pattern_layout(layout, index) for index in range(n_layer)]
             mlp_ratios = [mlp_ratio] * n_layer
             # the paper narrows after every 2nd layer, the last one included
             reduce_after = [(index + 1) % reduce_every == 0 for index in range(n_layer)]
         else:
-            d_model, n_head = choice("d_model", list(self.d_model)), choice("n_head", list(self.n_head))
             slots = range(self.n_layer.high)
             block_layouts = sorted({_pattern_layout(layout, index) for layout in self.layout for index in (0, 1)})
             layouts = [choice(f"layout_{index}", block_layouts) for index in slots][:n_layer]
