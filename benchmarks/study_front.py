@@ -7,16 +7,17 @@ Per sampler seed, three 24-trial studies at 300 steps (the presets first):
     random     random search, same space and trial count
     tpe-layer  TPE over the per-layer encoding of the same space
 
-`tpe` and `random` are promoted to 2000 steps (`promote --top K`: the front and the layers behind it).
+For the seeds in --promote-seeds, the studies named by --promote are promoted to 2000 steps
+(`promote --top K`: the front, then the layers behind it).
 For each of the paper's four presets (4 layers, 4 heads, d 128) trained for 2000 steps, the promoted
 front must hold an architecture at least as good on validation loss and FLOPs per token and better
 on one; it is also read against two hand-picked plain GPTs trained with the same recipe.
 Hypervolumes are reported per study, each budget normalised over all its studies at once.
 
-Resumable: re-running continues the studies in the journal file. Not part of CI (about 20 minutes of
-one CPU core per seed and variant, most of it the 2000-step promotions).
+Resumable: re-running continues the studies in the journal file. Not part of CI: on one CPU core a
+300-step study takes about 5 minutes and a promotion about 30.
 
-    python benchmarks/study_front.py [--seeds 0 1 2] [--storage FILE] [--trials 24] [--top 8]
+    python benchmarks/study_front.py [--seeds 0 1 2] [--promote-seeds 0] [--storage FILE] [--top 10]
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ from trainer.run import run_training
 REPO = Path(__file__).resolve().parent.parent
 SHAPE = ["--block-size", "64", "--n-layer", "4", "--n-head", "4", "--d-model", "128", "--batch-size", "12"]
 VARIANTS = {"tpe": ("tpe", "pattern"), "random": ("random", "pattern"), "tpe-layer": ("tpe", "per_layer")}
-PROMOTED = ("tpe", "random")
 HAND_PICKED = {"gpt 2L d128": {"n_layer": 2, "d_model": 128}, "gpt 3L d160": {"n_layer": 3, "d_model": 160}}
 
 
@@ -158,7 +158,11 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=24, help="trials trained per study (default: 24)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="sampler seeds (default: 0)")
     parser.add_argument("--long-steps", type=int, default=2000)
-    parser.add_argument("--top", type=int, default=8, help="trials promoted per study (default: 8)")
+    parser.add_argument("--promote-seeds", type=int, nargs="*", default=[0],
+                        help="seeds whose studies are promoted to --long-steps (default: 0)")
+    parser.add_argument("--promote", nargs="*", default=["tpe", "random"], choices=list(VARIANTS),
+                        help="which studies of those seeds are promoted (default: tpe random)")
+    parser.add_argument("--top", type=int, default=10, help="trials promoted per study (default: 10)")
     parser.add_argument("--report-only", action="store_true", help="train nothing; report what the journal holds")
     args = parser.parse_args()
     console, started = Console(), time.time()
@@ -173,7 +177,7 @@ def main() -> None:
             name = f"{variant}-s{seed}"
             if not args.report_only:
                 run_study(name, sampler, spaces[encoding], seed, args)
-                if variant in PROMOTED:
+                if seed in args.promote_seeds and variant in args.promote:
                     promote(name, args)
             if name in study_names(storage):
                 short[name] = optuna.load_study(study_name=name, storage=storage)
