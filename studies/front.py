@@ -55,9 +55,11 @@ def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
 
 
 def promotion_candidates(study: optuna.Study, settings: StudySettings, top: int | None) -> list[FrozenTrial]:
-    """The front; with `top`, K trials taken layer by layer (front first), best quality first within
-    a layer: a short proxy misranks close neighbours, so the layer behind the front is worth a retrain."""
-    layers = pareto_layers(study, settings)
+    """The front's sampled trials; with `top`, K sampled trials taken layer by layer (front first),
+    best quality first within a layer: a short proxy misranks close neighbours, so the layer behind
+    the front is worth a retrain. Presets are left out: a promoted study retrains them anyway."""
+    layers = [[t for t in layer if "preset" not in t.user_attrs]
+              for layer in pareto_layers(study, settings, limit=1 if top is None else None)]
     if top is None:
         return layers[0]
     objectives = list(settings.objectives)

@@ -156,14 +156,14 @@ def promote(name: str, storage: str | None, steps: int, top: int | None = None) 
         raise StudyError(f"--steps {steps}: promotion needs a longer budget than the study's {settings.steps}")
     front = promotion_candidates(study, settings, top)
     if not front:
-        raise StudyError(f"study {name!r} has no complete trials to promote yet")
+        raise StudyError(f"study {name!r} has no complete sampled trials to promote yet")
     long_settings = replace(settings, recipe={**settings.recipe, "steps": steps})
     # The sibling gets the presets again (the reference points at the long budget), then the front.
     sibling, long_settings = open_study(promoted_name(name, steps), storage, long_settings)
     queued = {t.user_attrs.get("promoted_from") for t in sibling.get_trials(deepcopy=False)}
     added = 0
     for trial in front:
-        if trial.number not in queued and "preset" not in trial.user_attrs:
+        if trial.number not in queued:
             sibling.enqueue_trial({}, user_attrs={"config": trial.user_attrs["config"], "promoted_from": trial.number})
             added += 1
     return sibling, long_settings, added

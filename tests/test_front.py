@@ -165,9 +165,11 @@ def test_pareto_layers_peel_fronts_and_promotion_takes_them_in_order() -> None:
               "e": [3.5, 450.0], "f": [3.2, 950.0], "g": [3.7, 500.0]}
     for arch, values in points.items():
         study.add_trial(trial(values, arch_hash=arch))
+    study.add_trial(trial([3.1, 350.0], arch_hash="gpt", preset="gpt"))  # a preset: never promoted
     layers = [[t.user_attrs["arch_hash"] for t in layer] for layer in pareto_layers(study, settings())]
-    assert layers == [["a", "b", "d"], ["f", "c"], ["e"], ["g"]]  # each layer in objective order
+    assert layers == [["a", "gpt", "b", "d"], ["f", "c"], ["e"], ["g"]]  # each layer in objective order
     assert layers[0] == [t.user_attrs["arch_hash"] for t in front_trials(study, settings())]
+    assert pareto_layers(study, settings(), limit=2) == pareto_layers(study, settings())[:2]
     pick_hashes = lambda top: [t.user_attrs["arch_hash"] for t in promotion_candidates(study, settings(), top)]  # noqa: E731
     assert pick_hashes(None) == ["a", "b", "d"]
     assert pick_hashes(2) == ["a", "b"]  # the best quality within the front first
