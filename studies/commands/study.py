@@ -27,7 +27,7 @@ from ..trials import DEFAULT_PRUNE_MARGIN, DEFAULT_RUNGS
 from ..views import front_table
 
 DEFAULT_STUDY = "decoder-nas"
-TOP_HELP = ("promote K trials: the front, then the next non-dominated layers behind it, best quality "
+TOP_HELP = ("promote K sampled trials: the front, then the next non-dominated layers behind it, best quality "
             "first (default: the front only)")
 # The proxy: nanoGPT's CPU recipe compressed to 300 steps (warm-up and cosine scaled with it).
 SEARCH_RECIPE = TrainingRecipe(steps=300, warmup_steps=30)
@@ -76,7 +76,7 @@ def add_search_arguments(parser: argparse.ArgumentParser, default_trials: int) -
                      help="keep trial weights: none (default), those on the front, or all")
     run.add_argument("--promote-steps", type=int, metavar="S2",
                      help="afterwards, retrain the front from scratch for S2 steps (study NAME@S2)")
-    run.add_argument("--top", type=int, help="with --promote-steps: " + TOP_HELP)
+    run.add_argument("--top", type=int, metavar="K", help="with --promote-steps: " + TOP_HELP)
 
 
 @command("search", "run a multi-objective architecture search (with no flags: a small study on the built-in corpus)")
@@ -216,7 +216,7 @@ def _run(study: optuna.Study, settings: StudySettings, data: Any, device: Any, t
 def promote_arguments(parser: argparse.ArgumentParser) -> None:
     add_study_arguments(parser)
     parser.add_argument("--steps", type=int, required=True, help="the longer budget in steps")
-    parser.add_argument("--top", type=int, help=TOP_HELP)
+    parser.add_argument("--top", type=int, metavar="K", help=TOP_HELP)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--keep-checkpoints", choices=("none", "front", "all"), default="none")
     parser.set_defaults(run=run_promote)
