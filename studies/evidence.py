@@ -5,6 +5,7 @@
 between the proxy ranking and the long ranking, between parameter count and long-run loss, and the
 noise ceiling: τ between two seeds of the long runs. Long runs are cached by (architecture, recipe,
 data), so calibrating a new proxy costs only the proxy runs.
+`promotion_agreement`: the same question asked of what a study promoted, which costs no training.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Callable, Sequence
 
 import optuna
 import torch
+from optuna.trial import TrialState
 
 from objectives import LatencyProtocol, count_flops, measure_latency
 from search_space import PRESETS, DecoderConfig, architecture_hash, preset, summarize
@@ -121,3 +123,17 @@ def _cached_run(config: DecoderConfig, data: TokenizedData, recipe: TrainingReci
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(metrics))
     return metrics
+
+
+def promotion_agreement(short: optuna.Study, long: optuna.Study, quality: str) -> tuple[float, int] | None:
+    """Kendall τ between the short-budget and long-budget `quality` of the architectures promoted
+    from `short` into `long`, and how many there were (None below 3). Calibration asks this of
+    random architectures; a search selects the ones the proxy overrates, so it can be lower here."""
+    chosen = {t.number: t for t in short.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    pairs = [(chosen[t.user_attrs["promoted_from"]].user_attrs[quality], t.user_attrs[quality])
+             for t in long.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+             if t.user_attrs.get("promoted_from") in chosen and quality in t.user_attrs]
+    if len(pairs) < 3:
+        return None
+    proxy, trained = zip(*pairs)
+    return kendall_tau(proxy, trained), len(pairs)

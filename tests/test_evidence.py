@@ -1,10 +1,14 @@
-"""reproduce and calibrate on a tiny corpus: the right rows, rankings from real runs, cached long runs."""
+"""reproduce and calibrate on a tiny corpus: the right rows, rankings from real runs, cached long runs;
+and the proxy's agreement on what a study promoted."""
 
 import json
 from pathlib import Path
 
+import optuna
 import pytest
+from optuna.trial import TrialState, create_trial
 
+from studies.evidence import promotion_agreement
 from study_helpers import SHAPE, TINY_SPACE, assert_one_line_error, cli, make_tiny, quiet_datasets
 
 RECIPE = ["--steps", "6", "--batch-size", "4", "--eval-windows", "4", "--warmup-steps", "1"]
@@ -52,3 +56,21 @@ def test_calibrate_reports_rank_agreement_and_caches_the_long_runs(tiny):
 def test_calibrate_needs_three_architectures(tiny):
     result = cli("calibrate", "--data", str(tiny.corpus), "--architectures", "2")
     assert_one_line_error(result, "calibrate", "at least 3")
+
+
+def test_promotion_agreement_ranks_what_was_promoted_against_its_long_run():
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    short, long = optuna.create_study(), optuna.create_study()
+    for loss in (2.1, 2.2, 2.3, 2.4):
+        short.add_trial(create_trial(value=loss, user_attrs={"val_loss": loss}))
+    short.add_trial(create_trial(state=TrialState.PRUNED, user_attrs={}))  # never promoted
+    long.add_trial(create_trial(value=1.7, user_attrs={"val_loss": 1.7, "preset": "gpt"}))  # a reference, not a choice
+    assert promotion_agreement(short, long, "val_loss") is None  # nothing promoted yet
+    for source, loss in ((0, 1.9), (1, 1.8)):
+        long.add_trial(create_trial(value=loss, user_attrs={"val_loss": loss, "promoted_from": source}))
+    assert promotion_agreement(short, long, "val_loss") is None  # two points rank nothing
+    for source, loss in ((2, 2.0), (3, 2.1)):
+        long.add_trial(create_trial(value=loss, user_attrs={"val_loss": loss, "promoted_from": source}))
+    tau, count = promotion_agreement(short, long, "val_loss")
+    # pairs (2.1, 1.9) (2.2, 1.8) (2.3, 2.0) (2.4, 2.1): one discordant pair of six
+    assert count == 4 and tau == pytest.approx(4 / 6)

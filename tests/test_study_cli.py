@@ -363,6 +363,7 @@ def test_promote_retrains_the_front_in_a_sibling_study(tmp_path: Path, capsys: p
         assert trial.user_attrs["arch_hash"] == source.user_attrs["arch_hash"]
     assert len(short.get_trials()) == 5  # the short study is untouched
 
+    assert "promoted architectures" not in run(capsys, "pareto", *tiny.study_flags()).out  # one is no ranking
     longest = json.loads(run(capsys, "pareto", *tiny.study_flags(), "--json").out)
     assert longest and {item["steps"] for item in longest} == {24}
     assert {item["number"] for item in longest} <= {t.number for t in trials}

@@ -17,7 +17,9 @@ from search_space import config_from_dict, save_config
 from ..errors import StudyError
 from ..front import PICKS, front_trials, hypervolume_history, normaliser_for, pick, study_at_budget
 from ..registry import command
-from ..settings import SETTINGS_KEY, read_settings
+from ..evidence import promotion_agreement
+from ..search import load_existing
+from ..settings import QUALITY_OBJECTIVES, SETTINGS_KEY, StudySettings, read_settings
 from ..storage import open_storage
 from ..views import front_table
 from .study import add_study_arguments
@@ -57,6 +59,20 @@ def run_pareto(args: argparse.Namespace, console: Console) -> None:
         normalise = normaliser_for(settings.objectives, [t.values for t in front])
         history = hypervolume_history(study, settings.objectives, normalise)
         console.print(f"hypervolume {history[-1][1]:.4f} (objectives normalised over the front, reference 1.1)")
+    if study.study_name != args.study:  # a promoted budget: how well did the short one choose?
+        _print_promotion_agreement(load_existing(args.study, open_storage(args.storage, create=False)),
+                                   study, settings, console)
+
+
+def _print_promotion_agreement(short: optuna.Study, long: optuna.Study, settings: StudySettings,
+                               console: Console) -> None:
+    quality = next((name for name in settings.objectives if name in QUALITY_OBJECTIVES), "val_loss")
+    agreement = promotion_agreement(short, long, quality)
+    if agreement is not None:
+        tau, count = agreement
+        console.print(f"the {read_settings(short).steps}-step proxy ranked the {count} promoted architectures at "
+                      f"Kendall τ {tau:.2f} on {quality} against {settings.steps} steps (1 = the same order; "
+                      "a low τ says promote more with --top)")
 
 
 @command("export", "write a front architecture as a config that describe and train accept unchanged")
