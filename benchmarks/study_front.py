@@ -42,6 +42,7 @@ from studies.search import promoted_name
 from studies.settings import read_settings
 from studies.space import load_space
 from studies.storage import open_storage
+from studies.trials import trained as trained_trial
 from trainer import prepare_data
 from trainer.loop import TrainingRecipe
 from trainer.run import run_training
@@ -68,8 +69,7 @@ def run_study(name: str, sampler: str, space: Path, seed: int, args: argparse.Na
     trained = 0
     if name in study_names(storage):
         trained = sum(1 for t in optuna.load_study(study_name=name, storage=storage).get_trials(
-            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
-            if "reused_from" not in t.user_attrs and not t.user_attrs.get("infeasible"))
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)) if trained_trial(t))
     if trained < args.trials:
         code = cli(["search", "--study", name, "--storage", args.storage, "--data", args.data, "--space", str(space),
                     "--sampler", sampler, "--sampler-seed", str(seed), *SHAPE, "--trials", str(args.trials - trained)])

@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .errors import StudyError
 from .search import PROMOTED_SEPARATOR, load_existing, promoted_name
-from .settings import OBJECTIVES, QUALITY_OBJECTIVES, StudySettings, read_settings
+from .settings import OBJECTIVES, StudySettings, quality_objective, read_settings
 
 REFERENCE = 1.1
 PICKS = ("knee", "best-quality", "min-flops", "min-latency", "min-params")
@@ -39,8 +39,7 @@ def pareto_layers(study: optuna.Study, settings: StudySettings, limit: int | Non
     unique: dict[str, FrozenTrial] = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         unique.setdefault(trial.user_attrs.get("arch_hash", str(trial.number)), trial)
-    signs = [-1.0 if OBJECTIVES[name] == "maximize" else 1.0 for name in settings.objectives]
-    costs = {t.number: [sign * value for sign, value in zip(signs, t.values)] for t in unique.values()}
+    costs = {t.number: _minimised(t.values, settings.objectives) for t in unique.values()}
     remaining, layers = list(unique.values()), []
     while remaining and (limit is None or len(layers) < limit):
         layer = [t for t in remaining if not any(_dominates(costs[o.number], costs[t.number]) for o in remaining)]
@@ -48,6 +47,11 @@ def pareto_layers(study: optuna.Study, settings: StudySettings, limit: int | Non
         peeled = {t.number for t in layer}
         remaining = [t for t in remaining if t.number not in peeled]
     return layers or [[]]
+
+
+def _minimised(values: Sequence[float], objectives: Sequence[str]) -> list[float]:
+    """Objective values as minimisations: maximised ones negated."""
+    return [-value if OBJECTIVES[name] == "maximize" else value for value, name in zip(values, objectives)]
 
 
 def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -62,10 +66,10 @@ def promotion_candidates(study: optuna.Study, settings: StudySettings, top: int 
               for layer in pareto_layers(study, settings, limit=1 if top is None else None)]
     if top is None:
         return layers[0]
-    objectives = list(settings.objectives)
-    index = next((objectives.index(name) for name in objectives if name in QUALITY_OBJECTIVES), 0)
-    sign = -1.0 if OBJECTIVES[objectives[index]] == "maximize" else 1.0
-    return [t for layer in layers for t in sorted(layer, key=lambda t: sign * t.values[index])][:top]
+    quality = quality_objective(settings.objectives)
+    index = settings.objectives.index(quality) if quality else 0
+    best_first = lambda t: _minimised(t.values, settings.objectives)[index]  # noqa: E731
+    return [t for layer in layers for t in sorted(layer, key=best_first)][:top]
 
 
 def budgets(name: str, storage: optuna.storages.BaseStorage) -> dict[int, str]:
@@ -114,7 +118,7 @@ class Normaliser:
 
 def normaliser_for(objectives: Sequence[str], value_sets: Sequence[Sequence[float]]) -> Normaliser:
     directions = tuple(OBJECTIVES[name] for name in objectives)
-    minimised = [[-v if d == "maximize" else v for v, d in zip(values, directions)] for values in value_sets]
+    minimised = [_minimised(values, objectives) for values in value_sets]
     if not minimised:
         raise StudyError("no complete trials to normalise over")
     lows = tuple(min(column) for column in zip(*minimised))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import optuna
 
@@ -27,6 +27,11 @@ OBJECTIVES: dict[str, str] = {
 }
 QUALITY_OBJECTIVES = ("val_loss", "val_accuracy")
 DEFAULT_OBJECTIVES = ("val_loss", "flops_per_token")
+
+
+def quality_objective(objectives: Sequence[str]) -> str | None:
+    """The first objective that measures quality, if the study has one."""
+    return next((name for name in objectives if name in QUALITY_OBJECTIVES), None)
 
 
 @dataclass(frozen=True)

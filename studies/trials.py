@@ -202,8 +202,7 @@ def _trained_twin(study: optuna.Study, arch_hash: str, number: int) -> FrozenTri
     """A trial of the same architecture at the same budget (one study = one budget) that trained to
     the end or was stopped at a rung; infeasible samples never trained and failures may not recur."""
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-        if (trial.number != number and trial.user_attrs.get("arch_hash") == arch_hash
-                and not trial.user_attrs.get("infeasible") and "reused_from" not in trial.user_attrs):
+        if trial.number != number and trial.user_attrs.get("arch_hash") == arch_hash and trained(trial):
             return trial
     return None
 

@@ -19,7 +19,7 @@ from ..front import PICKS, front_trials, hypervolume_history, normaliser_for, pi
 from ..registry import command
 from ..evidence import promotion_agreement
 from ..search import load_existing
-from ..settings import QUALITY_OBJECTIVES, SETTINGS_KEY, StudySettings, read_settings
+from ..settings import SETTINGS_KEY, StudySettings, quality_objective, read_settings
 from ..storage import open_storage
 from ..views import front_table
 from .study import add_study_arguments
@@ -44,7 +44,8 @@ def front_records(front: list[optuna.trial.FrozenTrial], steps: int) -> list[dic
 
 
 def run_pareto(args: argparse.Namespace, console: Console) -> None:
-    study, settings = study_at_budget(args.study, open_storage(args.storage, create=False), args.steps)
+    storage = open_storage(args.storage, create=False)
+    study, settings = study_at_budget(args.study, storage, args.steps)
     front = front_trials(study, settings)
     if args.json:
         print(json.dumps(front_records(front, settings.steps)))
@@ -60,13 +61,12 @@ def run_pareto(args: argparse.Namespace, console: Console) -> None:
         history = hypervolume_history(study, settings.objectives, normalise)
         console.print(f"hypervolume {history[-1][1]:.4f} (objectives normalised over the front, reference 1.1)")
     if study.study_name != args.study:  # a promoted budget: how well did the short one choose?
-        _print_promotion_agreement(load_existing(args.study, open_storage(args.storage, create=False)),
-                                   study, settings, console)
+        _print_promotion_agreement(load_existing(args.study, storage), study, settings, console)
 
 
 def _print_promotion_agreement(short: optuna.Study, long: optuna.Study, settings: StudySettings,
                                console: Console) -> None:
-    quality = next((name for name in settings.objectives if name in QUALITY_OBJECTIVES), "val_loss")
+    quality = quality_objective(settings.objectives) or "val_loss"  # val_loss is measured in every study
     agreement = promotion_agreement(short, long, quality)
     if agreement is not None:
         tau, count = agreement
