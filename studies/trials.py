@@ -27,7 +27,12 @@ from .space import SearchSpace
 
 CONSTRAINTS = {"max_params": "params", "max_flops": "flops_per_token", "max_latency_ms": "latency_ms"}
 DEFAULT_RUNGS = (1 / 3, 2 / 3)
-DEFAULT_PRUNE_MARGIN = 0.05  # nats: well above seed noise, so a pruned trial was really behind
+DEFAULT_PRUNE_MARGIN = 0.05  # nats at MARGIN_FRACTION of the steps: well above seed noise
+# Loss gaps between architectures narrow as training goes on, so an earlier rung asks for a wider
+# margin: margin x MARGIN_FRACTION / fraction. On 189 complete 300-step CPU trials a flat 0.05 at
+# 1/3 stopped 8% of trials that would have ended ahead of the trial that stopped them; 0.1 there
+# stopped 2 in 119, and 0.05 at 2/3 stopped 1 in 160.
+MARGIN_FRACTION = 2 / 3
 RUNG_SMOOTHING_REPORTS = 3  # a rung's loss is the mean of the last few progress reports
 
 
@@ -212,14 +217,14 @@ class _RungPruner:
 
     At each rung (a fraction of the steps) the trial records its smoothed training loss. It stops
     only if another trial at the same rung is at least as cheap on every cost objective and lower
-    in loss by more than the margin: it is dominated on (loss so far, cost).
+    in loss by more than the rung's margin: it is dominated on (loss so far, cost).
     """
 
     def __init__(self, trial: optuna.Trial, context: TrialContext, measures: dict[str, Any]):
         self.trial, self.context, self.measures = trial, context, measures
         pruning, steps = context.settings.pruning, context.settings.steps
         self.rungs = sorted({max(1, int(f * steps)) for f in pruning.get("rungs", DEFAULT_RUNGS)} - {steps})
-        self.margin = float(pruning.get("margin", DEFAULT_PRUNE_MARGIN))
+        self.margin, self.steps = float(pruning.get("margin", DEFAULT_PRUNE_MARGIN)), steps
         self.costs = [n for n in context.settings.objectives if n not in QUALITY_OBJECTIVES]  # all minimised
         self.recent: list[float] = []
 
@@ -233,13 +238,17 @@ class _RungPruner:
             # Presets (the reference points) and promoted trials (the front being retrained) always
             # finish; early stopping is for sampled architectures only.
             protected = "preset" in self.trial.user_attrs or "promoted_from" in self.trial.user_attrs
-            dominator = None if protected else self._dominator(rung, loss)
+            margin = self.margin_at(rung)
+            dominator = None if protected else self._dominator(rung, loss, margin)
             if dominator is not None:
                 raise optuna.TrialPruned(
                     f"dominated at step {rung}: loss {loss:.3f} vs trial {dominator.number}'s "
-                    f"{dominator.user_attrs[f'rung_{rung}']:.3f} at no greater cost")
+                    f"{dominator.user_attrs[f'rung_{rung}']:.3f} at no greater cost (margin {margin:.3f})")
 
-    def _dominator(self, rung: int, loss: float) -> FrozenTrial | None:
+    def margin_at(self, rung: int) -> float:
+        return self.margin * MARGIN_FRACTION * self.steps / rung
+
+    def _dominator(self, rung: int, loss: float, margin: float) -> FrozenTrial | None:
         key = f"rung_{rung}"
         states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
         for other in self.context.study.get_trials(deepcopy=False, states=states):
@@ -247,6 +256,6 @@ class _RungPruner:
             if other.number == self.trial.number or key not in attrs:
                 continue
             cheaper = all(attrs.get(cost, float("inf")) <= self.measures[cost] for cost in self.costs)
-            if cheaper and attrs[key] <= loss - self.margin:
+            if cheaper and attrs[key] <= loss - margin:
                 return other
         return None

@@ -120,6 +120,16 @@ def test_within_the_margin_is_not_pruned() -> None:
     pruner(progress(4, 2.04))
 
 
+def test_an_earlier_rung_needs_a_wider_margin() -> None:
+    study = make_study()
+    other(study, [2.5, 100], rung_4=2.0, rung_8=2.0, flops_per_token=100)
+    _, pruner = pruner_for(study, make_settings(), {"flops_per_token": 100})
+    assert pruner.margin_at(4) == pytest.approx(0.1) and pruner.margin_at(8) == pytest.approx(0.05)
+    pruner(progress(4, 2.07))  # 0.07 behind at 1/3: within that rung's margin of 0.1
+    with pytest.raises(optuna.TrialPruned, match=r"at step 8: .*\(margin 0.050\)"):
+        pruner(progress(8, 2.07))  # the same gap at 2/3 is beyond 0.05
+
+
 def test_every_cost_must_be_no_greater() -> None:
     objectives = ("val_loss", "flops_per_token", "params")
     study = make_study(objectives)

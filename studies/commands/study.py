@@ -61,7 +61,9 @@ def add_search_arguments(parser: argparse.ArgumentParser, default_trials: int) -
                        help=f"early-stopping rungs as fractions of --steps (default: "
                             f"{' '.join(f'{r:.2f}' for r in DEFAULT_RUNGS)}; none: no early stopping)")
     group.add_argument("--prune-margin", type=float,
-                       help=f"loss margin for dominance at a rung (default: {DEFAULT_PRUNE_MARGIN})")
+                       help=f"loss margin (nats) by which a cheaper trial must lead at the rung at 2/3 of "
+                            f"the steps to stop this one; earlier rungs scale it by (2/3)/fraction, since "
+                            f"gaps narrow with training (default: {DEFAULT_PRUNE_MARGIN})")
     shape = parser.add_argument_group("shape: context length, and the paper presets run as baselines")
     add_shape_arguments(shape)
     add_data_arguments(parser)
