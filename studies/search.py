@@ -102,10 +102,12 @@ def run_worker(
     storage: str | None = None,
     checkpoint_dir: Path | None = None,
     reporter: Reporter | None = None,
+    queued_only: bool = False,
 ) -> WorkerSummary:
     """Run up to `n_trials` trials in this process; stop early once the study holds `max_complete`
     complete trials. Only trials that train count: an infeasible sample (pruned before training) or
-    a repeat of an architecture already trained (its result reused) costs no training."""
+    a repeat of an architecture already trained (its result reused) costs no training.
+    `queued_only` (a promotion) runs enqueued trials only and stops when none is waiting."""
     if data.content_hash != settings.content_hash:
         raise StudyError(f"the corpus {settings.data} changed since the study was created "
                          f"(content hash {data.content_hash[:12]} != {settings.content_hash[:12]})")
@@ -117,6 +119,8 @@ def run_worker(
     while ran < n_trials:
         if max_complete is not None and count_complete(study) >= max_complete:
             break
+        if queued_only and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            break
         if journal:
             fail_expired_trials(study)  # journal storage has no heartbeat: expired leases are dead workers
         trial = run_trial(context)
@@ -124,7 +128,8 @@ def run_worker(
             ran, infeasible_in_a_row, repeats_in_a_row = ran + 1, 0, 0
             continue
         infeasible_in_a_row = infeasible_in_a_row + 1 if trial.user_attrs.get("infeasible") else 0
-        repeats_in_a_row = repeats_in_a_row + 1 if "reused_from" in trial.user_attrs else 0
+        repeat = "reused_from" in trial.user_attrs and "reused_from_study" not in trial.user_attrs
+        repeats_in_a_row = repeats_in_a_row + 1 if repeat else 0
         if infeasible_in_a_row >= MAX_CONSECUTIVE_INFEASIBLE:
             raise StudyError(f"{infeasible_in_a_row} samples in a row broke the constraints "
                              f"{settings.constraints}; loosen them or narrow the space")

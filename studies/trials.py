@@ -22,9 +22,11 @@ from trainer.data import TokenizedData
 from trainer.loop import Progress, TrainingError, TrainingRecipe
 from trainer.run import initialised_model, run_training
 
-from .settings import QUALITY_OBJECTIVES, StudySettings
+from .settings import QUALITY_OBJECTIVES, SETTINGS_KEY, StudySettings
 from .space import SearchSpace
 
+# Settings that decide a trial's measures: two studies alike in these give an architecture the same result.
+TRAINING_KEYS = ("data", "tokenizer", "text_column", "content_hash", "block_size", "recipe", "latency")
 CONSTRAINTS = {"max_params": "params", "max_flops": "flops_per_token", "max_latency_ms": "latency_ms"}
 DEFAULT_RUNGS = (1 / 3, 2 / 3)
 DEFAULT_PRUNE_MARGIN = 0.05  # nats at MARGIN_FRACTION of the steps: well above seed noise
@@ -144,12 +146,15 @@ def _evaluate(trial: optuna.Trial, context: TrialContext) -> list[float]:
         trial.set_user_attr(key, value)
     context.reporter.trial_started(trial, record["summary"], settings.steps)
 
-    reused = _trained_twin(context.study, arch_hash, trial.number)
+    reused, source = _trained_twin(context, arch_hash, trial.number)
     if reused is not None:
         trial.set_user_attr("reused_from", reused.number)
+        if source is not None:
+            trial.set_user_attr("reused_from_study", source)
         for key, value in reused.user_attrs.items():
             if key not in record and key not in ("preset", "config", "checkpoint", "pruned_reason"):
                 trial.set_user_attr(key, value)
+        _check_constraints(trial, reused.user_attrs, settings)  # another study may have had other limits
         if reused.state == TrialState.PRUNED:  # training is deterministic: it would be stopped again
             raise optuna.TrialPruned(f"as trial {reused.number}: {reused.user_attrs.get('pruned_reason', 'pruned')}")
         return _objective_values(reused.user_attrs, settings)
@@ -203,11 +208,36 @@ def _objective_values(metrics: dict[str, Any], settings: StudySettings) -> list[
     return [float(metrics[name]) for name in settings.objectives]
 
 
-def _trained_twin(study: optuna.Study, arch_hash: str, number: int) -> FrozenTrial | None:
-    """A trial of the same architecture at the same budget (one study = one budget) that trained to
-    the end or was stopped at a rung; infeasible samples never trained and failures may not recur."""
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-        if trial.number != number and trial.user_attrs.get("arch_hash") == arch_hash and trained(trial):
+def _trained_twin(context: TrialContext, arch_hash: str, number: int) -> tuple[FrozenTrial | None, str | None]:
+    """A result to reuse, and the study it is from if not this one.
+
+    First a trial of this study (one study = one budget) that trained to the end or was stopped at
+    a rung; infeasible samples never trained and failures may not recur. Then a complete trial of
+    any study in the same storage that trains alike (`TRAINING_KEYS`) on the same device: every
+    promoted sibling retrains the presets, and two studies may promote one architecture.
+    """
+    own = _twin_in(context.study, arch_hash, number, (TrialState.COMPLETE, TrialState.PRUNED), None)
+    if own is not None:
+        return own, None
+    wanted = {key: value for key, value in context.settings.to_dict().items() if key in TRAINING_KEYS}
+    storage = context.study._storage  # noqa: SLF001 - Optuna exposes no public accessor
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        stored = summary.user_attrs.get(SETTINGS_KEY, {})
+        if summary.study_name == context.study.study_name or any(stored.get(k) != v for k, v in wanted.items()):
+            continue
+        other = optuna.load_study(study_name=summary.study_name, storage=storage)
+        twin = _twin_in(other, arch_hash, None, (TrialState.COMPLETE,), str(context.device))
+        if twin is not None:
+            return twin, summary.study_name
+    return None, None
+
+
+def _twin_in(study: optuna.Study, arch_hash: str, number: int | None, states: tuple[TrialState, ...],
+             device: str | None) -> FrozenTrial | None:
+    for trial in study.get_trials(deepcopy=False, states=states):
+        attrs = trial.user_attrs
+        if (trial.number != number and attrs.get("arch_hash") == arch_hash and trained(trial)
+                and device in (None, attrs.get("device"))):
             return trial
     return None
 

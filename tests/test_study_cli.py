@@ -299,6 +299,40 @@ def test_an_architecture_seen_before_is_reused_not_retrained(
     assert len(json.loads(run(capsys, "pareto", *tiny.study_flags(), "--json").out)) == 1  # one architecture
 
 
+def test_a_study_that_trains_alike_reuses_another_studys_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tiny = make_tiny(tmp_path, {**TINY_SPACE, "n_layer": {"low": 1, "high": 1}, "towers": [1]})
+    calls = []
+    real = trials_module.run_training
+    monkeypatch.setattr(trials_module, "run_training", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert run(capsys, *tiny.argv("search", "--trials", "5")).code == 0  # the presets, then one sampled
+    first = {t.user_attrs["arch_hash"]: t for t in load(tiny).get_trials()}
+    calls.clear()
+
+    # another sampler seed, the same data, recipe and device: the presets are reused, so not counted
+    assert run(capsys, *tiny.argv("search", "--trials", "1", "--sampler-seed", "7", study="twin")).code == 0
+    twin = load(tiny, "twin").get_trials()
+    for trial in twin[:4]:
+        original = first[trial.user_attrs["arch_hash"]]
+        assert trial.user_attrs["reused_from_study"] == "tiny" and trial.user_attrs["reused_from"] == original.number
+        assert trial.values == original.values and trial.user_attrs["preset"] == original.user_attrs["preset"]
+    assert len(calls) == sum("reused_from" not in t.user_attrs for t in twin) >= 1
+
+    # promoting both: the second sibling reuses the first sibling's presets, and runs only what was queued
+    assert run(capsys, "promote", *tiny.study_flags(), "--steps", "24", "--device", "cpu").code == 0
+    assert run(capsys, "promote", *tiny.study_flags("twin"), "--steps", "24", "--device", "cpu").code == 0
+    sibling = load(tiny, "twin@24").get_trials()
+    assert all("preset" in t.user_attrs or "promoted_from" in t.user_attrs for t in sibling)
+    assert {t.user_attrs.get("reused_from_study") for t in sibling[:4]} == {"tiny@24"}
+
+    # a different recipe trains afresh
+    calls.clear()
+    assert run(capsys, *tiny.argv("search", "--trials", "1", "--lr", "0.002", study="other-lr")).code == 0
+    assert not any("reused_from_study" in t.user_attrs for t in load(tiny, "other-lr").get_trials())
+    assert len(calls) == 1
+
+
 def test_a_diverging_trial_fails_and_the_study_goes_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     tiny = make_tiny(tmp_path)
     result = run(capsys, *tiny.argv("search", "--trials", "2", "--no-presets", "--lr", "1e9", "--rungs"))

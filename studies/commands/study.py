@@ -193,18 +193,19 @@ def _promote_and_run(args: argparse.Namespace, steps: int, data: Any, device: An
     waiting = len(sibling.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
     console.print(f"promoting {added} architectures to {steps} steps in study {sibling.study_name!r} "
                   f"({waiting} queued with the presets)")
-    _run(sibling, settings, data, device, waiting, None, args, console)
+    _run(sibling, settings, data, device, waiting, None, args, console, queued_only=True)
     return sibling, settings
 
 
 def _run(study: optuna.Study, settings: StudySettings, data: Any, device: Any, trials: int,
-         max_complete: int | None, args: argparse.Namespace, console: Console) -> None:
+         max_complete: int | None, args: argparse.Namespace, console: Console, queued_only: bool = False) -> None:
     checkpoints = None
     if args.keep_checkpoints != "none":
         root = Path(args.storage).resolve().parent if "://" not in args.storage else Path.cwd()
         checkpoints = root / "checkpoints" / study.study_name
     with LiveReporter(study, settings.objectives, trials if trials < WORKER_TRIALS else None) as reporter:
-        summary = run_worker(study, settings, data, device, trials, max_complete, args.storage, checkpoints, reporter)
+        summary = run_worker(study, settings, data, device, trials, max_complete, args.storage, checkpoints, reporter,
+                             queued_only)
     if checkpoints is not None and args.keep_checkpoints == "front":
         keep_front_checkpoints(study, settings, checkpoints)
     if summary.exhausted:
