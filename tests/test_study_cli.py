@@ -306,12 +306,13 @@ def test_a_study_that_trains_alike_reuses_another_studys_results(
     calls = []
     real = trials_module.run_training
     monkeypatch.setattr(trials_module, "run_training", lambda *a, **k: calls.append(1) or real(*a, **k))
-    assert run(capsys, *tiny.argv("search", "--trials", "5")).code == 0  # the presets, then one sampled
+    # the presets, then one sampled trial; no early stopping, so it completes and can be promoted
+    assert run(capsys, *tiny.argv("search", "--trials", "5", "--rungs", "--sampler-seed", "0")).code == 0
     first = {t.user_attrs["arch_hash"]: t for t in load(tiny).get_trials()}
     calls.clear()
 
     # another sampler seed, the same data, recipe and device: the presets are reused, so not counted
-    assert run(capsys, *tiny.argv("search", "--trials", "1", "--sampler-seed", "7", study="twin")).code == 0
+    assert run(capsys, *tiny.argv("search", "--trials", "1", "--rungs", "--sampler-seed", "7", study="twin")).code == 0
     twin = load(tiny, "twin").get_trials()
     for trial in twin[:4]:
         original = first[trial.user_attrs["arch_hash"]]
