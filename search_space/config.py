@@ -243,6 +243,9 @@ def architecture_hash(config: DecoderConfig) -> str:
     """A canonical hash of what the model computes: provenance and dict order do not change it."""
     data = config_to_dict(config)
     data.pop("provenance", None)
+    data["dropout"] = float(data["dropout"])
+    for layer in data["layers"]:  # an MLP ratio of 4 builds the same model as 4.0
+        layer["mlp_ratio"] = float(layer["mlp_ratio"])
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

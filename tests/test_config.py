@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -39,6 +40,13 @@ def test_provenance_survives_the_round_trip_but_not_the_hash(tmp_path):
     assert load_config(save_config(stamped, tmp_path / "a.yaml")).provenance == {"study": "s", "trial": 3}
     assert architecture_hash(stamped) == architecture_hash(config)
     assert architecture_hash(config.replace(dropout=0.1)) != architecture_hash(config)
+
+
+def test_a_whole_number_ratio_hashes_like_its_float(tiny_config):
+    as_int = tiny_config.replace(layers=tuple(replace(layer, mlp_ratio=int(layer.mlp_ratio)) for layer in tiny_config.layers))
+    assert architecture_hash(as_int) == architecture_hash(tiny_config)
+    assert architecture_hash(tiny_config.replace(layers=tuple(
+        replace(layer, mlp_ratio=3) for layer in tiny_config.layers))) != architecture_hash(tiny_config)
 
 
 def _base() -> dict:
