@@ -49,6 +49,8 @@ def _requeue(study: optuna.Study, trial: FrozenTrial) -> None:
     if chain >= MAX_RETRIES:
         return
     keep = {k: v for k, v in trial.user_attrs.items() if k in ("preset", "config", "promoted_from")}
+    if trial.params and "preset" in keep:
+        keep["in_space"] = trial.user_attrs.get("in_space", False)
     retry = {RETRY_KEY: trial.number, "retry_count": chain + 1, "retry_reason": "lease expired: its worker stopped"}
     study.enqueue_trial(trial.params, user_attrs={**keep, **retry})
 

@@ -13,7 +13,7 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from search_space import PRESETS
+from search_space import PRESETS, preset
 from trainer.data import TokenizedData
 
 from .errors import StudyError
@@ -65,8 +65,7 @@ def open_study(name: str, storage: str | None, settings: StudySettings | None,
         else:
             write_settings(study, settings)
             if enqueue_presets:
-                for preset_name in PRESETS:  # the paper's four models first: every front reads against them
-                    study.enqueue_trial({}, user_attrs={"preset": preset_name})
+                _enqueue_presets(study, settings)
             return study, settings
     stored = read_settings(study)
     differences = settings.differences(stored.to_dict())
@@ -74,6 +73,16 @@ def open_study(name: str, storage: str | None, settings: StudySettings | None,
         raise StudyError(f"study {name!r} was created with other settings: " + "; ".join(differences)
                          + " (use another --study name, or the study's own settings)")
     return study, stored
+
+
+def _enqueue_presets(study: optuna.Study, settings: StudySettings) -> None:
+    """The paper's four models first, so every front reads against them. One the space can build is
+    enqueued with its parameters: the sampler then learns from it like from any other trial (the
+    gpt preset is among the best at its cost, and without parameters TPE never saw it)."""
+    space = space_from_dict(settings.space)
+    for name in PRESETS:
+        params = space.params_for(preset(name, block_size=settings.block_size, **settings.preset_shape))
+        study.enqueue_trial(params or {}, user_attrs={"preset": name, "in_space": params is not None})
 
 
 def load_existing(name: str, backend: optuna.storages.BaseStorage) -> optuna.Study:

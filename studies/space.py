@@ -12,6 +12,7 @@ per head.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass, fields
 from importlib import resources
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 import optuna
 import yaml
 
-from search_space import DecoderConfig, LayerConfig, Reduction
+from search_space import DecoderConfig, LayerConfig, Reduction, architecture_hash
 
 from .errors import StudyError
 
@@ -85,6 +86,42 @@ class SearchSpace:
             towers=choice("towers", list(self.towers)),
         )
 
+    def params_for(self, config: DecoderConfig) -> dict[str, Any] | None:
+        """Parameters from which `sample` builds `config`, or None if the space cannot build it.
+
+        An enqueued paper preset suggests them, so the sampler learns from the presets like from any
+        other trial. The parameters a config fixes are read off it; the rest (layout pattern,
+        reduction rule) are tried until one decodes to the same architecture.
+        """
+        layers = config.layers
+        heads = {layer.n_head for layer in layers}
+        kinds = {layer.reduction.kind for layer in layers if layer.reduction} or {"none"}
+        if len(heads) != 1 or len(kinds) != 1:
+            return None
+        candidates: dict[str, list[Any]] = {
+            "n_layer": [len(layers)], "d_model": [config.d_model], "n_head": list(heads), "towers": [config.towers],
+            "reduction": list(kinds), "conv_kernel": list(self.conv_kernel), "reduce_factor": list(self.reduce_factor),
+        }
+        if self.encoding == "pattern":
+            candidates.update(mlp_ratio=[layers[0].mlp_ratio], layout=list(self.layout),
+                              reduce_every=list(range(self.reduce_every.low, self.reduce_every.high + 1)))
+        else:  # unused slots take any value: the first that the space offers
+            for index in range(self.n_layer.high):
+                layer = layers[index] if index < len(layers) else None
+                candidates[f"layout_{index}"] = [layer.layout] if layer else ["sequential", "parallel"]
+                candidates[f"mlp_ratio_{index}"] = [layer.mlp_ratio if layer else self.mlp_ratio[0]]
+                candidates[f"reduce_after_{index}"] = [bool(layer and layer.reduction)]
+        wanted = architecture_hash(config)
+        for values in itertools.product(*candidates.values()):
+            replay = _Replay(dict(zip(candidates, values)))
+            try:
+                sampled = self.sample(replay, config.vocab_size, config.block_size)  # type: ignore[arg-type]
+            except _NotInSpace:
+                continue
+            if architecture_hash(sampled) == wanted:
+                return replay.chosen
+        return None
+
     def decode(self, vocab_size: int, block_size: int, *, layouts: list[str], mlp_ratios: list[float],
                reduce_after: list[bool], d_model: int, n_head: int, reduction: str, conv_kernel: int,
                reduce_factor: float, towers: int) -> DecoderConfig:
@@ -100,6 +137,30 @@ class SearchSpace:
             layers.append(LayerConfig(layout=layout, n_head=n_head, mlp_ratio=mlp_ratio, reduction=narrowed))
         return DecoderConfig(vocab_size=vocab_size, block_size=block_size, d_model=d_model,
                              layers=tuple(layers), towers=towers)
+
+
+class _NotInSpace(Exception):
+    pass
+
+
+class _Replay:
+    """Stands in for a trial: answers the space's suggestions from given values, refusing any the
+    space does not offer, and keeps the space's own spelling of each (4, not 4.0)."""
+
+    def __init__(self, values: dict[str, Any]):
+        self.values, self.chosen = values, {}
+
+    def suggest_int(self, name: str, low: int, high: int) -> int:
+        if not low <= self.values[name] <= high:
+            raise _NotInSpace(name)
+        self.chosen[name] = self.values[name]
+        return self.values[name]
+
+    def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
+        if self.values[name] not in choices:
+            raise _NotInSpace(name)
+        self.chosen[name] = choices[choices.index(self.values[name])]
+        return self.chosen[name]
 
 
 def _pattern_layout(layout: str, index: int) -> str:

@@ -81,6 +81,8 @@ def config_for_trial(trial: optuna.Trial, context: TrialContext) -> DecoderConfi
     attrs, settings = trial.user_attrs, context.settings
     vocab = context.data.vocab_size
     if "preset" in attrs:
+        if attrs.get("in_space"):  # enqueued with its parameters: suggesting them records them
+            context.space.sample(trial, vocab, settings.block_size)
         return preset(attrs["preset"], vocab_size=vocab, block_size=settings.block_size, **settings.preset_shape)
     if "config" in attrs:
         return config_from_dict(attrs["config"]).replace(vocab_size=vocab, block_size=settings.block_size)

@@ -8,7 +8,7 @@ import optuna
 import pytest
 import yaml
 
-from search_space import DecoderConfig
+from search_space import PRESETS, DecoderConfig, architecture_hash, preset
 from search_space.config import validate
 from studies.errors import StudyError
 from studies.space import SearchSpace, load_space, space_from_dict
@@ -92,6 +92,23 @@ def test_per_layer_encoding_draws_each_layer_over_a_fixed_space(tmp_path: Path) 
         mixed_ratios |= len({layer.mlp_ratio for layer in config.layers}) > 1
     assert mixed_layouts and mixed_ratios  # what the pattern encoding cannot express
     assert space_from_dict(space.to_dict()) == space
+
+
+@pytest.mark.parametrize("encoding", ["pattern", "per_layer"])
+def test_params_for_finds_parameters_that_rebuild_the_architecture(encoding: str) -> None:
+    space = SearchSpace(**{**load_space().__dict__, "encoding": encoding})
+    for _, config in sample_many(space, 40):
+        params = space.params_for(config)
+        assert params is not None
+        rebuilt = space.sample(optuna.trial.FixedTrial(params), config.vocab_size, config.block_size)
+        assert architecture_hash(rebuilt) == architecture_hash(config)
+    for name in PRESETS:  # the paper's models at the benchmark shape lie in the default space
+        config = preset(name, vocab_size=65, block_size=64, n_layer=4, n_head=4, d_model=128)
+        params = space.params_for(config)
+        assert params is not None and params["d_model"] == 128 and params["n_head"] == 4
+        assert architecture_hash(space.sample(optuna.trial.FixedTrial(params), 65, 64)) == architecture_hash(config)
+    assert space.params_for(preset("gpt", vocab_size=65, block_size=64, d_model=256)) is None  # no such width
+    assert space.params_for(preset("gpt", vocab_size=65, block_size=64, n_layer=8)) is None  # too deep
 
 
 def test_the_pattern_encoding_is_the_default_and_unknown_encodings_are_refused(tmp_path: Path) -> None:

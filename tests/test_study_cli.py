@@ -13,11 +13,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search_space import load_config
+from search_space import architecture_hash, config_from_dict, load_config
 from studies import search as search_module
 from studies import trials as trials_module
 from studies.front import front_trials, knee
 from studies.settings import read_settings
+from studies.space import space_from_dict
 from studies.storage import open_storage
 from study_helpers import (PRESET_NAMES, SINGLE_SPACE, STEPS, TINY_SPACE, Result, Tiny, assert_one_line_error,
                            cli, make_tiny, quiet_datasets)
@@ -297,6 +298,25 @@ def test_an_architecture_seen_before_is_reused_not_retrained(
     for key in ("train_seconds", "val_loss", "loss_curve", "params"):
         assert second.user_attrs[key] == first.user_attrs[key]
     assert len(json.loads(run(capsys, "pareto", *tiny.study_flags(), "--json").out)) == 1  # one architecture
+
+
+@pytest.mark.parametrize("mlp_ratios, in_space", [([2, 4], True), ([2], False)])
+def test_presets_the_space_can_build_carry_their_parameters(
+    mlp_ratios: list[int], in_space: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the presets have MLP ratio 4: with it in the space the sampler learns from them like from any trial
+    tiny = make_tiny(tmp_path, {**TINY_SPACE, "mlp_ratio": mlp_ratios})
+    assert run(capsys, *tiny.argv("search", "--trials", "4", "--rungs")).code == 0
+    study = load(tiny)
+    space = space_from_dict(read_settings(study).space)
+    for trial in study.get_trials():
+        assert trial.state == TrialState.COMPLETE and trial.user_attrs["in_space"] == in_space
+        if in_space:
+            config = config_from_dict(trial.user_attrs["config"])
+            rebuilt = space.sample(optuna.trial.FixedTrial(trial.params), config.vocab_size, config.block_size)
+            assert architecture_hash(rebuilt) == trial.user_attrs["arch_hash"]
+        else:
+            assert trial.params == {}
 
 
 def test_a_study_that_trains_alike_reuses_another_studys_results(
