@@ -27,6 +27,7 @@ import argparse
 import json
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import optuna
@@ -104,11 +105,17 @@ def hand_picked(study: optuna.Study, args: argparse.Namespace) -> dict[str, dict
     return found
 
 
-def beats(candidate: dict, reference: dict, tolerance: float = 0.0) -> bool:
-    """At least as good on loss (within `tolerance`) and FLOPs, better on one."""
-    loss, flops = candidate["val_loss"], candidate["flops_per_token"]
-    no_worse = loss <= reference["val_loss"] + tolerance and flops <= reference["flops_per_token"]
-    return no_worse and (loss < reference["val_loss"] or flops < reference["flops_per_token"])
+def no_worse(candidate: dict, reference: dict, tolerance: float = 0.0) -> bool:
+    """At least as good on loss (within `tolerance`) and on FLOPs."""
+    return (candidate["val_loss"] <= reference["val_loss"] + tolerance
+            and candidate["flops_per_token"] <= reference["flops_per_token"])
+
+
+def beats(candidate: dict, reference: dict) -> bool:
+    """At least as good on loss and FLOPs, better on one."""
+    better = (candidate["val_loss"] < reference["val_loss"] or
+              candidate["flops_per_token"] < reference["flops_per_token"])
+    return no_worse(candidate, reference) and better
 
 
 def preset_table(long: optuna.Study, hand: dict[str, dict[str, float]], title: str) -> tuple[Table, int]:
@@ -121,9 +128,9 @@ def preset_table(long: optuna.Study, hand: dict[str, dict[str, float]], title: s
         table.add_column(column)
     presets_beaten = 0
     for name, reference in references.items():
-        # the hand-picked points are matched within seed noise (0.01); the presets must be beaten outright
-        tolerance = 0.01 if reference.get("hand") else 0.0
-        matches = [t for t in front if "preset" not in t.user_attrs and beats(t.user_attrs, reference, tolerance)]
+        # a hand-picked point is reached within seed noise (0.01); a preset must be beaten outright
+        good = partial(no_worse, tolerance=0.01) if reference.get("hand") else beats
+        matches = [t for t in front if "preset" not in t.user_attrs and good(t.user_attrs, reference)]
         best = min(matches, key=lambda t: t.user_attrs["val_loss"]) if matches else None
         presets_beaten += bool(best) and not reference.get("hand")
         table.add_row(name, f"{reference['val_loss']:.4f}", f"{reference['flops_per_token']:,}",
