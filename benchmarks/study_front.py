@@ -15,7 +15,8 @@ on one; it is also read against two hand-picked plain GPTs trained with the same
 Hypervolumes are reported per study, each budget normalised over all its studies at once.
 
 Resumable: re-running continues the studies in the journal file. Not part of CI: on one CPU core a
-300-step study takes about 5 minutes and a promotion about 30.
+300-step study takes about 5 minutes and a promotion 10-15 (the presets' long runs are trained
+once per journal and reused by every promotion after it).
 
     python benchmarks/study_front.py [--seeds 0 1 2] [--promote-seeds 0] [--variants tpe random]
                                      [--storage FILE] [--top 10]
