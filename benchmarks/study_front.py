@@ -114,8 +114,8 @@ def no_worse(candidate: dict, reference: dict, tolerance: float = 0.0) -> bool:
 
 def beats(candidate: dict, reference: dict) -> bool:
     """At least as good on loss and FLOPs, better on one."""
-    better = (candidate["val_loss"] < reference["val_loss"] or
-              candidate["flops_per_token"] < reference["flops_per_token"])
+    better = (candidate["val_loss"] < reference["val_loss"]
+              or candidate["flops_per_token"] < reference["flops_per_token"])
     return no_worse(candidate, reference) and better
 
 

@@ -43,10 +43,13 @@ def test_provenance_survives_the_round_trip_but_not_the_hash(tmp_path):
 
 
 def test_a_whole_number_ratio_hashes_like_its_float(tiny_config):
-    as_int = tiny_config.replace(layers=tuple(replace(layer, mlp_ratio=int(layer.mlp_ratio)) for layer in tiny_config.layers))
-    assert architecture_hash(as_int) == architecture_hash(tiny_config)
-    assert architecture_hash(tiny_config.replace(layers=tuple(
-        replace(layer, mlp_ratio=3) for layer in tiny_config.layers))) != architecture_hash(tiny_config)
+    def with_ratios(ratio) -> DecoderConfig:
+        return tiny_config.replace(layers=tuple(replace(layer, mlp_ratio=ratio(layer)) for layer in tiny_config.layers))
+
+    as_floats = with_ratios(lambda layer: float(layer.mlp_ratio))
+    as_ints = with_ratios(lambda layer: int(layer.mlp_ratio))
+    assert architecture_hash(as_floats) == architecture_hash(as_ints) == architecture_hash(tiny_config)
+    assert architecture_hash(with_ratios(lambda layer: layer.mlp_ratio + 1)) != architecture_hash(tiny_config)
 
 
 def _base() -> dict:

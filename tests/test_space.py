@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -96,7 +97,7 @@ def test_per_layer_encoding_draws_each_layer_over_a_fixed_space(tmp_path: Path) 
 
 @pytest.mark.parametrize("encoding", ["pattern", "per_layer"])
 def test_params_for_finds_parameters_that_rebuild_the_architecture(encoding: str) -> None:
-    space = SearchSpace(**{**load_space().__dict__, "encoding": encoding})
+    space = replace(load_space(), encoding=encoding)
     for _, config in sample_many(space, 40):
         params = space.params_for(config)
         assert params is not None
