@@ -73,8 +73,7 @@ class SearchSpace:
             reduce_after = [(index + 1) % reduce_every == 0 for index in range(n_layer)]
         else:
             slots = range(self.n_layer.high)
-            block_layouts = sorted({_pattern_layout(layout, index) for layout in self.layout for index in (0, 1)})
-            layouts = [choice(f"layout_{index}", block_layouts) for index in slots][:n_layer]
+            layouts = [choice(f"layout_{index}", self._block_layouts()) for index in slots][:n_layer]
             mlp_ratios = [choice(f"mlp_ratio_{index}", list(self.mlp_ratio)) for index in slots][:n_layer]
             reduce_after = [choice(f"reduce_after_{index}", [False, True]) for index in slots][:n_layer]
         return self.decode(
@@ -108,7 +107,7 @@ class SearchSpace:
         else:  # unused slots take any value: the first that the space offers
             for index in range(self.n_layer.high):
                 layer = layers[index] if index < len(layers) else None
-                candidates[f"layout_{index}"] = [layer.layout] if layer else ["sequential", "parallel"]
+                candidates[f"layout_{index}"] = [layer.layout] if layer else self._block_layouts()[:1]
                 candidates[f"mlp_ratio_{index}"] = [layer.mlp_ratio if layer else self.mlp_ratio[0]]
                 candidates[f"reduce_after_{index}"] = [bool(layer and layer.reduction)]
         wanted = architecture_hash(config)
@@ -121,6 +120,10 @@ class SearchSpace:
             if architecture_hash(sampled) == wanted:
                 return replay.chosen
         return None
+
+    def _block_layouts(self) -> list[str]:
+        """The block kinds the layout choices use (alternate offers both)."""
+        return sorted({_pattern_layout(layout, index) for layout in self.layout for index in (0, 1)})
 
     def decode(self, vocab_size: int, block_size: int, *, layouts: list[str], mlp_ratios: list[float],
                reduce_after: list[bool], d_model: int, n_head: int, reduction: str, conv_kernel: int,
