@@ -12,7 +12,7 @@ from pathlib import Path
 from optuna.trial import TrialState
 
 from studies import front_trials, open_storage
-from studies.search import load_existing
+from studies.storage import load_existing
 from studies.settings import read_settings
 
 WIDTH, HEIGHT, MARGIN = 640, 400, 60

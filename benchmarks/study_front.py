@@ -41,7 +41,7 @@ from objectives import count_flops
 from search_space import preset
 from studies.cli import main as cli
 from studies.front import front_trials, hypervolume, normaliser_for
-from studies.search import promoted_name
+from studies.storage import promoted_name
 from studies.settings import read_settings
 from studies.space import load_space
 from studies.storage import open_storage

@@ -20,7 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .errors import StudyError
-from .search import PROMOTED_SEPARATOR, load_existing, promoted_name
+from .storage import PROMOTED_SEPARATOR, load_existing, promoted_name
 from .settings import OBJECTIVES, StudySettings, quality_objective, read_settings
 
 REFERENCE = 1.1

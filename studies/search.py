@@ -17,13 +17,13 @@ from search_space import PRESETS, preset
 from trainer.data import TokenizedData
 
 from .errors import StudyError
+from .front import promotion_candidates
 from .leases import LeaseReporter, fail_expired_trials
 from .settings import StudySettings, read_settings, write_settings
 from .space import space_from_dict
-from .storage import is_journal, open_storage
+from .storage import is_journal, load_existing, open_storage, promoted_name
 from .trials import Reporter, SilentReporter, TrialContext, run_trial, trained
 
-PROMOTED_SEPARATOR = "@"  # NAME@STEPS holds NAME's front retrained for STEPS steps
 MAX_CONSECUTIVE_INFEASIBLE = 200
 MAX_CONSECUTIVE_REPEATS = 10  # the sampler keeps proposing what the study already trained: it is done
 
@@ -85,15 +85,6 @@ def _enqueue_presets(study: optuna.Study, settings: StudySettings) -> None:
         study.enqueue_trial(params or {}, user_attrs={"preset": name, "in_space": params is not None})
 
 
-def load_existing(name: str, backend: optuna.storages.BaseStorage) -> optuna.Study:
-    try:
-        return optuna.load_study(study_name=name, storage=backend)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
-        known = f" (this storage has: {', '.join(names)})" if names else " (this storage has no studies)"
-        raise StudyError(f"unknown study {name!r}{known}") from None
-
-
 @dataclass
 class WorkerSummary:
     trials_run: int  # trials trained here (repeats and infeasible samples excluded)
@@ -151,18 +142,12 @@ def count_complete(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
-def promoted_name(name: str, steps: int) -> str:
-    return f"{name}{PROMOTED_SEPARATOR}{steps}"
-
-
 def promote(name: str, storage: str | None, steps: int, top: int | None = None) -> tuple[optuna.Study, StudySettings, int]:
     """Create (or join) NAME@STEPS and enqueue NAME's front there, retrained from scratch for `steps`.
 
     A sibling study, so no sampler ever fits short and long results together. Returns the sibling,
     its settings and how many trials were enqueued (already enqueued architectures are skipped).
     """
-    from .front import promotion_candidates
-
     if top is not None and top < 1:
         raise StudyError(f"--top {top}: promote at least one trial")
     study, settings = open_study(name, storage, None)

@@ -24,6 +24,7 @@ from optuna.storages.journal import JournalFileBackend
 from .errors import StudyError
 
 DEFAULT_STORAGE = "decoder-nas.journal"
+PROMOTED_SEPARATOR = "@"  # NAME@STEPS holds NAME's front retrained for STEPS steps
 # A worker that misses heartbeats for GRACE seconds is dead: its trial fails and is retried.
 HEARTBEAT_SECONDS = int(os.environ.get("DECODER_NAS_HEARTBEAT_SECONDS", 30))
 GRACE_SECONDS = int(os.environ.get("DECODER_NAS_GRACE_SECONDS", 120))
@@ -74,3 +75,16 @@ def open_storage(storage: str | None, create: bool = True) -> optuna.storages.Ba
                 continue
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StudyError(f"--storage {storage}: cannot open ({reason})") from exc
+
+
+def load_existing(name: str, backend: optuna.storages.BaseStorage) -> optuna.Study:
+    try:
+        return optuna.load_study(study_name=name, storage=backend)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
+        known = f" (this storage has: {', '.join(names)})" if names else " (this storage has no studies)"
+        raise StudyError(f"unknown study {name!r}{known}") from None
+
+
+def promoted_name(name: str, steps: int) -> str:
+    return f"{name}{PROMOTED_SEPARATOR}{steps}"

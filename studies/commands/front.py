@@ -18,7 +18,7 @@ from ..errors import StudyError
 from ..front import PICKS, front_trials, hypervolume_history, normaliser_for, pick, study_at_budget
 from ..registry import command
 from ..evidence import promotion_agreement
-from ..search import load_existing
+from ..storage import load_existing
 from ..settings import SETTINGS_KEY, StudySettings, quality_objective, read_settings
 from ..storage import open_storage
 from ..views import front_table

@@ -19,10 +19,10 @@ from ..errors import StudyError
 from ..front import front_trials, keep_front_checkpoints
 from ..live import LiveReporter
 from ..registry import command
-from ..search import MAX_CONSECUTIVE_REPEATS, count_complete, load_existing, open_study, promote, run_worker
+from ..search import MAX_CONSECUTIVE_REPEATS, count_complete, open_study, promote, run_worker
 from ..settings import DEFAULT_OBJECTIVES, OBJECTIVES, StudySettings, check_objectives, read_settings
 from ..space import load_space
-from ..storage import DEFAULT_STORAGE, open_storage
+from ..storage import DEFAULT_STORAGE, load_existing, open_storage
 from ..trials import DEFAULT_PRUNE_MARGIN, DEFAULT_RUNGS
 from ..views import front_table
 
