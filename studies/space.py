@@ -97,29 +97,58 @@ class SearchSpace:
         kinds = {layer.reduction.kind for layer in layers if layer.reduction} or {"none"}
         if len(heads) != 1 or len(kinds) != 1:
             return None
-        candidates: dict[str, list[Any]] = {
-            "n_layer": [len(layers)], "d_model": [config.d_model], "n_head": list(heads), "towers": [config.towers],
-            "reduction": list(kinds), "conv_kernel": list(self.conv_kernel), "reduce_factor": list(self.reduce_factor),
-        }
+        candidates = self.choices()  # what the config fixes is read off it; the rest is tried
+        candidates.update(n_layer=[len(layers)], d_model=[config.d_model], n_head=list(heads),
+                          towers=[config.towers], reduction=list(kinds))
         if self.encoding == "pattern":
-            candidates.update(mlp_ratio=[layers[0].mlp_ratio], layout=list(self.layout),
-                              reduce_every=list(range(self.reduce_every.low, self.reduce_every.high + 1)))
+            candidates["mlp_ratio"] = [layers[0].mlp_ratio]
         else:  # unused slots take any value: the first that the space offers
             for index in range(self.n_layer.high):
                 layer = layers[index] if index < len(layers) else None
-                candidates[f"layout_{index}"] = [layer.layout] if layer else self._block_layouts()[:1]
+                candidates[f"layout_{index}"] = [layer.layout] if layer else candidates[f"layout_{index}"][:1]
                 candidates[f"mlp_ratio_{index}"] = [layer.mlp_ratio if layer else self.mlp_ratio[0]]
                 candidates[f"reduce_after_{index}"] = [bool(layer and layer.reduction)]
         wanted = architecture_hash(config)
         for values in itertools.product(*candidates.values()):
-            replay = _Replay(dict(zip(candidates, values)))
-            try:
-                sampled = self.sample(replay, config.vocab_size, config.block_size)  # type: ignore[arg-type]
-            except _NotInSpace:
-                continue
-            if architecture_hash(sampled) == wanted:
-                return replay.chosen
+            replayed = self._replay(dict(zip(candidates, values)), config.vocab_size, config.block_size)
+            if replayed is not None and architecture_hash(replayed[0]) == wanted:
+                return replayed[1]
         return None
+
+    def config_from_params(self, params: dict[str, Any], vocab_size: int, block_size: int) -> DecoderConfig | None:
+        """The decoder `sample` builds from these parameters, or None if the space does not offer them."""
+        replayed = self._replay(params, vocab_size, block_size)
+        return replayed[0] if replayed is not None else None
+
+    def _replay(self, params: dict[str, Any], vocab_size: int, block_size: int) -> tuple[DecoderConfig, dict[str, Any]] | None:
+        """`sample` answered from `params`: the decoder and the parameters in the space's spelling."""
+        replay = _Replay(params)
+        try:
+            return self.sample(replay, vocab_size, block_size), replay.chosen  # type: ignore[arg-type]
+        except _NotInSpace:
+            return None
+
+    def choices(self) -> dict[str, list[Any]]:
+        """Every parameter `sample` draws, with the values it may take, in draw order."""
+        recorder = _Recorder()
+        self.sample(recorder, vocab_size=2, block_size=1)  # type: ignore[arg-type]
+        return recorder.choices
+
+    def neighbours(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """The parameter sets one change away: a numeric choice moves one step in sorted order,
+        any other choice (layout, reduction kind, narrow here or not) takes each other value."""
+        found = []
+        for name, options in self.choices().items():
+            if name not in params or params[name] not in options:
+                continue
+            if all(isinstance(o, (int, float)) and not isinstance(o, bool) for o in options):
+                ordered = sorted(options)
+                at = ordered.index(params[name])
+                others = ordered[max(at - 1, 0):at] + ordered[at + 1:at + 2]
+            else:
+                others = [o for o in options if o != params[name]]
+            found += [{**params, name: other} for other in others]
+        return found
 
     def _block_layouts(self) -> list[str]:
         """The block kinds the layout choices use (alternate offers both)."""
@@ -154,16 +183,31 @@ class _Replay:
         self.values, self.chosen = values, {}
 
     def suggest_int(self, name: str, low: int, high: int) -> int:
-        if not low <= self.values[name] <= high:
+        if name not in self.values or not low <= self.values[name] <= high:
             raise _NotInSpace(name)
         self.chosen[name] = self.values[name]
         return self.values[name]
 
     def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
-        if self.values[name] not in choices:
+        if name not in self.values or self.values[name] not in choices:
             raise _NotInSpace(name)
         self.chosen[name] = choices[choices.index(self.values[name])]
         return self.chosen[name]
+
+
+class _Recorder:
+    """Stands in for a trial: records each parameter's choices and answers the first."""
+
+    def __init__(self) -> None:
+        self.choices: dict[str, list[Any]] = {}
+
+    def suggest_int(self, name: str, low: int, high: int) -> int:
+        self.choices[name] = list(range(low, high + 1))
+        return low
+
+    def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
+        self.choices[name] = list(choices)
+        return choices[0]
 
 
 def _pattern_layout(layout: str, index: int) -> str:

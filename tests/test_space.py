@@ -112,6 +112,30 @@ def test_params_for_finds_parameters_that_rebuild_the_architecture(encoding: str
     assert space.params_for(preset("gpt", vocab_size=65, block_size=64, n_layer=8)) is None  # too deep
 
 
+@pytest.mark.parametrize("encoding", ["pattern", "per_layer"])
+def test_choices_are_what_sample_draws_and_neighbours_change_one_of_them(encoding: str) -> None:
+    space = replace(load_space(), encoding=encoding)
+    choices = space.choices()
+    for params, config in sample_many(space, 30):
+        assert list(params) == list(choices) and all(params[name] in choices[name] for name in params)
+        assert architecture_hash(space.config_from_params(params, 37, 32)) == architecture_hash(config)
+        for neighbour in space.neighbours(params):
+            changed = [name for name in params if neighbour[name] != params[name]]
+            assert len(changed) == 1 and space.config_from_params(neighbour, 37, 32) is not None
+            name = changed[0]
+            if all(type(option) in (int, float) for option in choices[name]):  # numeric: one step
+                ordered = sorted(choices[name])
+                assert abs(ordered.index(neighbour[name]) - ordered.index(params[name])) == 1
+    gpt = space.params_for(preset("gpt", vocab_size=37, block_size=32, n_layer=4, n_head=4, d_model=128))
+    changes = [{k: v for k, v in n.items() if gpt[k] != v} for n in space.neighbours(gpt)]
+    assert {"n_layer": 3} in changes and {"n_layer": 5} in changes and {"d_model": 96} in changes
+    assert {"d_model": 160} in changes and {"d_model": 64} not in changes  # two steps away
+    layout = "layout" if encoding == "pattern" else "layout_0"
+    assert sum(layout in c for c in changes) == len(choices[layout]) - 1  # every other layout
+    assert space.config_from_params({**gpt, "d_model": 256}, 37, 32) is None  # not offered
+    assert space.config_from_params({k: v for k, v in gpt.items() if k != "towers"}, 37, 32) is None
+
+
 def test_the_pattern_encoding_is_the_default_and_unknown_encodings_are_refused(tmp_path: Path) -> None:
     assert load_space(write_space(tmp_path, TINY_SPACE)).encoding == "pattern"
     with pytest.raises(StudyError, match="encoding: expected one of \\['pattern', 'per_layer'\\], got 'layered'"):
