@@ -18,6 +18,7 @@ from trainer.data import TokenizedData
 
 from .errors import StudyError
 from .front import promotion_candidates
+from .gaps import enqueue_gap_trial
 from .leases import LeaseReporter, fail_expired_trials
 from .settings import StudySettings, read_settings, write_settings
 from .space import space_from_dict
@@ -123,6 +124,8 @@ def run_worker(
             break
         if journal:
             fail_expired_trials(study)  # journal storage has no heartbeat: expired leases are dead workers
+        if settings.gap_trials and not queued_only:
+            enqueue_gap_trial(study, settings, context.space, data.vocab_size)
         trial = run_trial(context)
         if trained(trial):
             ran, infeasible_in_a_row, repeats_in_a_row = ran + 1, 0, 0

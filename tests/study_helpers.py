@@ -17,7 +17,10 @@ import datasets
 import torch
 import yaml
 
+from objectives import LatencyProtocol
 from studies.cli import main
+from studies.settings import StudySettings
+from trainer.loop import TrainingRecipe
 
 TEXT = "".join(f"Verse {i}: the rain in Spain stays mainly in the plain.\n" for i in range(80))  # ~4.6 kB
 
@@ -44,6 +47,17 @@ SHAPE = ["--block-size", "16", "--n-layer", "2", "--n-head", "2", "--d-model", "
 STEPS = 12
 RECIPE = ["--steps", str(STEPS), "--batch-size", "4", "--eval-windows", "4", "--warmup-steps", "2"]
 PRESET_NAMES = ["gpt", "pgpt", "lgpt", "cgpt"]
+
+
+def make_settings(objectives=("val_loss", "flops_per_token"), content_hash: str = "", data: str = "corpus",
+                  **changes: Any) -> StudySettings:
+    """The tiny study's settings, for tests that drive the Python API without the CLI."""
+    recipe = TrainingRecipe(steps=STEPS, batch_size=4, eval_windows=4, warmup_steps=2).to_dict()
+    fields = dict(objectives=objectives, space=TINY_SPACE, data=data, tokenizer="char", text_column="text",
+                  content_hash=content_hash, block_size=16, preset_shape={"n_layer": 2, "n_head": 2, "d_model": 16},
+                  recipe=recipe, latency=LatencyProtocol(warmup=1, repeats=3).to_dict(),
+                  pruning={"rungs": [1 / 3, 2 / 3], "margin": 0.05}, sampler="random", seed=0)
+    return StudySettings(**{**fields, **changes})
 
 
 @dataclass

@@ -212,6 +212,7 @@ def test_search_again_continues_the_study(copied: Tiny, capsys: pytest.CaptureFi
     (["--steps", "13"], "recipe.steps"),
     (["--objectives", "val_loss", "params"], "objectives"),
     (["--max-params", "1e6"], "constraints.max_params"),
+    (["--no-gap-trials"], "gap_trials"),
 ])
 def test_search_with_other_settings_is_refused_and_changes_nothing(
     flags: list[str], key: str, copied: Tiny, capsys: pytest.CaptureFixture[str]

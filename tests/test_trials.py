@@ -12,7 +12,6 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState, create_trial
 
-from objectives import LatencyProtocol
 from studies import search as search_module
 from studies import trials as trials_module
 from studies.errors import StudyError
@@ -21,9 +20,9 @@ from studies.search import run_worker
 from studies.settings import StudySettings, write_settings
 from studies.space import space_from_dict
 from studies.trials import TrialContext, _RungPruner, run_trial
-from study_helpers import STEPS, TINY_SPACE, make_tiny, quiet_datasets
+from study_helpers import STEPS, TINY_SPACE, make_settings, make_tiny, quiet_datasets
 from trainer import prepare_data
-from trainer.loop import NonFiniteLossError, Progress, TrainingRecipe
+from trainer.loop import NonFiniteLossError, Progress
 
 LOSS_FLOPS = ("val_loss", "flops_per_token")
 DIRECTIONS = {"val_loss": "minimize", "val_accuracy": "maximize", "flops_per_token": "minimize", "params": "minimize",
@@ -36,15 +35,6 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     with quiet_datasets():
         yield
-
-
-def make_settings(objectives=LOSS_FLOPS, content_hash: str = "", data: str = "corpus", **changes) -> StudySettings:
-    recipe = TrainingRecipe(steps=STEPS, batch_size=4, eval_windows=4, warmup_steps=2).to_dict()
-    fields = dict(objectives=objectives, space=TINY_SPACE, data=data, tokenizer="char", text_column="text",
-                  content_hash=content_hash, block_size=16, preset_shape={"n_layer": 2, "n_head": 2, "d_model": 16},
-                  recipe=recipe, latency=LatencyProtocol(warmup=1, repeats=3).to_dict(),
-                  pruning={"rungs": [1 / 3, 2 / 3], "margin": 0.05}, sampler="random", seed=0)
-    return StudySettings(**{**fields, **changes})
 
 
 def make_study(objectives=LOSS_FLOPS, storage=None) -> optuna.Study:

@@ -52,6 +52,9 @@ def add_search_arguments(parser: argparse.ArgumentParser, default_trials: int) -
                        help=f"any of {', '.join(OBJECTIVES)} (default: {' '.join(DEFAULT_OBJECTIVES)})")
     group.add_argument("--sampler", help="tpe (default), random, nsga2 or gp")
     group.add_argument("--sampler-seed", type=int, help="seed of the sampler (--seed seeds training)")
+    group.add_argument("--no-gap-trials", dest="gap_trials", action="store_false", default=None,
+                       help="let the sampler choose every trial; by default one in three, once the front "
+                            "has a wide cost gap, is a one-parameter change of a front trial that fills it")
     group.add_argument("--max-params", type=float, help="constraint: at most this many parameters")
     group.add_argument("--max-flops", type=float, help="constraint: at most this many FLOPs per token")
     group.add_argument("--max-latency-ms", type=float, help="constraint: at most this latency")
@@ -102,7 +105,8 @@ def requested_settings(args: argparse.Namespace, base: StudySettings | None) -> 
     if args.space:
         explicit["space"] = load_space(args.space).to_dict()
     for name, flag in (("data", "data"), ("tokenizer", "tokenizer"), ("text_column", "text_column"),
-                       ("sampler", "sampler"), ("seed", "sampler_seed"), ("block_size", "block_size")):
+                       ("sampler", "sampler"), ("seed", "sampler_seed"), ("gap_trials", "gap_trials"),
+                       ("block_size", "block_size")):
         if getattr(args, flag, None) is not None:
             explicit[name] = getattr(args, flag)
     if "data" in explicit and Path(explicit["data"]).exists():

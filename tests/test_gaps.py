@@ -1,0 +1,153 @@
+"""Gap trials: a one-parameter change of a front trial, enqueued where the front's cost axis is bare."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState, create_trial
+
+from objectives import describe
+from search_space import architecture_hash
+from studies import gaps
+from studies.search import run_worker
+from studies.settings import write_settings
+from studies.space import space_from_dict
+from study_helpers import TINY_SPACE, make_settings, make_tiny, quiet_datasets
+from trainer import prepare_data
+
+VOCAB = 30
+SPACE = space_from_dict(TINY_SPACE)
+CHEAP = {"n_layer": 1, "reduce_every": 1, "d_model": 16, "n_head": 2, "mlp_ratio": 2, "layout": "sequential",
+         "reduction": "none", "conv_kernel": 1, "reduce_factor": 0.5, "towers": 1}
+DEAR = {**CHEAP, "n_layer": 2, "d_model": 32}
+
+
+@pytest.fixture(autouse=True)
+def quiet():
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    with quiet_datasets():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def no_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gaps, "START_AFTER", 0)  # these studies hold only the trials a test gives them
+
+
+def flops(params: dict) -> int:
+    return describe(SPACE.config_from_params(params, VOCAB, 16)).flops_per_token
+
+
+def told(study: optuna.Study, params: dict, loss: float, vocab_size: int = VOCAB) -> optuna.trial.FrozenTrial:
+    """A complete sampled trial with these parameters, recorded as a worker records one."""
+    study.enqueue_trial(params)
+    trial = study.ask()
+    config = SPACE.sample(trial, vocab_size, 16)
+    cost = describe(config).flops_per_token
+    for key, value in {"arch_hash": architecture_hash(config), "flops_per_token": cost}.items():
+        trial.set_user_attr(key, value)
+    study.tell(trial, [loss, cost])
+    return study.trials[-1]
+
+
+def queued(study: optuna.Study) -> tuple[dict, dict]:
+    """The parameters and user attributes of the trial waiting in the queue (asked, as a worker would)."""
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 1
+    trial = study.ask()
+    SPACE.sample(trial, VOCAB, 16)
+    return trial.params, trial.user_attrs
+
+
+def bounded_study(**settings_changes) -> tuple[optuna.Study, list[optuna.trial.FrozenTrial]]:
+    settings = make_settings(**settings_changes)
+    study = optuna.create_study(directions=settings.directions, sampler=optuna.samplers.RandomSampler(seed=0))
+    write_settings(study, settings)
+    return study, [told(study, CHEAP, 3.0), told(study, DEAR, 2.0)]
+
+
+def test_a_gap_trial_is_the_untried_change_nearest_the_gaps_middle() -> None:
+    study, (cheap, dear) = bounded_study()
+    low, high = cheap.user_attrs["flops_per_token"], dear.user_attrs["flops_per_token"]
+    assert high > gaps.GAP_RATIO * low
+    assert gaps.enqueue_gap_trial(study, make_settings(), SPACE, VOCAB)
+    params, attrs = queued(study)
+    assert attrs["gap_between"] == [cheap.number, dear.number]
+    source = CHEAP if attrs["changed_from"] == cheap.number else DEAR
+    assert sum(params[k] != source[k] for k in source) == 1  # one parameter changed
+    cost = flops(params)
+    assert low < cost < high
+    middle = math.sqrt(low * high)
+    tried = {cheap.user_attrs["arch_hash"], dear.user_attrs["arch_hash"]}
+    for neighbour in SPACE.neighbours(CHEAP) + SPACE.neighbours(DEAR):  # none fills it nearer the middle
+        config = SPACE.config_from_params(neighbour, VOCAB, 16)
+        other = describe(config).flops_per_token
+        if low < other < high and architecture_hash(config) not in tried:
+            assert abs(math.log(cost / middle)) <= abs(math.log(other / middle)) + 1e-12
+
+
+def test_no_gap_trial_without_a_gap_while_one_waits_or_without_a_cost() -> None:
+    study, _ = bounded_study()
+    gaps_free = optuna.create_study(directions=["minimize", "minimize"])
+    write_settings(gaps_free, make_settings())
+    told(gaps_free, CHEAP, 3.0)
+    told(gaps_free, {**CHEAP, "layout": "parallel"}, 2.9)
+    assert not gaps.enqueue_gap_trial(gaps_free, make_settings(), SPACE, VOCAB)  # costs within GAP_RATIO
+
+    loss_only = optuna.create_study(direction="minimize")
+    for params, loss in ((CHEAP, 3.0), (DEAR, 2.0)):
+        loss_only.enqueue_trial(params)
+        trial = loss_only.ask()
+        SPACE.sample(trial, VOCAB, 16)
+        loss_only.tell(trial, loss)
+    assert not gaps.enqueue_gap_trial(loss_only, make_settings(objectives=("val_loss",)), SPACE, VOCAB)
+
+    study.enqueue_trial(CHEAP)  # something already queued (a preset, say) goes first
+    assert not gaps.enqueue_gap_trial(study, make_settings(), SPACE, VOCAB)
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 1
+
+
+def test_a_gap_trial_respects_the_cost_constraints() -> None:
+    study, (cheap, dear) = bounded_study()
+    low, high = cheap.user_attrs["flops_per_token"], dear.user_attrs["flops_per_token"]
+    limit = math.sqrt(low * high) * 0.9  # below the middle: the nearest filler may be out of bounds
+    assert gaps.enqueue_gap_trial(study, make_settings(constraints={"max_flops": limit}), SPACE, VOCAB)
+    assert flops(queued(study)[0]) <= limit
+
+    study, _ = bounded_study()
+    assert not gaps.enqueue_gap_trial(study, make_settings(constraints={"max_flops": low}), SPACE, VOCAB)
+
+
+def test_gap_trials_take_one_turn_in_gap_every_after_the_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gaps, "START_AFTER", 8)
+
+    def schedule(gap_found_at: set[int] | None = None) -> list[int]:
+        trials, taken = [], []
+        for number in range(20):
+            turn = gaps.gap_trial_due(trials) and (gap_found_at is None or number in gap_found_at)
+            taken += [number] if turn else []
+            trials.append(create_trial(state=TrialState.FAIL, user_attrs={"gap_between": [0, 1]} if turn else {}))
+        return taken
+
+    assert schedule() == [10, 13, 16, 19]
+    # a turn that found no gap passes to the sampler, and the next trial may take it up
+    assert schedule(gap_found_at=set(range(20)) - {10}) == [11, 13, 16, 19]
+
+
+@pytest.mark.parametrize("gap_trials", [True, False])
+def test_the_worker_trains_a_gap_trial_when_the_study_asks_for_them(gap_trials: bool, tmp_path: Path) -> None:
+    tiny = make_tiny(tmp_path / "tiny")
+    data = prepare_data(str(tiny.corpus), "char", cache_dir=tmp_path / "cache")
+    settings = make_settings(content_hash=data.content_hash, data=str(tiny.corpus), gap_trials=gap_trials)
+    study = optuna.create_study(directions=settings.directions, sampler=optuna.samplers.RandomSampler(seed=0))
+    write_settings(study, settings)
+    cheap, dear = told(study, CHEAP, 3.0, data.vocab_size), told(study, DEAR, 2.0, data.vocab_size)
+    run_worker(study, settings, data, torch.device("cpu"), n_trials=1)
+    trained = study.trials[-1]
+    assert trained.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert ("gap_between" in trained.user_attrs) == gap_trials
+    if gap_trials:
+        assert cheap.user_attrs["flops_per_token"] < trained.user_attrs["flops_per_token"] < dear.user_attrs["flops_per_token"]
