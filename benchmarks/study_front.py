@@ -1,11 +1,12 @@
 """The CPU search benchmark: does a 24-trial study beat the paper's models, and which search does it best?
 
 Tiny Shakespeare, char level, block 64, batch 12, nanoGPT's CPU recipe, the shipped default space.
-Per sampler seed, three 24-trial studies at 300 steps (the presets first):
+Per sampler seed, up to four 24-trial studies at 300 steps (the presets first):
 
-    tpe        the default: multivariate TPE over the pattern encoding
-    random     random search, same space and trial count
-    tpe-layer  TPE over the per-layer encoding of the same space
+    tpe          the default: multivariate TPE over the pattern encoding, with gap trials
+    random       random search, same space and trial count, no gap trials
+    tpe-layer    TPE over the per-layer encoding of the same space, with gap trials
+    tpe-no-gaps  TPE alone: every trial its own (--no-gap-trials)
 
 For the seeds in --promote-seeds, the studies named by --promote are promoted to 2000 steps
 (`promote --top K`: the front, then the layers behind it).
@@ -41,10 +42,9 @@ from objectives import count_flops
 from search_space import preset
 from studies.cli import main as cli
 from studies.front import front_trials, hypervolume, normaliser_for
-from studies.storage import promoted_name
 from studies.settings import read_settings
 from studies.space import load_space
-from studies.storage import open_storage
+from studies.storage import open_storage, promoted_name
 from studies.trials import trained as trained_trial
 from trainer import prepare_data
 from trainer.loop import TrainingRecipe
@@ -52,7 +52,10 @@ from trainer.run import run_training
 
 REPO = Path(__file__).resolve().parent.parent
 SHAPE = ["--block-size", "64", "--n-layer", "4", "--n-head", "4", "--d-model", "128", "--batch-size", "12"]
-VARIANTS = {"tpe": ("tpe", "pattern"), "random": ("random", "pattern"), "tpe-layer": ("tpe", "per_layer")}
+VARIANTS = {  # name: sampler, encoding, gap trials
+    "tpe": ("tpe", "pattern", True), "random": ("random", "pattern", False),
+    "tpe-layer": ("tpe", "per_layer", True), "tpe-no-gaps": ("tpe", "pattern", False),
+}
 HAND_PICKED = {"gpt 2L d128": {"n_layer": 2, "d_model": 128}, "gpt 3L d160": {"n_layer": 3, "d_model": 160}}
 
 
@@ -67,7 +70,7 @@ def space_file(encoding: str, workdir: Path) -> Path:
     return path
 
 
-def run_study(name: str, sampler: str, space: Path, seed: int, args: argparse.Namespace) -> None:
+def run_study(name: str, sampler: str, space: Path, gap_trials: bool, seed: int, args: argparse.Namespace) -> None:
     storage = open_storage(args.storage)
     trained = 0
     if name in study_names(storage):
@@ -75,7 +78,8 @@ def run_study(name: str, sampler: str, space: Path, seed: int, args: argparse.Na
             deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)) if trained_trial(t))
     if trained < args.trials:
         code = cli(["search", "--study", name, "--storage", args.storage, "--data", args.data, "--space", str(space),
-                    "--sampler", sampler, "--sampler-seed", str(seed), *SHAPE, "--trials", str(args.trials - trained)])
+                    "--sampler", sampler, "--sampler-seed", str(seed), *SHAPE, "--trials", str(args.trials - trained),
+                    *([] if gap_trials else ["--no-gap-trials"])])
         if code:
             raise SystemExit(code)
 
@@ -170,7 +174,7 @@ def main() -> None:
     parser.add_argument("--promote-seeds", type=int, nargs="*", default=[0],
                         help="seeds whose studies are promoted to --long-steps (default: 0)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
-                        help="which studies to run per seed (default: all three)")
+                        help="which studies to run per seed (default: all)")
     parser.add_argument("--promote", nargs="*", default=["tpe", "random"], choices=list(VARIANTS),
                         help="which studies of those seeds are promoted (default: tpe random)")
     parser.add_argument("--top", type=int, default=10, help="trials promoted per study (default: 10)")
@@ -178,17 +182,17 @@ def main() -> None:
     args = parser.parse_args()
     console, started = Console(), time.time()
     workdir = Path(args.storage).resolve().parent
-    spaces = {encoding: space_file(encoding, workdir) for _, encoding in VARIANTS.values()}
+    spaces = {encoding: space_file(encoding, workdir) for _, encoding, _ in VARIANTS.values()}
     storage = open_storage(args.storage)
 
     short: dict[str, optuna.Study] = {}
     long: dict[str, optuna.Study] = {}
     for seed in args.seeds:
         for variant in args.variants:
-            sampler, encoding = VARIANTS[variant]
+            sampler, encoding, gap_trials = VARIANTS[variant]
             name = f"{variant}-s{seed}"
             if not args.report_only:
-                run_study(name, sampler, spaces[encoding], seed, args)
+                run_study(name, sampler, spaces[encoding], gap_trials, seed, args)
                 if seed in args.promote_seeds and variant in args.promote:
                     promote(name, args)
             if name in study_names(storage):
