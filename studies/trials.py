@@ -35,6 +35,10 @@ DEFAULT_PRUNE_MARGIN = 0.05  # nats at MARGIN_FRACTION of the steps: well above 
 # 1/3 stopped 8% of trials that would have ended ahead of the trial that stopped them; 0.1 there
 # stopped 2 in 119, and 0.05 at 2/3 stopped 1 in 160.
 MARGIN_FRACTION = 2 / 3
+TRAINING_METRICS = ("val_loss", "val_perplexity", "val_accuracy", "tokens_per_second", "train_seconds", "tokens")
+# What a trial measures (`_static_measures`, training, the rungs' `rung_N`): a repeat takes these over.
+MEASURES = ("params", "non_embedding_params", "flops_per_token", "latency_ms", "latency_p10_ms", "latency_p90_ms",
+            *TRAINING_METRICS, "loss_curve")
 RUNG_SMOOTHING_REPORTS = 3  # a rung's loss is the mean of the last few progress reports
 
 
@@ -154,7 +158,7 @@ def _evaluate(trial: optuna.Trial, context: TrialContext) -> list[float]:
         if source is not None:
             trial.set_user_attr("reused_from_study", source)
         for key, value in reused.user_attrs.items():
-            if key not in record and key not in ("preset", "config", "checkpoint", "pruned_reason"):
+            if key in MEASURES or key.startswith("rung_"):  # not how the twin was chosen, leased or kept
                 trial.set_user_attr(key, value)
         _check_constraints(trial, reused.user_attrs, settings)  # another study may have had other limits
         if reused.state == TrialState.PRUNED:  # training is deterministic: it would be stopped again
@@ -172,7 +176,7 @@ def _evaluate(trial: optuna.Trial, context: TrialContext) -> list[float]:
     report = run_training(config, context.data, recipe, str(context.device), out_dir,
                           _RungPruner(trial, context, measures), model=model)
     metrics = report.metrics()
-    for key in ("val_loss", "val_perplexity", "val_accuracy", "tokens_per_second", "train_seconds", "tokens"):
+    for key in TRAINING_METRICS:
         trial.set_user_attr(key, metrics[key])
     trial.set_user_attr("loss_curve", report.result.loss_curve)
     if report.checkpoint is not None:

@@ -151,3 +151,8 @@ def test_the_worker_trains_a_gap_trial_when_the_study_asks_for_them(gap_trials: 
     assert ("gap_between" in trained.user_attrs) == gap_trials
     if gap_trials:
         assert cheap.user_attrs["flops_per_token"] < trained.user_attrs["flops_per_token"] < dear.user_attrs["flops_per_token"]
+        study.enqueue_trial(trained.params)  # the sampler proposes it again: a repeat is not a gap trial
+        run_worker(study, settings, data, torch.device("cpu"), n_trials=1)
+        repeat = study.trials[trained.number + 1]
+        assert repeat.user_attrs["reused_from"] == trained.number and "gap_between" not in repeat.user_attrs
+        assert repeat.user_attrs["val_loss"] == trained.user_attrs["val_loss"]
