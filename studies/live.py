@@ -72,8 +72,13 @@ class LiveReporter:
         for trial in self.finished[-RECENT_ROWS:]:
             marker = "★" if trial.number in front else ""
             values = [_format(trial.user_attrs.get(name)) for name in self.objectives]
-            table.add_row(f"{marker}{trial.number}", trial.user_attrs.get("summary", ""), _state(trial), *values)
+            table.add_row(f"{marker}{trial.number}", _architecture(trial), _state(trial), *values)
         return Group(self.bar, table)
+
+
+def _architecture(trial: FrozenTrial) -> str:
+    summary = trial.user_attrs.get("summary", "")
+    return f"{summary} (gap trial)" if "gap_between" in trial.user_attrs else summary
 
 
 def _state(trial: FrozenTrial) -> str:
@@ -93,4 +98,4 @@ def _format(value: object) -> str:
 def trial_line(trial: FrozenTrial, objectives: Sequence[str]) -> str:
     values = " ".join(f"{name}={_format(trial.user_attrs.get(name))}" for name in objectives)
     reason = trial.user_attrs.get("fail_reason") or trial.user_attrs.get("pruned_reason") or ""
-    return f"trial {trial.number} {_state(trial)} {trial.user_attrs.get('summary', '')} {values} {reason}".rstrip()
+    return f"trial {trial.number} {_state(trial)} {_architecture(trial)} {values} {reason}".rstrip()

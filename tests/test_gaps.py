@@ -13,6 +13,7 @@ from optuna.trial import TrialState, create_trial
 from objectives import describe
 from search_space import architecture_hash
 from studies import gaps
+from studies.live import trial_line
 from studies.search import run_worker
 from studies.settings import write_settings
 from studies.space import space_from_dict
@@ -149,6 +150,7 @@ def test_the_worker_trains_a_gap_trial_when_the_study_asks_for_them(gap_trials: 
     trained = study.trials[-1]
     assert trained.state in (TrialState.COMPLETE, TrialState.PRUNED)
     assert ("gap_between" in trained.user_attrs) == gap_trials
+    assert ("(gap trial)" in trial_line(trained, settings.objectives)) == gap_trials  # the progress line says so
     if gap_trials:
         assert cheap.user_attrs["flops_per_token"] < trained.user_attrs["flops_per_token"] < dear.user_attrs["flops_per_token"]
         study.enqueue_trial(trained.params)  # the sampler proposes it again: a repeat is not a gap trial
