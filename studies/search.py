@@ -18,7 +18,7 @@ from trainer.data import TokenizedData
 
 from .errors import StudyError
 from .front import promotion_candidates
-from .gaps import enqueue_gap_trial
+from .gaps import enqueue_gap_trial, gap_trials_in
 from .leases import LeaseReporter, fail_expired_trials
 from .settings import StudySettings, read_settings, write_settings
 from .space import space_from_dict
@@ -104,11 +104,13 @@ def run_worker(
     checkpoint_dir: Path | None = None,
     reporter: Reporter | None = None,
     queued_only: bool = False,
+    gap_trials: int = 0,
 ) -> WorkerSummary:
     """Run up to `n_trials` trials in this process; stop early once the study holds `max_complete`
     complete trials. Only trials that train count: an infeasible sample (pruned before training) or
     a repeat of an architecture already trained (its result reused) costs no training.
-    `queued_only` (a promotion) runs enqueued trials only and stops when none is waiting."""
+    `queued_only` (a promotion) runs enqueued trials only, then gap trials (studies/gaps.py) until the
+    study holds `gap_trials` of them, and stops when none is waiting."""
     if data.content_hash != settings.content_hash:
         raise StudyError(f"the corpus {settings.data} changed since the study was created "
                          f"(content hash {data.content_hash[:12]} != {settings.content_hash[:12]})")
@@ -120,12 +122,12 @@ def run_worker(
     while ran < n_trials:
         if max_complete is not None and count_complete(study) >= max_complete:
             break
-        if queued_only and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            break
         if journal:
             fail_expired_trials(study)  # journal storage has no heartbeat: expired leases are dead workers
-        if settings.gap_trials and not queued_only:
-            enqueue_gap_trial(study, settings, context.space, data.vocab_size)
+        if queued_only and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if gap_trials_in(study) >= gap_trials or not enqueue_gap_trial(study, settings, context.space,
+                                                                            data.vocab_size):
+                break
         trial = run_trial(context)
         if trained(trial):
             ran, infeasible_in_a_row, repeats_in_a_row = ran + 1, 0, 0

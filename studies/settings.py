@@ -50,7 +50,6 @@ class StudySettings:
     pruning: dict[str, Any] = field(default_factory=dict)  # rungs (fractions of steps) and margin
     sampler: str = "tpe"
     seed: int | None = None
-    gap_trials: bool = True  # studies/gaps.py: some trials fill the widest cost gap on the front
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "objectives", tuple(self.objectives))

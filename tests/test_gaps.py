@@ -1,4 +1,4 @@
-"""Gap trials: a one-parameter change of a front trial, enqueued where the front's cost axis is bare."""
+"""Gap trials: after a promotion, one-parameter changes of front trials where the front's cost axis is bare."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from optuna.trial import TrialState, create_trial
+from optuna.trial import TrialState
 
 from objectives import describe
 from search_space import architecture_hash
@@ -17,7 +17,8 @@ from studies.live import trial_line
 from studies.search import run_worker
 from studies.settings import write_settings
 from studies.space import space_from_dict
-from study_helpers import TINY_SPACE, make_settings, make_tiny, quiet_datasets
+from studies.storage import open_storage
+from study_helpers import TINY_SPACE, cli, make_settings, make_tiny, quiet_datasets
 from trainer import prepare_data
 
 VOCAB = 30
@@ -28,15 +29,11 @@ DEAR = {**CHEAP, "n_layer": 2, "d_model": 32}
 
 
 @pytest.fixture(autouse=True)
-def quiet():
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("DECODER_NAS_CACHE", str(tmp_path / "cache"))
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     with quiet_datasets():
         yield
-
-
-@pytest.fixture(autouse=True)
-def no_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gaps, "START_AFTER", 0)  # these studies hold only the trials a test gives them
 
 
 def flops(params: dict) -> int:
@@ -122,39 +119,48 @@ def test_a_gap_trial_respects_the_cost_constraints() -> None:
     assert not gaps.enqueue_gap_trial(study, make_settings(constraints={"max_flops": low}), SPACE, VOCAB)
 
 
-def test_gap_trials_take_one_turn_in_gap_every_after_the_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gaps, "START_AFTER", 8)
-
-    def schedule(gap_found_at: set[int] | None = None) -> list[int]:
-        trials, taken = [], []
-        for number in range(20):
-            turn = gaps.gap_trial_due(trials) and (gap_found_at is None or number in gap_found_at)
-            taken += [number] if turn else []
-            trials.append(create_trial(state=TrialState.FAIL, user_attrs={"gap_between": [0, 1]} if turn else {}))
-        return taken
-
-    assert schedule() == [10, 13, 16, 19]
-    # a turn that found no gap passes to the sampler, and the next trial may take it up
-    assert schedule(gap_found_at=set(range(20)) - {10}) == [11, 13, 16, 19]
-
-
-@pytest.mark.parametrize("gap_trials", [True, False])
-def test_the_worker_trains_a_gap_trial_when_the_study_asks_for_them(gap_trials: bool, tmp_path: Path) -> None:
+@pytest.mark.parametrize("gap_trials", [1, 0])
+def test_a_promotion_run_trains_gap_trials_after_its_queue(gap_trials: int, tmp_path: Path) -> None:
     tiny = make_tiny(tmp_path / "tiny")
     data = prepare_data(str(tiny.corpus), "char", cache_dir=tmp_path / "cache")
-    settings = make_settings(content_hash=data.content_hash, data=str(tiny.corpus), gap_trials=gap_trials)
+    settings = make_settings(content_hash=data.content_hash, data=str(tiny.corpus))
     study = optuna.create_study(directions=settings.directions, sampler=optuna.samplers.RandomSampler(seed=0))
     write_settings(study, settings)
     cheap, dear = told(study, CHEAP, 3.0, data.vocab_size), told(study, DEAR, 2.0, data.vocab_size)
-    run_worker(study, settings, data, torch.device("cpu"), n_trials=1)
-    trained = study.trials[-1]
-    assert trained.state in (TrialState.COMPLETE, TrialState.PRUNED)
-    assert ("gap_between" in trained.user_attrs) == gap_trials
-    assert ("(gap trial)" in trial_line(trained, settings.objectives)) == gap_trials  # the progress line says so
+    for _ in range(2):  # a second run finds the gap trials already there
+        run_worker(study, settings, data, torch.device("cpu"), n_trials=5, queued_only=True, gap_trials=gap_trials)
+    assert gaps.gap_trials_in(study) == gap_trials and len(study.trials) == 2 + gap_trials
     if gap_trials:
-        assert cheap.user_attrs["flops_per_token"] < trained.user_attrs["flops_per_token"] < dear.user_attrs["flops_per_token"]
-        study.enqueue_trial(trained.params)  # the sampler proposes it again: a repeat is not a gap trial
-        run_worker(study, settings, data, torch.device("cpu"), n_trials=1)
-        repeat = study.trials[trained.number + 1]
+        trained = study.trials[-1]
+        assert trained.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        assert "(gap trial)" in trial_line(trained, settings.objectives)  # the progress line says so
+        low, high = cheap.user_attrs["flops_per_token"], dear.user_attrs["flops_per_token"]
+        assert low < trained.user_attrs["flops_per_token"] < high
+        study.enqueue_trial(trained.params)  # proposed again: a repeat is not a gap trial
+        run_worker(study, settings, data, torch.device("cpu"), n_trials=1, queued_only=True)
+        repeat = study.trials[-1]
         assert repeat.user_attrs["reused_from"] == trained.number and "gap_between" not in repeat.user_attrs
         assert repeat.user_attrs["val_loss"] == trained.user_attrs["val_loss"]
+
+
+def test_promote_fills_a_gap_of_the_longer_front(tmp_path: Path) -> None:
+    space = {**TINY_SPACE, "d_model": [16, 48], "layout": ["sequential"], "reduction": ["none"], "towers": [1]}
+    tiny = make_tiny(tmp_path, space)
+    assert cli(*tiny.argv("search", "--trials", "3", "--no-presets", "--sampler", "random", "--sampler-seed", "0",
+                          "--rungs")).code == 0
+    result = cli("promote", *tiny.study_flags(), "--steps", "24", "--top", "3", "--gap-trials", "2", "--device", "cpu")
+    assert result.code == 0, result.err
+    assert "then up to 2 gap trials" in result.out
+    storage = open_storage(str(tiny.storage))
+    sibling = optuna.load_study(study_name="tiny@24", storage=storage)
+    gap = [t for t in sibling.trials if "gap_between" in t.user_attrs]
+    assert len(gap) >= 1 and all(t.user_attrs["steps"] == 24 for t in gap)
+    for trial in gap:
+        cheap, dear = (sibling.trials[n].user_attrs["flops_per_token"] for n in trial.user_attrs["gap_between"])
+        assert cheap < trial.user_attrs["flops_per_token"] < dear
+        assert trial.user_attrs["changed_from"] in trial.user_attrs["gap_between"]
+    hashes = [t.user_attrs["arch_hash"] for t in sibling.trials]
+    assert len(hashes) == len(set(hashes))  # every gap trial is an architecture not trained before
+    again = cli("promote", *tiny.study_flags(), "--steps", "24", "--gap-trials", str(len(gap)), "--device", "cpu")
+    assert "then up to 0 gap trials" in again.out
+    assert len(optuna.load_study(study_name="tiny@24", storage=storage).trials) == len(sibling.trials)

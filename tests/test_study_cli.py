@@ -212,7 +212,6 @@ def test_search_again_continues_the_study(copied: Tiny, capsys: pytest.CaptureFi
     (["--steps", "13"], "recipe.steps"),
     (["--objectives", "val_loss", "params"], "objectives"),
     (["--max-params", "1e6"], "constraints.max_params"),
-    (["--no-gap-trials"], "gap_trials"),
 ])
 def test_search_with_other_settings_is_refused_and_changes_nothing(
     flags: list[str], key: str, copied: Tiny, capsys: pytest.CaptureFixture[str]
@@ -394,16 +393,16 @@ def test_an_exception_in_the_model_fails_one_trial_only(
 
 
 def test_promote_retrains_the_front_in_a_sibling_study(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # One layer in one tower: every sample has fewer FLOPs than any (two-layer) preset, so the sampled
+    # One layer of width 16 in one tower: every sample has fewer FLOPs than any (two-layer) preset, so the sampled
     # architecture is on the front whatever its loss.
-    tiny = make_tiny(tmp_path, {**TINY_SPACE, "n_layer": {"low": 1, "high": 1}, "towers": [1]})
+    tiny = make_tiny(tmp_path, {**TINY_SPACE, "n_layer": {"low": 1, "high": 1}, "d_model": [16], "towers": [1]})
     assert run(capsys, *tiny.argv("search", "--trials", "5")).code == 0
     short = load(tiny)
     settings = read_settings(short)
     front = [t.number for t in front_trials(short, settings) if "preset" not in t.user_attrs]
     assert front == [4]
 
-    result = run(capsys, "promote", *tiny.study_flags(), "--steps", "24", "--device", "cpu")
+    result = run(capsys, "promote", *tiny.study_flags(), "--steps", "24", "--gap-trials", "0", "--device", "cpu")
     assert result.code == 0, result.err
     assert "promoting 1 architectures to 24 steps in study 'tiny@24'" in result.out
     sibling = load(tiny, "tiny@24")
@@ -433,6 +432,10 @@ def test_promote_retrains_the_front_in_a_sibling_study(tmp_path: Path, capsys: p
                           "--top 0")
     assert_one_line_error(run(capsys, *tiny.argv("search", "--trials", "1", "--top", "2")), "search",
                           "--top 2", "needs --promote-steps")
+    assert_one_line_error(run(capsys, *tiny.argv("search", "--trials", "1", "--gap-trials", "2")), "search",
+                          "--gap-trials 2", "needs --promote-steps")
+    assert_one_line_error(run(capsys, "promote", *tiny.study_flags(), "--steps", "24", "--gap-trials", "-1"),
+                          "promote", "--gap-trials -1")
     assert len(short.get_trials()) == 5  # refused before any trial ran
 
 

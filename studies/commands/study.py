@@ -17,6 +17,7 @@ from trainer.loop import TrainingRecipe, resolve_device
 from ..arguments import add_data_arguments, add_shape_arguments, add_training_arguments, explicit_recipe
 from ..errors import StudyError
 from ..front import front_trials, keep_front_checkpoints
+from ..gaps import gap_trials_in
 from ..live import LiveReporter
 from ..registry import command
 from ..search import MAX_CONSECUTIVE_REPEATS, count_complete, open_study, promote, run_worker
@@ -29,6 +30,9 @@ from ..views import front_table
 DEFAULT_STUDY = "decoder-nas"
 TOP_HELP = ("promote K sampled trials: the front, then the next non-dominated layers behind it, best quality "
             "first (default: the front only)")
+DEFAULT_GAP_TRIALS = 4
+GAP_HELP = ("then train N gap trials at the longer budget, one at a time: each changes one parameter of a "
+            "front trial to fill the front's widest cost gap (default: %d; 0: none)" % DEFAULT_GAP_TRIALS)
 # The proxy: nanoGPT's CPU recipe compressed to 300 steps (warm-up and cosine scaled with it).
 SEARCH_RECIPE = TrainingRecipe(steps=300, warmup_steps=30)
 SEARCH_SHAPE = {"block_size": 64, "n_layer": 4, "n_head": 4, "d_model": 128}
@@ -52,9 +56,6 @@ def add_search_arguments(parser: argparse.ArgumentParser, default_trials: int) -
                        help=f"any of {', '.join(OBJECTIVES)} (default: {' '.join(DEFAULT_OBJECTIVES)})")
     group.add_argument("--sampler", help="tpe (default), random, nsga2 or gp")
     group.add_argument("--sampler-seed", type=int, help="seed of the sampler (--seed seeds training)")
-    group.add_argument("--no-gap-trials", dest="gap_trials", action="store_false", default=None,
-                       help="let the sampler choose every trial; by default one in three, once the front "
-                            "has a wide cost gap, is a one-parameter change of a front trial that fills it")
     group.add_argument("--max-params", type=float, help="constraint: at most this many parameters")
     group.add_argument("--max-flops", type=float, help="constraint: at most this many FLOPs per token")
     group.add_argument("--max-latency-ms", type=float, help="constraint: at most this latency")
@@ -82,6 +83,7 @@ def add_search_arguments(parser: argparse.ArgumentParser, default_trials: int) -
     run.add_argument("--promote-steps", type=int, metavar="S2",
                      help="afterwards, retrain the front from scratch for S2 steps (study NAME@S2)")
     run.add_argument("--top", type=int, metavar="K", help="with --promote-steps: " + TOP_HELP)
+    run.add_argument("--gap-trials", type=int, metavar="N", help="with --promote-steps: " + GAP_HELP)
 
 
 @command("search", "run a multi-objective architecture search (with no flags: a small study on the built-in corpus)")
@@ -105,8 +107,7 @@ def requested_settings(args: argparse.Namespace, base: StudySettings | None) -> 
     if args.space:
         explicit["space"] = load_space(args.space).to_dict()
     for name, flag in (("data", "data"), ("tokenizer", "tokenizer"), ("text_column", "text_column"),
-                       ("sampler", "sampler"), ("seed", "sampler_seed"), ("gap_trials", "gap_trials"),
-                       ("block_size", "block_size")):
+                       ("sampler", "sampler"), ("seed", "sampler_seed"), ("block_size", "block_size")):
         if getattr(args, flag, None) is not None:
             explicit[name] = getattr(args, flag)
     if "data" in explicit and Path(explicit["data"]).exists():
@@ -160,6 +161,8 @@ def run_search(args: argparse.Namespace, console: Console) -> None:
         raise StudyError(f"--trials: {args.trials} must not be negative")
     if args.top is not None and (args.top < 1 or not args.promote_steps):
         raise StudyError(f"--top {args.top}: needs --promote-steps and at least one trial to promote")
+    if args.gap_trials is not None and not args.promote_steps:
+        raise StudyError(f"--gap-trials {args.gap_trials}: needs --promote-steps (gap trials run at the longer budget)")
     backend = open_storage(args.storage)
     try:
         stored = read_settings(load_existing(args.study, backend))
@@ -191,25 +194,31 @@ def run_search(args: argparse.Namespace, console: Console) -> None:
 
 def _promote_and_run(args: argparse.Namespace, steps: int, data: Any, device: Any,
                      console: Console) -> tuple[optuna.Study, StudySettings]:
+    gap_trials = DEFAULT_GAP_TRIALS if args.gap_trials is None else args.gap_trials
+    if gap_trials < 0:
+        raise StudyError(f"--gap-trials {gap_trials}: must not be negative")
     sibling, settings, added = promote(args.study, args.storage, steps, args.top)
     if data is None:
         data = prepare_data(settings.data, settings.tokenizer, text_column=settings.text_column)
     waiting = len(sibling.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+    gaps_to_go = max(gap_trials - gap_trials_in(sibling), 0)
     console.print(f"promoting {added} architectures to {steps} steps in study {sibling.study_name!r} "
-                  f"({waiting} queued with the presets)")
-    _run(sibling, settings, data, device, waiting, None, args, console, queued_only=True)
+                  f"({waiting} queued with the presets), then up to {gaps_to_go} gap trials")
+    _run(sibling, settings, data, device, waiting + gaps_to_go, None, args, console, queued_only=True,
+         gap_trials=gap_trials)
     return sibling, settings
 
 
 def _run(study: optuna.Study, settings: StudySettings, data: Any, device: Any, trials: int,
-         max_complete: int | None, args: argparse.Namespace, console: Console, queued_only: bool = False) -> None:
+         max_complete: int | None, args: argparse.Namespace, console: Console, queued_only: bool = False,
+         gap_trials: int = 0) -> None:
     checkpoints = None
     if args.keep_checkpoints != "none":
         root = Path(args.storage).resolve().parent if "://" not in args.storage else Path.cwd()
         checkpoints = root / "checkpoints" / study.study_name
     with LiveReporter(study, settings.objectives, trials if trials < WORKER_TRIALS else None) as reporter:
         summary = run_worker(study, settings, data, device, trials, max_complete, args.storage, checkpoints, reporter,
-                             queued_only)
+                             queued_only, gap_trials)
     if checkpoints is not None and args.keep_checkpoints == "front":
         keep_front_checkpoints(study, settings, checkpoints)
     if summary.exhausted:
@@ -224,6 +233,7 @@ def promote_arguments(parser: argparse.ArgumentParser) -> None:
     add_study_arguments(parser)
     parser.add_argument("--steps", type=int, required=True, help="the longer budget in steps")
     parser.add_argument("--top", type=int, metavar="K", help=TOP_HELP)
+    parser.add_argument("--gap-trials", type=int, metavar="N", help=GAP_HELP)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--keep-checkpoints", choices=("none", "front", "all"), default="none")
     parser.set_defaults(run=run_promote)
