@@ -1,15 +1,15 @@
 """The CPU search benchmark: does a 24-trial study beat the paper's models, and which search does it best?
 
 Tiny Shakespeare, char level, block 64, batch 12, nanoGPT's CPU recipe, the shipped default space.
-Per sampler seed, up to four 24-trial studies at 300 steps (the presets first):
+Per sampler seed, three 24-trial studies at 300 steps (the presets first):
 
-    tpe          the default: multivariate TPE over the pattern encoding, with gap trials
-    random       random search, same space and trial count, no gap trials
-    tpe-layer    TPE over the per-layer encoding of the same space, with gap trials
-    tpe-no-gaps  TPE alone: every trial its own (--no-gap-trials)
+    tpe        the default: multivariate TPE over the pattern encoding
+    random     random search, same space and trial count
+    tpe-layer  TPE over the per-layer encoding of the same space
 
 For the seeds in --promote-seeds, the studies named by --promote are promoted to 2000 steps
-(`promote --top K`: the front, then the layers behind it).
+(`promote --top K --gap-trials N`: the front, then the layers behind it, then N gap trials at
+2000 steps; the report says what the front held before its gap trials, too).
 For each of the paper's four presets (4 layers, 4 heads, d 128) trained for 2000 steps, the promoted
 front must hold an architecture at least as good on validation loss and FLOPs per token and better
 on one; it is also read against two hand-picked plain GPTs trained with the same recipe.
@@ -20,7 +20,7 @@ Resumable: re-running continues the studies in the journal file. Not part of CI:
 once per journal and reused by every promotion after it).
 
     python benchmarks/study_front.py [--seeds 0 1 2] [--promote-seeds 0] [--variants tpe random]
-                                     [--storage FILE] [--top 10]
+                                     [--storage FILE] [--top 10] [--gap-trials 4]
 """
 
 from __future__ import annotations
@@ -52,10 +52,7 @@ from trainer.run import run_training
 
 REPO = Path(__file__).resolve().parent.parent
 SHAPE = ["--block-size", "64", "--n-layer", "4", "--n-head", "4", "--d-model", "128", "--batch-size", "12"]
-VARIANTS = {  # name: sampler, encoding, gap trials
-    "tpe": ("tpe", "pattern", True), "random": ("random", "pattern", False),
-    "tpe-layer": ("tpe", "per_layer", True), "tpe-no-gaps": ("tpe", "pattern", False),
-}
+VARIANTS = {"tpe": ("tpe", "pattern"), "random": ("random", "pattern"), "tpe-layer": ("tpe", "per_layer")}
 HAND_PICKED = {"gpt 2L d128": {"n_layer": 2, "d_model": 128}, "gpt 3L d160": {"n_layer": 3, "d_model": 160}}
 
 
@@ -70,7 +67,7 @@ def space_file(encoding: str, workdir: Path) -> Path:
     return path
 
 
-def run_study(name: str, sampler: str, space: Path, gap_trials: bool, seed: int, args: argparse.Namespace) -> None:
+def run_study(name: str, sampler: str, space: Path, seed: int, args: argparse.Namespace) -> None:
     storage = open_storage(args.storage)
     trained = 0
     if name in study_names(storage):
@@ -78,21 +75,24 @@ def run_study(name: str, sampler: str, space: Path, gap_trials: bool, seed: int,
             deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)) if trained_trial(t))
     if trained < args.trials:
         code = cli(["search", "--study", name, "--storage", args.storage, "--data", args.data, "--space", str(space),
-                    "--sampler", sampler, "--sampler-seed", str(seed), *SHAPE, "--trials", str(args.trials - trained),
-                    *([] if gap_trials else ["--no-gap-trials"])])
+                    "--sampler", sampler, "--sampler-seed", str(seed), *SHAPE, "--trials", str(args.trials - trained)])
         if code:
             raise SystemExit(code)
 
 
-def promote(name: str, args: argparse.Namespace) -> optuna.Study:
-    storage = open_storage(args.storage)
-    long_name = promoted_name(name, args.long_steps)
-    if long_name not in study_names(storage) or any(
-            t.state != TrialState.COMPLETE for t in optuna.load_study(study_name=long_name, storage=storage).trials):
-        if cli(["promote", "--study", name, "--storage", args.storage, "--steps", str(args.long_steps),
-                "--top", str(args.top)]):
-            raise SystemExit(1)
-    return optuna.load_study(study_name=long_name, storage=storage)
+def promote(name: str, args: argparse.Namespace) -> None:
+    """Idempotent: a promotion that is done (its queue and its gap trials) trains nothing."""
+    if cli(["promote", "--study", name, "--storage", args.storage, "--steps", str(args.long_steps),
+            "--top", str(args.top), "--gap-trials", str(args.gap_trials)]):
+        raise SystemExit(1)
+
+
+def front_of(study: optuna.Study, before_gap_trials: bool = False) -> list[optuna.trial.FrozenTrial]:
+    """The study's front; or the front it had before its gap trials (val_loss and FLOPs, both minimised)."""
+    if not before_gap_trials:
+        return front_trials(study, read_settings(study))
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "gap_between" not in t.user_attrs]
+    return [t for t in trials if not any(beats(other.user_attrs, t.user_attrs) for other in trials)]
 
 
 def hand_picked(study: optuna.Study, args: argparse.Namespace) -> dict[str, dict[str, float]]:
@@ -123,8 +123,8 @@ def beats(candidate: dict, reference: dict) -> bool:
     return no_worse(candidate, reference) and better
 
 
-def preset_table(long: optuna.Study, hand: dict[str, dict[str, float]], title: str) -> tuple[Table, int]:
-    front = front_trials(long, read_settings(long))
+def preset_table(long: optuna.Study, front: list[optuna.trial.FrozenTrial], hand: dict[str, dict[str, float]],
+                 title: str) -> tuple[Table, int]:
     references = {t.user_attrs["preset"]: t.user_attrs for t in long.get_trials(
         deepcopy=False, states=(TrialState.COMPLETE,)) if "preset" in t.user_attrs}
     references.update({label: {**measures, "hand": True} for label, measures in hand.items()})
@@ -145,12 +145,12 @@ def preset_table(long: optuna.Study, hand: dict[str, dict[str, float]], title: s
     return table, presets_beaten
 
 
-def front_hypervolumes(studies: dict[str, optuna.Study]) -> dict[str, float]:
+def front_hypervolumes(studies: dict[str, optuna.Study], before_gap_trials: bool = False) -> dict[str, float]:
     """Each study's front hypervolume, all normalised over the complete trials of every study given."""
     complete = {name: study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) for name, study in studies.items()}
     objectives = read_settings(next(iter(studies.values()))).objectives
     normalise = normaliser_for(objectives, [t.values for trials in complete.values() for t in trials])
-    return {name: hypervolume([normalise(t.values) for t in front_trials(study, read_settings(study))])
+    return {name: hypervolume([normalise(t.values) for t in front_of(study, before_gap_trials)])
             for name, study in studies.items()}
 
 
@@ -159,8 +159,9 @@ def front_rows(long: optuna.Study, title: str) -> Table:
     for column in ("trial", "val_loss", "FLOPs/token", "params", "architecture"):
         table.add_column(column)
     for t in front_trials(long, read_settings(long)):
+        origin = t.user_attrs.get("preset", "gap" if "gap_between" in t.user_attrs else "")
         table.add_row(str(t.number), f"{t.user_attrs['val_loss']:.4f}", f"{t.user_attrs['flops_per_token']:,}",
-                      f"{t.user_attrs['params']:,}", (t.user_attrs.get("preset", "") + " " + t.user_attrs["summary"]).strip())
+                      f"{t.user_attrs['params']:,}", f"{origin} {t.user_attrs['summary']}".strip())
     return table
 
 
@@ -178,21 +179,22 @@ def main() -> None:
     parser.add_argument("--promote", nargs="*", default=["tpe", "random"], choices=list(VARIANTS),
                         help="which studies of those seeds are promoted (default: tpe random)")
     parser.add_argument("--top", type=int, default=10, help="trials promoted per study (default: 10)")
+    parser.add_argument("--gap-trials", type=int, default=4, help="gap trials per promoted study (default: 4)")
     parser.add_argument("--report-only", action="store_true", help="train nothing; report what the journal holds")
     args = parser.parse_args()
     console, started = Console(), time.time()
     workdir = Path(args.storage).resolve().parent
-    spaces = {encoding: space_file(encoding, workdir) for _, encoding, _ in VARIANTS.values()}
+    spaces = {encoding: space_file(encoding, workdir) for _, encoding in VARIANTS.values()}
     storage = open_storage(args.storage)
 
     short: dict[str, optuna.Study] = {}
     long: dict[str, optuna.Study] = {}
     for seed in args.seeds:
         for variant in args.variants:
-            sampler, encoding, gap_trials = VARIANTS[variant]
+            sampler, encoding = VARIANTS[variant]
             name = f"{variant}-s{seed}"
             if not args.report_only:
-                run_study(name, sampler, spaces[encoding], gap_trials, seed, args)
+                run_study(name, sampler, spaces[encoding], seed, args)
                 if seed in args.promote_seeds and variant in args.promote:
                     promote(name, args)
             if name in study_names(storage):
@@ -203,15 +205,19 @@ def main() -> None:
     hand = hand_picked(next(iter(long.values())), args) if long else {}
     passes = []
     for name, study in long.items():
-        table, beaten = preset_table(study, hand, f"{name}: {args.long_steps}-step front vs the presets and hand-picked GPTs")
+        title = f"{name}: {args.long_steps}-step front vs the presets and hand-picked GPTs"
+        table, beaten = preset_table(study, front_of(study), hand, title)
+        _, beaten_before = preset_table(study, front_of(study, before_gap_trials=True), hand, title)
         console.print(table)
         console.print(front_rows(study, f"{name}: the {args.long_steps}-step front"))
-        passes.append(f"{name} {beaten}/4")
+        passes.append(f"{name} {beaten}/4 ({beaten_before}/4 before its gap trials)")
 
     volumes = {}
     for budget, studies in (("300 steps", short), (f"{args.long_steps} steps", long)):
         if studies:
             volumes[budget] = front_hypervolumes(studies)
+    if long:
+        volumes[f"{args.long_steps} steps before gap trials"] = front_hypervolumes(long, before_gap_trials=True)
     table = Table(title="front hypervolume (each budget normalised over all its studies; reference 1.1)")
     table.add_column("variant")
     for budget in volumes:
