@@ -12,8 +12,8 @@ from pathlib import Path
 from optuna.trial import TrialState
 
 from studies import front_trials, open_storage
-from studies.storage import load_existing
 from studies.settings import read_settings
+from studies.storage import load_existing
 
 WIDTH, HEIGHT, MARGIN = 640, 400, 60
 
