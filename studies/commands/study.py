@@ -32,7 +32,7 @@ TOP_HELP = ("promote K sampled trials: the front, then the next non-dominated la
             "first (default: the front only)")
 DEFAULT_GAP_TRIALS = 4
 GAP_HELP = ("then train N gap trials at the longer budget, one at a time: each changes one parameter of a "
-            "front trial to fill the front's widest cost gap (default: %d; 0: none)" % DEFAULT_GAP_TRIALS)
+            f"front trial to fill the front's widest cost gap (default: {DEFAULT_GAP_TRIALS}; 0: none)")
 # The proxy: nanoGPT's CPU recipe compressed to 300 steps (warm-up and cosine scaled with it).
 SEARCH_RECIPE = TrainingRecipe(steps=300, warmup_steps=30)
 SEARCH_SHAPE = {"block_size": 64, "n_layer": 4, "n_head": 4, "d_model": 128}
@@ -228,7 +228,8 @@ def _run(study: optuna.Study, settings: StudySettings, data: Any, device: Any, t
                   f"{summary.complete_in_study} complete trials")
 
 
-@command("promote", "retrain a study's front from scratch with a longer budget (in sibling study NAME@STEPS)")
+@command("promote", "retrain a study's front from scratch with a longer budget (in sibling study NAME@STEPS), "
+                    "then fill its widest cost gaps with gap trials")
 def promote_arguments(parser: argparse.ArgumentParser) -> None:
     add_study_arguments(parser)
     parser.add_argument("--steps", type=int, required=True, help="the longer budget in steps")
