@@ -60,8 +60,8 @@ def queued(study: optuna.Study) -> tuple[dict, dict]:
     return trial.params, trial.user_attrs
 
 
-def bounded_study(**settings_changes) -> tuple[optuna.Study, list[optuna.trial.FrozenTrial]]:
-    settings = make_settings(**settings_changes)
+def bounded_study() -> tuple[optuna.Study, list[optuna.trial.FrozenTrial]]:
+    settings = make_settings()
     study = optuna.create_study(directions=settings.directions, sampler=optuna.samplers.RandomSampler(seed=0))
     write_settings(study, settings)
     return study, [told(study, CHEAP, 3.0), told(study, DEAR, 2.0)]
@@ -159,6 +159,8 @@ def test_promote_fills_a_gap_of_the_longer_front(tmp_path: Path) -> None:
         cheap, dear = (sibling.trials[n].user_attrs["flops_per_token"] for n in trial.user_attrs["gap_between"])
         assert cheap < trial.user_attrs["flops_per_token"] < dear
         assert trial.user_attrs["changed_from"] in trial.user_attrs["gap_between"]
+    # a promoted trial was enqueued by config: its parameters are found from it to change one
+    assert any("promoted_from" in sibling.trials[t.user_attrs["changed_from"]].user_attrs for t in gap)
     hashes = [t.user_attrs["arch_hash"] for t in sibling.trials]
     assert len(hashes) == len(set(hashes))  # every gap trial is an architecture not trained before
     again = cli("promote", *tiny.study_flags(), "--steps", "24", "--gap-trials", str(len(gap)), "--device", "cpu")
