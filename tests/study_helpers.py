@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import datasets
+import optuna
+import pytest
 import torch
 import yaml
 
@@ -139,3 +141,13 @@ def quiet_datasets() -> Iterator[None]:
     finally:
         datasets.enable_progress_bars()
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def isolated_python_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """For tests that drive studies through the Python API (import it to use it): a private corpus
+    cache, Optuna's info logging off, and quiet datasets with one torch thread."""
+    monkeypatch.setenv("DECODER_NAS_CACHE", str(tmp_path / "cache"))
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    with quiet_datasets():
+        yield

@@ -18,7 +18,7 @@ from studies.search import run_worker
 from studies.settings import write_settings
 from studies.space import space_from_dict
 from studies.storage import open_storage
-from study_helpers import TINY_SPACE, cli, make_settings, make_tiny, quiet_datasets
+from study_helpers import TINY_SPACE, cli, isolated_python_api, make_settings, make_tiny  # noqa: F401 - autouse fixture
 from trainer import prepare_data
 
 VOCAB = 30
@@ -26,14 +26,6 @@ SPACE = space_from_dict(TINY_SPACE)
 CHEAP = {"n_layer": 1, "reduce_every": 1, "d_model": 16, "n_head": 2, "mlp_ratio": 2, "layout": "sequential",
          "reduction": "none", "conv_kernel": 1, "reduce_factor": 0.5, "towers": 1}
 DEAR = {**CHEAP, "n_layer": 2, "d_model": 32}
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("DECODER_NAS_CACHE", str(tmp_path / "cache"))
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    with quiet_datasets():
-        yield
 
 
 def flops(params: dict) -> int:

@@ -20,21 +20,13 @@ from studies.search import run_worker
 from studies.settings import StudySettings, write_settings
 from studies.space import space_from_dict
 from studies.trials import TrialContext, _RungPruner, run_trial
-from study_helpers import STEPS, TINY_SPACE, make_settings, make_tiny, quiet_datasets
+from study_helpers import STEPS, TINY_SPACE, isolated_python_api, make_settings, make_tiny  # noqa: F401 - autouse fixture
 from trainer import prepare_data
 from trainer.loop import NonFiniteLossError, Progress
 
 LOSS_FLOPS = ("val_loss", "flops_per_token")
 DIRECTIONS = {"val_loss": "minimize", "val_accuracy": "maximize", "flops_per_token": "minimize", "params": "minimize",
               "latency_ms": "minimize"}
-
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("DECODER_NAS_CACHE", str(tmp_path / "cache"))
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    with quiet_datasets():
-        yield
 
 
 def make_study(objectives=LOSS_FLOPS, storage=None) -> optuna.Study:
