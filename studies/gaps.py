@@ -79,9 +79,10 @@ def _nearest_middle(space: SearchSpace, settings: StudySettings, axis: str, voca
     for source in (dear, cheap):  # the better-quality end first: it wins a tie
         for params in space.neighbours(_params_of(source, space)):
             config = space.config_from_params(params, vocab_size, settings.block_size)
-            if config is None or architecture_hash(config) in seen:
+            arch_hash = architecture_hash(config) if config is not None else None
+            if arch_hash is None or arch_hash in seen:
                 continue
-            seen.add(architecture_hash(config))
+            seen.add(arch_hash)
             description = describe(config)
             measures = {"flops_per_token": description.flops_per_token, "params": description.params}
             if not low < measures[axis] < high or _breaks_limits(measures, settings):
