@@ -246,6 +246,9 @@ def architecture_hash(config: DecoderConfig) -> str:
     data["dropout"] = float(data["dropout"])
     for layer in data["layers"]:  # an MLP ratio of 4 builds the same model as 4.0
         layer["mlp_ratio"] = float(layer["mlp_ratio"])
+        if layer.get("reduction", {}).get("kernel_size") == 1:
+            # A kernel-1 conv is the per-token linear map (the paper's cgpt equals lgpt): one result serves both.
+            layer["reduction"]["kind"] = "linear"
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -2,6 +2,7 @@ import json
 from dataclasses import replace
 
 import pytest
+import torch
 import yaml
 
 from search_space import (
@@ -10,6 +11,7 @@ from search_space import (
     LayerConfig,
     Reduction,
     architecture_hash,
+    build_decoder,
     config_from_dict,
     config_to_dict,
     config_to_yaml,
@@ -135,3 +137,18 @@ def test_widths_follow_the_reductions():
     config = preset("lgpt", vocab_size=65, block_size=32, n_layer=8, n_head=8, d_model=512)
     assert config.widths == [512, 512, 256, 256, 128, 128, 64, 64, 32]
     assert preset("pgpt", n_layer=8).towers == 2 and len(preset("pgpt", n_layer=8).layers) == 4
+
+
+def test_a_kernel_1_conv_hashes_like_the_linear_map_it_computes():
+    def narrowed(kind: str, kernel: int) -> DecoderConfig:
+        layers = (LayerConfig(n_head=2, reduction=Reduction(kind, 8, kernel)), LayerConfig(n_head=2))
+        return DecoderConfig(vocab_size=11, block_size=8, d_model=16, layers=layers)
+
+    linear, conv1, conv3 = narrowed("linear", 1), narrowed("conv", 1), narrowed("conv", 3)
+    assert architecture_hash(conv1) == architecture_hash(linear) != architecture_hash(conv3)
+    tokens = torch.randint(0, 11, (2, 8))
+    outputs = []
+    for config in (linear, conv1):
+        torch.manual_seed(0)
+        outputs.append(build_decoder(config)(tokens))
+    torch.testing.assert_close(outputs[0], outputs[1])  # same weights drawn, same function

@@ -20,8 +20,8 @@ from studies.front import front_trials, knee
 from studies.settings import read_settings
 from studies.space import space_from_dict
 from studies.storage import open_storage
-from study_helpers import (PRESET_NAMES, SINGLE_SPACE, STEPS, TINY_SPACE, Result, Tiny, assert_one_line_error,
-                           cli, make_tiny, quiet_datasets)
+from study_helpers import (PRESET_NAMES, PRESETS_TRAINED, SINGLE_SPACE, STEPS, TINY_SPACE, Result, Tiny,
+                           assert_one_line_error, cli, make_tiny, quiet_datasets)
 
 RECORDED = ("config", "arch_hash", "summary", "steps", "val_loss", "val_accuracy", "flops_per_token", "params",
             "latency_ms", "loss_curve", "device", "versions")
@@ -36,12 +36,12 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Tiny, Result]:
-    """`search --trials 6` on the tiny space: the four presets, then two sampled trials (with this
-    sampler seed one of them lands on the front and the other is stopped early)."""
+    """`search` on the tiny space: the four presets (cgpt reuses lgpt's result), then two sampled
+    trials (with this sampler seed one of them lands on the front and the other is stopped early)."""
     tiny = make_tiny(tmp_path_factory.mktemp("searched"))
     with pytest.MonkeyPatch.context() as patch, quiet_datasets():
         patch.setenv("DECODER_NAS_CACHE", str(tiny.root / "cache"))
-        result = cli(*tiny.argv("search", "--trials", "6", "--sampler-seed", "1"))
+        result = cli(*tiny.argv("search", "--trials", str(PRESETS_TRAINED + 2), "--sampler-seed", "1"))
     return tiny, result
 
 
@@ -201,11 +201,10 @@ def test_studies_lists_counts_and_delete_removes(copied: Tiny, capsys: pytest.Ca
 def test_search_again_continues_the_study(copied: Tiny, capsys: pytest.CaptureFixture[str]) -> None:
     result = run(capsys, *copied.argv("search", "--trials", "1"))
     assert result.code == 0, result.err
-    trials = [t for t in load(copied).get_trials() if trials_module.trained(t)]  # repeats are not trials run
-    assert len(trials) == 7
-    assert [t.user_attrs.get("preset") for t in trials].count("gpt") == 1  # presets not enqueued again
-    assert sum("preset" in t.user_attrs for t in trials) == 4 and "preset" not in trials[6].user_attrs
-    assert trials[6].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    trials = load(copied).get_trials()
+    assert [t.user_attrs.get("preset") for t in trials] == PRESET_NAMES + [None] * (len(trials) - 4)  # not again
+    new = [t for t in trials[6:] if trials_module.trained(t)]  # repeats are not trials run
+    assert len(new) == 1 and new[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 @pytest.mark.parametrize("flags, key", [
@@ -227,8 +226,8 @@ def test_search_with_other_settings_is_refused_and_changes_nothing(
 def test_worker_joins_an_existing_study(copied: Tiny, capsys: pytest.CaptureFixture[str]) -> None:
     result = run(capsys, *copied.argv("worker", "--trials", "2"))
     assert result.code == 0, result.err
-    trials = [t for t in load(copied).get_trials() if trials_module.trained(t)]
-    assert len(trials) == 8 and sum("preset" in t.user_attrs for t in trials) == 4
+    trials = load(copied).get_trials()
+    assert sum(trials_module.trained(t) for t in trials[6:]) == 2 and sum("preset" in t.user_attrs for t in trials) == 4
 
 
 def test_worker_creates_the_study_and_max_complete_stops_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -306,10 +305,10 @@ def test_presets_the_space_can_build_carry_their_parameters(
 ) -> None:
     # the presets have MLP ratio 4: with it in the space the sampler learns from them like from any trial
     tiny = make_tiny(tmp_path, {**TINY_SPACE, "mlp_ratio": mlp_ratios})
-    assert run(capsys, *tiny.argv("search", "--trials", "4", "--rungs")).code == 0
+    assert run(capsys, *tiny.argv("search", "--trials", str(PRESETS_TRAINED + 1), "--rungs")).code == 0
     study = load(tiny)
     space = space_from_dict(read_settings(study).space)
-    for trial in study.get_trials():
+    for trial in study.get_trials()[:len(PRESET_NAMES)]:
         assert trial.state == TrialState.COMPLETE and trial.user_attrs["in_space"] == in_space
         if in_space:
             config = config_from_dict(trial.user_attrs["config"])
@@ -327,17 +326,17 @@ def test_a_study_that_trains_alike_reuses_another_studys_results(
     real = trials_module.run_training
     monkeypatch.setattr(trials_module, "run_training", lambda *a, **k: calls.append(1) or real(*a, **k))
     # the presets, then one sampled trial; no early stopping, so it completes and can be promoted
-    assert run(capsys, *tiny.argv("search", "--trials", "5", "--rungs", "--sampler-seed", "0")).code == 0
-    first = {t.user_attrs["arch_hash"]: t for t in load(tiny).get_trials()}
+    assert run(capsys, *tiny.argv("search", "--trials", str(PRESETS_TRAINED + 1), "--rungs", "--sampler-seed", "0")).code == 0
+    first = {t.user_attrs["arch_hash"]: t for t in load(tiny).get_trials() if trials_module.trained(t)}
     calls.clear()
 
     # another sampler seed, the same data, recipe and device: the presets are reused, so not counted
     assert run(capsys, *tiny.argv("search", "--trials", "1", "--rungs", "--sampler-seed", "7", study="twin")).code == 0
     twin = load(tiny, "twin").get_trials()
-    for trial in twin[:4]:
-        original = first[trial.user_attrs["arch_hash"]]
+    for trial, name in zip(twin, PRESET_NAMES):
+        original = first[trial.user_attrs["arch_hash"]]  # for cgpt: lgpt, the trial that trained
         assert trial.user_attrs["reused_from_study"] == "tiny" and trial.user_attrs["reused_from"] == original.number
-        assert trial.values == original.values and trial.user_attrs["preset"] == original.user_attrs["preset"]
+        assert trial.values == original.values and trial.user_attrs["preset"] == name
     assert len(calls) == sum("reused_from" not in t.user_attrs for t in twin) >= 1
 
     # promoting both: the second sibling reuses the first sibling's presets, and runs only what was queued
@@ -396,7 +395,7 @@ def test_promote_retrains_the_front_in_a_sibling_study(tmp_path: Path, capsys: p
     # One layer of width 16 in one tower: every sample has fewer FLOPs than any (two-layer) preset, so the sampled
     # architecture is on the front whatever its loss.
     tiny = make_tiny(tmp_path, {**TINY_SPACE, "n_layer": {"low": 1, "high": 1}, "d_model": [16], "towers": [1]})
-    assert run(capsys, *tiny.argv("search", "--trials", "5")).code == 0
+    assert run(capsys, *tiny.argv("search", "--trials", str(PRESETS_TRAINED + 1))).code == 0
     short = load(tiny)
     settings = read_settings(short)
     front = [t.number for t in front_trials(short, settings) if "preset" not in t.user_attrs]
