@@ -14,6 +14,10 @@ change whose cost lies nearest the gap's middle (in log cost), with its paramete
 Why not during the short search: we tried one trial in three as a gap trial at 300 steps. It
 covered the 300-step front better (hypervolume 1.070 against 1.016 over five seeds) but followed the
 proxy's favourites, and the 2000-step fronts beat the gpt preset in 1 study of 5 instead of 4.
+
+Why by cost ratio and not by the hypervolume a gap could add: ordered by that rectangle (and filled
+from the better end first), gap trials went mostly to the cheapest models, where loss falls fastest
+per log FLOP, and fewer landed on the front (6 of 18 against 10 of 18, README).
 """
 
 from __future__ import annotations
