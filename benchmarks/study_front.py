@@ -1,11 +1,12 @@
 """The CPU search benchmark: does a 24-trial study beat the paper's models, and which search does it best?
 
 Tiny Shakespeare, char level, block 64, batch 12, nanoGPT's CPU recipe, the shipped default space.
-Per sampler seed, three 24-trial studies at 300 steps (the presets first):
+Per sampler seed, up to four 24-trial studies at 300 steps (the presets first):
 
-    tpe        the default: multivariate TPE over the pattern encoding
-    random     random search, same space and trial count
-    tpe-layer  TPE over the per-layer encoding of the same space
+    tpe-layer     the default: multivariate TPE over the per-layer encoding (the shipped space)
+    random-layer  random search, same space and trial count
+    tpe           TPE over the pattern encoding of the same choices
+    random        random search over the pattern encoding
 
 For the seeds in --promote-seeds, the studies named by --promote are promoted to 2000 steps
 (`promote --top K --gap-trials N`: the front, then the layers behind it, then N gap trials at
@@ -19,7 +20,7 @@ Resumable: re-running continues the studies in the journal file. Not part of CI:
 300-step study takes about 5 minutes and a promotion 10-15 (the presets' long runs are trained
 once per journal and reused by every promotion after it).
 
-    python benchmarks/study_front.py [--seeds 0 1 2] [--promote-seeds 0] [--variants tpe random]
+    python benchmarks/study_front.py [--seeds 0 1 2] [--promote-seeds 0] [--variants tpe-layer random-layer]
                                      [--storage FILE] [--top 10] [--gap-trials 4]
 """
 
@@ -52,7 +53,8 @@ from trainer.run import run_training
 
 REPO = Path(__file__).resolve().parent.parent
 SHAPE = ["--block-size", "64", "--n-layer", "4", "--n-head", "4", "--d-model", "128", "--batch-size", "12"]
-VARIANTS = {"tpe": ("tpe", "pattern"), "random": ("random", "pattern"), "tpe-layer": ("tpe", "per_layer")}
+VARIANTS = {"tpe-layer": ("tpe", "per_layer"), "random-layer": ("random", "per_layer"),
+            "tpe": ("tpe", "pattern"), "random": ("random", "pattern")}
 HAND_PICKED = {"gpt 2L d128": {"n_layer": 2, "d_model": 128}, "gpt 3L d160": {"n_layer": 3, "d_model": 160}}
 
 
@@ -174,10 +176,10 @@ def main() -> None:
     parser.add_argument("--long-steps", type=int, default=2000)
     parser.add_argument("--promote-seeds", type=int, nargs="*", default=[0],
                         help="seeds whose studies are promoted to --long-steps (default: 0)")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
-                        help="which studies to run per seed (default: all)")
-    parser.add_argument("--promote", nargs="*", default=["tpe", "random"], choices=list(VARIANTS),
-                        help="which studies of those seeds are promoted (default: tpe random)")
+    parser.add_argument("--variants", nargs="+", default=["tpe-layer", "random-layer"], choices=list(VARIANTS),
+                        help="which studies to run per seed (default: tpe-layer random-layer)")
+    parser.add_argument("--promote", nargs="*", default=["tpe-layer", "random-layer"], choices=list(VARIANTS),
+                        help="which studies of those seeds are promoted (default: tpe-layer random-layer)")
     parser.add_argument("--top", type=int, default=10, help="trials promoted per study (default: 10)")
     parser.add_argument("--gap-trials", type=int, default=4, help="gap trials per promoted study (default: 4)")
     parser.add_argument("--report-only", action="store_true", help="train nothing; report what the journal holds")

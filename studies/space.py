@@ -1,9 +1,10 @@
 """The search space: a YAML file of choices, encoded so every sample is a valid architecture.
 
-Two encodings. `pattern` (the default) makes each choice once for all layers: one layout pattern,
-one reduction rule (kind, every how many layers, by what factor), one MLP ratio. `per_layer` draws
-each layer's layout, MLP ratio and whether the width narrows after it separately, for every layer
-slot up to the deepest `n_layer` (the unused slots too). Either way every parameter is sampled on
+Two encodings. `per_layer` (the default) draws each layer's layout, MLP ratio and whether the width
+narrows after it separately, for every layer slot up to the deepest `n_layer` (the unused slots
+too). `pattern` makes each choice once for all layers: one layout pattern, one reduction rule (kind,
+every how many layers, by what factor), one MLP ratio. Per-layer searched better once trained long
+(README, Benchmarks): shallow mixed stacks like d160 2L[S4m3 P4m2] are only found with it. Either way every parameter is sampled on
 every trial, so the sampler sees a fixed space (Optuna's GP and NSGA-II samplers fall back to random
 sampling on conditional parameters), and the decoder derived from any sample passes validation by
 construction: widths are rounded to a multiple of the head count and never go below `min_head_dim`
@@ -51,7 +52,7 @@ class SearchSpace:
     reduce_factor: tuple[float, ...]
     towers: tuple[int, ...]
     min_head_dim: int = 8  # reductions stop before a head would get fewer channels than this
-    encoding: str = "pattern"  # or per_layer: layout, MLP ratio and narrowing drawn layer by layer
+    encoding: str = "per_layer"  # or pattern: one layout pattern, MLP ratio and reduction rule for all layers
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -38,6 +38,7 @@ TINY_SPACE: dict[str, Any] = {
     "reduce_factor": [0.5],
     "towers": [1, 2],
     "min_head_dim": 4,
+    "encoding": "pattern",  # few parameters, named for what they change; per-layer has tests of its own
 }
 # A space holding exactly one architecture: every choice fixed.
 SINGLE_SPACE: dict[str, Any] = {

@@ -15,8 +15,13 @@ from studies.errors import StudyError
 from studies.space import SearchSpace, load_space, space_from_dict
 from study_helpers import TINY_SPACE
 
-PARAMETERS = {"n_layer", "d_model", "n_head", "mlp_ratio", "layout", "reduction", "conv_kernel", "reduce_every",
-              "reduce_factor", "towers"}
+SHARED_PARAMETERS = {"n_layer", "d_model", "n_head", "reduction", "conv_kernel", "reduce_factor", "towers"}
+PATTERN_PARAMETERS = SHARED_PARAMETERS | {"mlp_ratio", "layout", "reduce_every"}
+
+
+def per_layer_parameters(slots: int) -> set[str]:
+    return SHARED_PARAMETERS | {f"{name}_{index}" for name in ("layout", "mlp_ratio", "reduce_after")
+                                for index in range(slots)}
 
 
 def write_space(tmp_path: Path, data: dict | str) -> Path:
@@ -47,13 +52,16 @@ def test_the_default_space_loads() -> None:
     assert space_from_dict(space.to_dict()) == space  # what a study stores reads back the same
 
 
-@pytest.mark.parametrize("which", ["default", "tiny"])
+@pytest.mark.parametrize("which", ["default", "default pattern", "tiny"])
 def test_every_sample_is_a_valid_decoder_over_a_fixed_space(which: str, tmp_path: Path) -> None:
-    space = load_space() if which == "default" else load_space(write_space(tmp_path, TINY_SPACE))
+    space = load_space(write_space(tmp_path, TINY_SPACE)) if which == "tiny" else load_space()
+    if which == "default pattern":
+        space = replace(space, encoding="pattern")
+    parameters = PATTERN_PARAMETERS if space.encoding == "pattern" else per_layer_parameters(space.n_layer.high)
     samples = sample_many(space, 300)
     layouts, reductions = set(), set()
     for params, config in samples:
-        assert set(params) == PARAMETERS  # every trial suggests every parameter
+        assert set(params) == parameters  # every trial suggests every parameter
         validate(config)
         assert config.vocab_size == 37 and config.block_size == 32
         assert config.d_model in space.d_model and config.towers in space.towers
@@ -75,11 +83,9 @@ def test_per_layer_encoding_draws_each_layer_over_a_fixed_space(tmp_path: Path) 
     data = {**TINY_SPACE, "encoding": "per_layer", "n_layer": {"low": 1, "high": 3}, "mlp_ratio": [2, 4],
             "layout": ["alternate"]}
     space = load_space(write_space(tmp_path, data))
-    slots = {f"{name}_{index}" for name in ("layout", "mlp_ratio", "reduce_after") for index in range(3)}
     mixed_layouts = mixed_ratios = False
     for params, config in sample_many(space, 200):
-        assert set(params) == {"n_layer", "d_model", "n_head", "reduction", "conv_kernel", "reduce_factor",
-                               "towers"} | slots  # every slot drawn, used or not
+        assert set(params) == per_layer_parameters(3)  # every slot drawn, used or not
         validate(config)
         n_layer = params["n_layer"]
         assert [layer.layout for layer in config.layers] == [params[f"layout_{i}"] for i in range(n_layer)]
@@ -136,8 +142,9 @@ def test_choices_are_what_sample_draws_and_neighbours_change_one_of_them(encodin
     assert space.config_from_params({k: v for k, v in gpt.items() if k != "towers"}, 37, 32) is None
 
 
-def test_the_pattern_encoding_is_the_default_and_unknown_encodings_are_refused(tmp_path: Path) -> None:
-    assert load_space(write_space(tmp_path, TINY_SPACE)).encoding == "pattern"
+def test_the_per_layer_encoding_is_the_default_and_unknown_encodings_are_refused(tmp_path: Path) -> None:
+    unsaid = {key: value for key, value in TINY_SPACE.items() if key != "encoding"}
+    assert load_space(write_space(tmp_path, unsaid)).encoding == "per_layer" == load_space().encoding
     with pytest.raises(StudyError, match="encoding: expected one of \\['pattern', 'per_layer'\\], got 'layered'"):
         load_space(write_space(tmp_path, {**TINY_SPACE, "encoding": "layered"}))
 
