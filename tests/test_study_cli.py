@@ -326,7 +326,8 @@ def test_a_study_that_trains_alike_reuses_another_studys_results(
     real = trials_module.run_training
     monkeypatch.setattr(trials_module, "run_training", lambda *a, **k: calls.append(1) or real(*a, **k))
     # the presets, then one sampled trial; no early stopping, so it completes and can be promoted
-    assert run(capsys, *tiny.argv("search", "--trials", str(PRESETS_TRAINED + 1), "--rungs", "--sampler-seed", "0")).code == 0
+    search = tiny.argv("search", "--trials", str(PRESETS_TRAINED + 1), "--rungs", "--sampler-seed", "0")
+    assert run(capsys, *search).code == 0
     first = {t.user_attrs["arch_hash"]: t for t in load(tiny).get_trials() if trials_module.trained(t)}
     calls.clear()
 
