@@ -16,6 +16,7 @@ from .errors import StudyError
 from .space import space_from_dict
 
 SETTINGS_KEY = "decoder_nas_settings"
+RETIRED_KEYS = ("gap_trials",)  # search-time gap trials, dropped: they now run only after a promotion
 
 # Objective name -> direction. Quality first, then the costs.
 OBJECTIVES: dict[str, str] = {
@@ -100,8 +101,10 @@ def read_settings(study: optuna.Study, wait_seconds: float = 30.0) -> StudySetti
         if time.monotonic() > deadline:
             raise StudyError(f"study {study.study_name!r} has no decoder-nas settings; was it made by another tool?")
         time.sleep(0.2)
-    data = dict(study.user_attrs[SETTINGS_KEY])
-    data["space"] = space_from_dict(data["space"]).to_dict()  # keys added since fill in their defaults
+    data = {key: value for key, value in study.user_attrs[SETTINGS_KEY].items() if key not in RETIRED_KEYS}
+    # Keys added since fill in their defaults; but a space stored before `encoding` existed was drawn
+    # with the pattern encoding, then the only one, whatever the default is now.
+    data["space"] = space_from_dict({"encoding": "pattern", **data["space"]}).to_dict()
     return StudySettings(**data)
 
 

@@ -12,8 +12,9 @@ import yaml
 from search_space import PRESETS, DecoderConfig, architecture_hash, preset
 from search_space.config import validate
 from studies.errors import StudyError
+from studies.settings import SETTINGS_KEY, read_settings
 from studies.space import SearchSpace, load_space, space_from_dict
-from study_helpers import TINY_SPACE
+from study_helpers import TINY_SPACE, make_settings
 
 SHARED_PARAMETERS = {"n_layer", "d_model", "n_head", "reduction", "conv_kernel", "reduce_factor", "towers"}
 PATTERN_PARAMETERS = SHARED_PARAMETERS | {"mlp_ratio", "layout", "reduce_every"}
@@ -205,3 +206,14 @@ def test_missing_key_and_bad_files(tmp_path: Path) -> None:
     data = dict(TINY_SPACE)
     del data["min_head_dim"]  # optional: defaults to 8
     assert load_space(write_space(tmp_path, data)).min_head_dim == 8
+
+
+def test_a_study_stored_by_an_earlier_version_reads_as_it_was_made() -> None:
+    stored = make_settings().to_dict()
+    del stored["space"]["encoding"]  # stored before the key existed: pattern, then the only encoding
+    stored["gap_trials"] = True  # a setting since retired
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    study.set_user_attr(SETTINGS_KEY, stored)
+    settings = read_settings(study)
+    assert settings.space["encoding"] == "pattern" and "gap_trials" not in settings.to_dict()
+    assert settings.to_dict() == make_settings().to_dict()
