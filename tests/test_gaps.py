@@ -32,9 +32,10 @@ def flops(params: dict) -> int:
     return describe(SPACE.config_from_params(params, VOCAB, 16)).flops_per_token
 
 
-def told(study: optuna.Study, params: dict, loss: float, vocab_size: int = VOCAB) -> optuna.trial.FrozenTrial:
+def told(study: optuna.Study, params: dict, loss: float, vocab_size: int = VOCAB,
+         user_attrs: dict | None = None) -> optuna.trial.FrozenTrial:
     """A complete sampled trial with these parameters, recorded as a worker records one."""
-    study.enqueue_trial(params)
+    study.enqueue_trial(params, user_attrs=user_attrs)
     trial = study.ask()
     config = SPACE.sample(trial, vocab_size, 16)
     cost = describe(config).flops_per_token
@@ -52,11 +53,11 @@ def queued(study: optuna.Study) -> tuple[dict, dict]:
     return trial.params, trial.user_attrs
 
 
-def bounded_study() -> tuple[optuna.Study, list[optuna.trial.FrozenTrial]]:
+def bounded_study(dear_attrs: dict | None = None) -> tuple[optuna.Study, list[optuna.trial.FrozenTrial]]:
     settings = make_settings()
     study = optuna.create_study(directions=settings.directions, sampler=optuna.samplers.RandomSampler(seed=0))
     write_settings(study, settings)
-    return study, [told(study, CHEAP, 3.0), told(study, DEAR, 2.0)]
+    return study, [told(study, CHEAP, 3.0), told(study, DEAR, 2.0, user_attrs=dear_attrs)]
 
 
 def test_a_gap_trial_is_the_untried_change_nearest_the_gaps_middle() -> None:
@@ -77,6 +78,20 @@ def test_a_gap_trial_is_the_untried_change_nearest_the_gaps_middle() -> None:
         other = describe(config).flops_per_token
         if low < other < high and architecture_hash(config) not in tried:
             assert abs(math.log(cost / middle)) <= abs(math.log(other / middle)) + 1e-12
+
+
+def test_a_preset_on_the_front_comes_first_with_its_own_cheapest_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gaps, "GAP_RATIO", 100.0)  # no gap is wide enough, but a preset's counts at any width
+    study, _ = bounded_study()
+    assert not gaps.enqueue_gap_trial(study, make_settings(), SPACE, VOCAB)
+
+    study, (cheap, dear) = bounded_study(dear_attrs={"preset": "gpt"})
+    assert gaps.enqueue_gap_trial(study, make_settings(), SPACE, VOCAB)
+    params, attrs = queued(study)
+    assert attrs["gap_between"] == [cheap.number, dear.number] and attrs["changed_from"] == dear.number
+    low, high = cheap.user_attrs["flops_per_token"], dear.user_attrs["flops_per_token"]
+    inside = [flops(n) for n in SPACE.neighbours(DEAR) if low < flops(n) < high]
+    assert len(set(inside)) > 1 and flops(params) == min(inside)  # the biggest cut that stays inside
 
 
 def test_no_gap_trial_without_a_gap_while_one_waits_or_without_a_cost() -> None:
