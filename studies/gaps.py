@@ -101,8 +101,8 @@ def _nearest_middle(inside: list[Change], low: float, high: float) -> Change:
     return min(inside, key=lambda change: abs(math.log(change[0] / middle)))  # a tie: the first source's
 
 
-def _changes_inside(space: SearchSpace, settings: StudySettings, axis: str, vocab_size: int, bounds: tuple[float, float],
-                    sources: tuple[FrozenTrial, ...], tried: set[str]) -> list[Change]:
+def _changes_inside(space: SearchSpace, settings: StudySettings, axis: str, vocab_size: int,
+                    bounds: tuple[float, float], sources: tuple[FrozenTrial, ...], tried: set[str]) -> list[Change]:
     """The untried one-parameter changes of the sources whose cost lies strictly between the bounds."""
     found: list[Change] = []
     seen = set(tried)  # many changes leave the architecture as it was (a kernel size, unused)
