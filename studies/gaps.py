@@ -19,8 +19,8 @@ another layout, another reduction...) of a front trial, whose cost lies inside a
 
 Why presets first, and their cheapest change: replayed on the 16 promoted benchmark studies (every
 2000-step result looked up, training being deterministic per architecture), the widest-gap rule
-alone left a preset unbeaten in 2 studies, and taking the presets' gaps first with the change
-nearest their middle still in 1; this rule beats every preset in all 16 (rerun for real where it
+alone left a preset unbeaten in 2 studies, and taking the presets' gaps first with the preset's
+change nearest their middle still in 1; this rule beats every preset in all 16 (rerun for real where it
 picks differently), with a hypervolume no lower in any study (README).
 
 Why not during the short search: we tried one trial in three as a gap trial at 300 steps. It
