@@ -1,0 +1,7 @@
+"""`python -m studies` is `decoder-nas`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
