@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,15 @@ BlockLayout = Literal["sequential", "parallel"]
 ReductionKind = Literal["linear", "conv"]
 BLOCK_LAYOUTS: tuple[str, ...] = ("sequential", "parallel")
 REDUCTION_KINDS: tuple[str, ...] = ("linear", "conv")
+
+# Upper bounds far beyond any model this project trains: they exist so a typo (1e9 for 1e3) is refused
+# at once instead of hanging while a model of that size is built or counted.
+MAX_VOCAB_SIZE = 2**20
+MAX_BLOCK_SIZE = 2**20
+MAX_WIDTH = 65536  # d_model and every reduction width
+MAX_LAYERS = 1024  # per tower
+MAX_TOWERS = 64
+MAX_MLP_RATIO = 64
 
 
 class ConfigError(ValueError):
@@ -85,10 +95,10 @@ class DecoderConfig:
 
 
 def validate(config: DecoderConfig) -> None:
-    _check_int("vocab_size", config.vocab_size, minimum=1)
-    _check_int("block_size", config.block_size, minimum=1)
-    _check_int("d_model", config.d_model, minimum=2)
-    _check_int("towers", config.towers, minimum=1)
+    _check_int("vocab_size", config.vocab_size, minimum=1, maximum=MAX_VOCAB_SIZE)
+    _check_int("block_size", config.block_size, minimum=1, maximum=MAX_BLOCK_SIZE)
+    _check_int("d_model", config.d_model, minimum=2, maximum=MAX_WIDTH)
+    _check_int("towers", config.towers, minimum=1, maximum=MAX_TOWERS)
     _check_type("dropout", config.dropout, (int, float))
     if not 0.0 <= config.dropout < 1.0:
         raise ConfigError(f"dropout: {config.dropout!r} must be in [0, 1)")
@@ -97,6 +107,8 @@ def validate(config: DecoderConfig) -> None:
         _check_type(f"bias.{name}", getattr(config.bias, name), bool)
     if not config.layers:
         raise ConfigError("layers: the layer list is empty; a decoder needs at least one layer")
+    if len(config.layers) > MAX_LAYERS:
+        raise ConfigError(f"layers: {len(config.layers)} layers per tower; at most {MAX_LAYERS} are allowed")
 
     width = config.d_model
     for index, layer in enumerate(config.layers):
@@ -105,12 +117,14 @@ def validate(config: DecoderConfig) -> None:
             raise ConfigError(f"{where}.layout: {layer.layout!r} is not one of {list(BLOCK_LAYOUTS)}")
         _check_int(f"{where}.n_head", layer.n_head, minimum=1)
         _check_type(f"{where}.mlp_ratio", layer.mlp_ratio, (int, float))
+        if not (math.isfinite(layer.mlp_ratio) and layer.mlp_ratio <= MAX_MLP_RATIO):
+            raise ConfigError(f"{where}.mlp_ratio: {layer.mlp_ratio!r} must be finite and at most {MAX_MLP_RATIO}")
         if layer.mlp_ratio <= 0 or mlp_hidden(width, layer.mlp_ratio) < 1:
             raise ConfigError(f"{where}.mlp_ratio: {layer.mlp_ratio!r} gives no MLP units at width {width}")
         if width % layer.n_head:
             raise ConfigError(f"{where}.n_head: {layer.n_head} heads do not divide the width {width} at this depth")
         if layer.reduction is not None:
-            width = _check_reduction(f"{where}.reduction", layer.reduction, layer.n_head)
+            width = _check_reduction(f"{where}.reduction", layer.reduction, layer.n_head, config.block_size)
 
     if config.tie_head and width != config.d_model:
         raise ConfigError(
@@ -118,12 +132,13 @@ def validate(config: DecoderConfig) -> None:
         )
 
 
-def _check_reduction(where: str, reduction: Reduction, n_head: int) -> int:
+def _check_reduction(where: str, reduction: Reduction, n_head: int, block_size: int) -> int:
     if reduction.kind not in REDUCTION_KINDS:
         raise ConfigError(f"{where}.kind: {reduction.kind!r} is not one of {list(REDUCTION_KINDS)}")
     # A LayerNorm over one channel outputs a constant: width 1 would cut the model off its input.
-    _check_int(f"{where}.width", reduction.width, minimum=2)
-    _check_int(f"{where}.kernel_size", reduction.kernel_size, minimum=1)
+    _check_int(f"{where}.width", reduction.width, minimum=2, maximum=MAX_WIDTH)
+    # A causal kernel longer than the context would only ever see padding beyond block_size.
+    _check_int(f"{where}.kernel_size", reduction.kernel_size, minimum=1, maximum=block_size)
     if reduction.kind == "linear" and reduction.kernel_size != 1:
         raise ConfigError(f"{where}.kernel_size: {reduction.kernel_size} only applies to conv reductions")
     if reduction.width < n_head:
@@ -146,10 +161,12 @@ def _check_type(name: str, value: Any, types: type | tuple[type, ...]) -> None:
         raise ConfigError(f"{name}: expected {expected}, got {type(value).__name__} {value!r}")
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
+def _check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
     _check_type(name, value, int)
     if value < minimum:
         raise ConfigError(f"{name}: {value} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}: {value} must be at most {maximum}")
 
 
 # --- dict / YAML / JSON -------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .config import ConfigError, DecoderConfig, LayerConfig, Reduction
+from .config import MAX_LAYERS, ConfigError, DecoderConfig, LayerConfig, Reduction
 
 # The paper's v4 shape; every preset takes overrides for a study's own shape.
 PAPER_SHAPE: dict[str, Any] = {"vocab_size": 50304, "block_size": 1024, "n_layer": 8, "n_head": 8, "d_model": 512}
@@ -55,8 +55,10 @@ def preset(name: str, **overrides: Any) -> DecoderConfig:
     if unknown:
         raise ConfigError(f"preset: unknown override {unknown[0]!r} (known: {', '.join(SHAPE_KEYS)})")
     shape = {**PAPER_SHAPE, "dropout": 0.0, **{k: v for k, v in overrides.items() if v is not None}}
-    if not isinstance(shape["n_layer"], int) or isinstance(shape["n_layer"], bool) or shape["n_layer"] < 1:
-        raise ConfigError(f"n_layer: {shape['n_layer']!r} must be a whole number of at least 1")
+    n_layer = shape["n_layer"]
+    # Checked before the layer list is built: a typo of 1e9 layers would otherwise hang here.
+    if not isinstance(n_layer, int) or isinstance(n_layer, bool) or not 1 <= n_layer <= MAX_LAYERS:
+        raise ConfigError(f"n_layer: {n_layer!r} must be a whole number from 1 to {MAX_LAYERS}")
     layers, towers = PRESETS[name](shape["n_layer"], shape["n_head"], shape["d_model"])
     return DecoderConfig(
         vocab_size=shape["vocab_size"],

@@ -86,6 +86,18 @@ def _base() -> dict:
         (lambda d: d["layers"][0].update(reduction={"kind": "conv", "width": 1}), "layers[0].reduction.width",
          "at least 2"),
         (lambda d: d["layers"][0].update(mlp_ratio=0), "layers[0].mlp_ratio", "no MLP units"),
+        (lambda d: d["layers"][0].update(mlp_ratio=float("nan")), "layers[0].mlp_ratio", "nan must be finite"),
+        (lambda d: d["layers"][0].update(mlp_ratio=float("inf")), "layers[0].mlp_ratio", "inf must be finite"),
+        (lambda d: d["layers"][0].update(mlp_ratio=1000), "layers[0].mlp_ratio", "at most 64"),
+        (lambda d: d.update(d_model=10**9), "d_model", "at most 65536"),
+        (lambda d: d.update(vocab_size=10**9), "vocab_size", "at most"),
+        (lambda d: d.update(block_size=10**9), "block_size", "at most"),
+        (lambda d: d.update(towers=100_000), "towers", "at most 64"),
+        (lambda d: d.update(layers=[{"n_head": 4}] * 10_000), "layers", "at most 1024"),
+        (lambda d: d["layers"][0].update(reduction={"kind": "conv", "width": 32, "kernel_size": 10**8}),
+         "layers[0].reduction.kernel_size", "at most 32"),  # the base config's block_size
+        (lambda d: d["layers"][0].update(reduction={"kind": "conv", "width": 10**6}), "layers[0].reduction.width",
+         "at most 65536"),
     ],
 )
 def test_each_validation_error_names_the_field_and_value(edit, field, fragment):
@@ -127,6 +139,7 @@ def test_load_config_reports_missing_files_and_non_mappings(tmp_path):
     ("pgpt", {"n_layer": 5}, "5 is odd"),
     ("lgpt", {"n_layer": 8, "d_model": 24, "n_head": 3}, "cannot be halved"),
     ("gpt", {"n_layers": 4}, "unknown override 'n_layers'"),
+    ("gpt", {"n_layer": 10**9}, "from 1 to 1024"),  # refused before a billion layers are listed
 ])
 def test_preset_errors(name, overrides, fragment):
     with pytest.raises(ConfigError, match=fragment):
