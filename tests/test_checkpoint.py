@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_model
 
 import trainer.generate
 from search_space import DecoderConfig, build_decoder, preset
@@ -150,3 +151,50 @@ def test_generation_rejects_nonsense_settings(run: RunReport) -> None:
     checkpoint = load_checkpoint(run.checkpoint)
     with pytest.raises(TokenizerError, match="max_new_tokens"):
         generate(checkpoint.model, checkpoint.tokenizer, "1", max_new_tokens=0)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"top_k": 0}, "top_k: 0 must be at least 1"),
+    ({"temperature": float("nan")}, "temperature: nan must be a finite number above 0"),
+    ({"temperature": float("inf")}, "temperature: inf must be a finite number above 0"),
+])
+def test_generation_refuses_a_setting_that_cannot_sample(run: RunReport, settings: dict, message: str) -> None:
+    checkpoint = load_checkpoint(run.checkpoint)
+    with pytest.raises(TokenizerError, match=message):
+        generate(checkpoint.model, checkpoint.tokenizer, "1", max_new_tokens=3, **settings)
+
+
+def _other_architecture(folder: Path) -> None:
+    """Four heads where two were trained: the same weight shapes, another model."""
+    config = folder / "config.yaml"
+    config.write_text(config.read_text().replace("n_head: 2", "n_head: 4"))
+
+
+def _weights_of_another_shape(folder: Path) -> None:
+    narrower = preset("gpt", vocab_size=17, n_layer=2, n_head=2, d_model=16, block_size=16)
+    save_model(build_decoder(narrower), str(folder / "model.safetensors"))
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (lambda folder: (folder / "model.safetensors").unlink(), "model.safetensors is missing"),
+    (lambda folder: (folder / "run.json").unlink(), "run.json is missing"),
+    (lambda folder: (folder / "model.safetensors").write_bytes(b"\0" * 10), "model.safetensors: damaged"),
+    (_weights_of_another_shape, "model.safetensors: damaged, or not the weights of config.yaml"),
+    (lambda folder: (folder / "run.json").write_text('{"recipe": {"steps": '), "run.json: unreadable or not JSON"),
+    (_other_architecture, "run.json: trained architecture"),
+    (lambda folder: (folder / "optimizer.pt").write_bytes(b"junk"), "optimizer.pt: damaged"),
+])
+def test_a_tampered_run_folder_is_one_line_naming_the_file(run: RunReport, cache: Path, spoil, message: str) -> None:
+    spoil(run.checkpoint)
+    with pytest.raises(DataError) as error:
+        resume_training(run.checkpoint, steps=STEPS + 5, device="cpu", cache_dir=cache)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_resume_names_what_run_json_lacks(run: RunReport, cache: Path) -> None:
+    run_file = run.checkpoint / "run.json"
+    record = json.loads(run_file.read_text())
+    del record["data_spec"]
+    run_file.write_text(json.dumps(record))
+    with pytest.raises(DataError, match="run.json: no 'data_spec' recorded"):
+        resume_training(run.checkpoint, steps=STEPS + 5, device="cpu", cache_dir=cache)

@@ -205,8 +205,7 @@ def _load_hub(spec: str, datasets_cache: Path) -> tuple[Mapping[str, datasets.Da
     except datasets.exceptions.DatasetNotFoundError as exc:
         raise DataError(f"{spec!r}: dataset {name!r} was not found on the Hugging Face hub") from exc
     except (OSError, ValueError, datasets.exceptions.DatasetsError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{spec!r}: could not load dataset {name!r}: {reason}") from exc
+        raise DataError(f"{spec!r}: could not load dataset {name!r}: {first_line(exc)}") from exc
 
 
 def _split_corpus(
@@ -252,6 +251,12 @@ def _write_tokens(cache_file: Path, tokenizer: Tokenizer, corpus: Corpus) -> Non
     with tempfile.NamedTemporaryFile(dir=cache_file.parent, suffix=".tmp", delete=False) as tmp:
         np.savez(tmp, **arrays)
     os.replace(tmp.name, cache_file)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to one line (library errors often run to a page), else its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _require_window(tokens: torch.Tensor, block_size: int, where: str) -> None:

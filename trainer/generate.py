@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -29,8 +30,7 @@ def generate(
     top_k: int | None = 50,
     seed: int | None = None,
 ) -> Generation:
-    if max_new_tokens < 1 or temperature <= 0:
-        raise TokenizerError("generate needs max_new_tokens >= 1 and temperature > 0")
+    check_sampling(max_new_tokens, temperature, top_k)
     model.eval()
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
@@ -53,6 +53,16 @@ def generate(
         step_seconds.append(time.perf_counter() - started)
     text = (prompt if prompt else "") + tokenizer.decode(new_tokens)
     return Generation(text=text, new_tokens=new_tokens, ms_per_token=1000 * sorted(step_seconds)[len(step_seconds) // 2])
+
+
+def check_sampling(max_new_tokens: int, temperature: float, top_k: int | None) -> None:
+    """Refuse settings that would crash or sample from NaN probabilities partway through."""
+    if max_new_tokens < 1:
+        raise TokenizerError(f"max_new_tokens: {max_new_tokens} must be at least 1")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise TokenizerError(f"temperature: {temperature} must be a finite number above 0")
+    if top_k is not None and top_k < 1:
+        raise TokenizerError(f"top_k: {top_k} must be at least 1 (or None to sample from every token)")
 
 
 def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> int:

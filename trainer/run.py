@@ -11,9 +11,12 @@ import torch
 
 from search_space import Decoder, DecoderConfig, build_decoder
 
-from .checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
+from .checkpoint import RUN_FILE, load_checkpoint, load_optimizer_state, save_checkpoint
 from .data import DataError, TokenizedData, check_fits, prepare_data
 from .loop import Progress, TrainingRecipe, TrainingResult, make_optimizer, resolve_device, train
+
+
+RESUME_KEYS = ("step", "loss_curve", "data_spec", "tokenizer", "content_hash")  # what run.json must hold
 
 
 @dataclass
@@ -104,6 +107,9 @@ def resume_training(
     target = resolve_device(device)
     checkpoint = load_checkpoint(directory, target)
     record = checkpoint.record
+    missing = [key for key in RESUME_KEYS if key not in record]
+    if missing:
+        raise DataError(f"{Path(directory) / RUN_FILE}: no {missing[0]!r} recorded, so the run cannot be resumed")
     recipe = dataclasses.replace(checkpoint.recipe, steps=steps or checkpoint.recipe.steps)
     data = prepare_data(record["data_spec"], record["tokenizer"], cache_dir)
     if data.content_hash != record["content_hash"]:
