@@ -12,6 +12,7 @@ import huggingface_hub
 import pytest
 import torch
 
+import trainer.hub
 from trainer.data import (
     BUILTIN_CORPORA,
     DOCUMENT_SEPARATOR,
@@ -129,6 +130,21 @@ def test_hub_spec_offline_fails_fast_with_one_line(monkeypatch: pytest.MonkeyPat
     assert "hf:someone/no-such-corpus" in message and "Hugging Face hub" in message and "\n" not in message
 
 
+
+def test_hub_spec_with_the_hub_unreachable_fails_without_trying_to_download(
+    monkeypatch: pytest.MonkeyPatch, cache: Path
+) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(trainer.hub, "hub_reachable", lambda: False)  # the probe, without a network
+
+    def download(*args: object, **kwargs: object) -> None:
+        raise AssertionError("went on to download: minutes of retries without a network")
+
+    monkeypatch.setattr(datasets, "load_dataset", download)
+    with pytest.raises(DataError, match=r"^hf:someone/corpus: the Hugging Face hub cannot be reached \(offline\?\)"):
+        load_corpus("hf:someone/corpus", cache_dir=cache)
+
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
@@ -194,6 +210,21 @@ def test_cache_key_follows_content_and_tokenizer(tmp_path: Path, text_file: Path
     other_text = prepare_data(str(other_file), "char", cache_dir=cache).cache_file
     assert len({char, byte, other_text}) == 3
 
+
+
+@pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 half a zip", b"not a numpy file at all"])
+def test_a_damaged_token_cache_is_rebuilt(text_file: Path, cache: Path, damage: bytes) -> None:
+    first = prepare_data(str(text_file), "char", cache_dir=cache)
+    first.cache_file.write_bytes(damage)  # an interrupted copy, a full disk, a stray edit
+    again = prepare_data(str(text_file), "char", cache_dir=cache)
+    assert torch.equal(again.train, first.train) and torch.equal(again.val, first.val)
+    assert prepare_data(str(text_file), "char", cache_dir=cache).cache_file.stat().st_size > len(damage)
+
+
+def test_an_unwritable_token_cache_is_one_line_naming_it(text_file: Path, cache: Path) -> None:
+    write(cache / "tokens", "a file where the cache folder should be")
+    with pytest.raises(DataError, match=r"cannot write the token cache .*tokens.*DECODER_NAS_CACHE"):
+        prepare_data(str(text_file), "char", cache_dir=cache)
 
 def test_default_cache_dir_honours_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DECODER_NAS_CACHE", str(tmp_path / "elsewhere"))

@@ -11,6 +11,7 @@ import pytest
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+import trainer.hub
 from trainer.tokenizers import (
     ByteTokenizer,
     CharTokenizer,
@@ -152,3 +153,49 @@ def test_hub_tokenizer_offline_fails_fast_with_one_line(monkeypatch: pytest.Monk
     assert time.perf_counter() - start < 5
     message = str(info.value)
     assert repr(name) in message and "Hugging Face hub" in message and "\n" not in message
+
+
+def test_hub_tokenizer_with_the_hub_unreachable_fails_without_trying_to_download(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(trainer.hub, "hub_reachable", lambda: False)  # the probe, without a network
+
+    def download(name: str) -> tokenizers.Tokenizer:
+        raise AssertionError("went on to download: minutes of retries without a network")
+
+    monkeypatch.setattr(tokenizers.Tokenizer, "from_pretrained", download)
+    with pytest.raises(TokenizerError, match=r"^tokenizer 'gpt2': the Hugging Face hub cannot be reached"):
+        make_tokenizer("gpt2", SAMPLE)
+
+
+class FakeConnection:
+    def __enter__(self) -> "FakeConnection":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("proxies, address", [
+    ({}, ("huggingface.co", 443)),
+    ({"https": "http://proxy.example:3128"}, ("proxy.example", 3128)),  # the hub is reached through the proxy
+])
+def test_the_hub_probe_connects_once_with_a_short_timeout(monkeypatch: pytest.MonkeyPatch, proxies: dict,
+                                                          address: tuple) -> None:
+    calls = []
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "https://huggingface.co")
+    monkeypatch.setattr(trainer.hub.urllib.request, "getproxies", lambda: proxies)
+    monkeypatch.setattr(trainer.hub.socket, "create_connection",
+                        lambda where, timeout: calls.append((where, timeout)) or FakeConnection())
+    assert trainer.hub.hub_reachable()
+    assert calls == [(address, trainer.hub.PROBE_SECONDS)] and trainer.hub.PROBE_SECONDS <= 5
+
+
+def test_the_hub_probe_reports_a_failed_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(where: tuple, timeout: float) -> None:
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(trainer.hub.socket, "create_connection", refuse)
+    assert not trainer.hub.hub_reachable()

@@ -19,6 +19,7 @@ import hashlib
 import os
 import re
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -27,6 +28,7 @@ import datasets
 import numpy as np
 import torch
 
+from .hub import require_hub
 from .tokenizers import Tokenizer, make_tokenizer
 
 DEFAULT_DATA_SPEC = "builtin:pydoc"
@@ -132,10 +134,11 @@ def prepare_data(
     tokenizer = make_tokenizer(tokenizer_spec, corpus.train_text + corpus.val_text)
     cache_key = hashlib.sha256(f"{corpus.content_hash}\n{tokenizer.identity}".encode()).hexdigest()[:32]
     cache_file = cache_dir / "tokens" / f"{cache_key}.npz"
-    if not cache_file.exists():
+    try:
+        train, val = _read_tokens(cache_file)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # missing or damaged: tokenise again
         _write_tokens(cache_file, tokenizer, corpus)
-    with np.load(cache_file) as arrays:
-        train, val = (torch.from_numpy(arrays[split].astype(np.int64)) for split in ("train", "val"))
+        train, val = _read_tokens(cache_file)
     return TokenizedData(corpus.name, tokenizer, train, val, corpus.content_hash, cache_file)
 
 
@@ -198,6 +201,7 @@ def _load_hub(spec: str, datasets_cache: Path) -> tuple[Mapping[str, datasets.Da
     if match is None:
         raise DataError(f"malformed data spec {spec!r}: expected hf:NAME[:CONFIG][@SPLIT]")
     name, config = match["name"], match["config"]
+    require_hub(name, spec, DataError)
     try:
         return datasets.load_dataset(name, config, cache_dir=str(datasets_cache)), match["split"] or "train"
     except ConnectionError as exc:
@@ -240,17 +244,26 @@ def _content_hash(train_text: str, val_text: str) -> str:
     return digest.hexdigest()
 
 
+def _read_tokens(cache_file: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    with np.load(cache_file) as arrays:
+        return tuple(torch.from_numpy(arrays[split].astype(np.int64)) for split in ("train", "val"))
+
+
 def _write_tokens(cache_file: Path, tokenizer: Tokenizer, corpus: Corpus) -> None:
     dtype = np.uint16 if tokenizer.vocab_size <= 2**16 else np.uint32  # a quarter of int64's disk
     arrays = {
         split: np.asarray(tokenizer.encode(text), dtype=dtype)
         for split, text in (("train", corpus.train_text), ("val", corpus.val_text))
     }
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    # Write then rename, so parallel trials never read a half-written file.
-    with tempfile.NamedTemporaryFile(dir=cache_file.parent, suffix=".tmp", delete=False) as tmp:
-        np.savez(tmp, **arrays)
-    os.replace(tmp.name, cache_file)
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        # Write then rename, so parallel trials never read a half-written file.
+        with tempfile.NamedTemporaryFile(dir=cache_file.parent, suffix=".tmp", delete=False) as tmp:
+            np.savez(tmp, **arrays)
+        os.replace(tmp.name, cache_file)
+    except OSError as exc:
+        raise DataError(f"cannot write the token cache {cache_file} ({exc.strerror or exc}); "
+                        f"point ${CACHE_ENV_VAR} at a writable folder") from exc
 
 
 def first_line(exc: BaseException) -> str:

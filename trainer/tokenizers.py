@@ -16,6 +16,8 @@ from typing import Any, Sequence
 import numpy as np
 import tokenizers
 
+from .hub import require_hub
+
 SPEC_FILE = "tokenizer_spec.json"  # written by every tokenizer's save(); says which kind to load
 HF_TOKENIZER_FILE = "tokenizer.json"
 
@@ -171,6 +173,7 @@ def _load_tokenizer_file(path: Path, name: str) -> HuggingFaceTokenizer:
 
 
 def _load_hub_tokenizer(name: str) -> HuggingFaceTokenizer:
+    require_hub(name, f"tokenizer {name!r}", TokenizerError)
     try:
         return HuggingFaceTokenizer(tokenizers.Tokenizer.from_pretrained(name), name=name)
     except (OSError, ValueError) as exc:  # hub errors are OSErrors; a malformed repo id is a ValueError

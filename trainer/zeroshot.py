@@ -26,6 +26,7 @@ from einops import rearrange
 from torch import nn
 
 from .data import DataError, default_cache_dir
+from .hub import require_hub
 from .tokenizers import Tokenizer
 
 DEFAULT_HUB_SPLIT = "validation"
@@ -166,6 +167,7 @@ def _hub_rows(spec: str, cache_dir: Path | None) -> Iterator[tuple[str, Any]]:
         raise DataError(f"malformed data spec {spec!r}: expected hf:NAME[:CONFIG][@SPLIT]")
     name, split = match["name"], match["split"] or DEFAULT_HUB_SPLIT
     datasets_cache = str((cache_dir or default_cache_dir()) / "datasets")
+    require_hub(match["name"], spec, DataError)
     try:
         dataset = datasets.load_dataset(name, match["config"], split=split, cache_dir=datasets_cache)
     except ConnectionError:
