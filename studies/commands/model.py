@@ -10,13 +10,14 @@ from rich.console import Console
 
 from objectives import count_flops, describe
 from trainer import prepare_data
-from trainer.checkpoint import load_checkpoint
-from trainer.generate import generate
+from trainer.checkpoint import load_checkpoint, read_run
+from trainer.generate import check_sampling, generate
+from trainer.loop import RecipeError, resolve_device
 from trainer.zeroshot import load_items, score_items
-from trainer.run import resume_training, run_training
+from trainer.run import RunReport, resume_training, run_training
 
 from ..arguments import (add_data_arguments, add_model_arguments, add_training_arguments, data_choice,
-                         recipe_from_args, resolve_config)
+                         explicit_recipe, recipe_from_args, resolve_config, shape_overrides)
 from ..progress import STDERR, training_bar
 from ..registry import command
 from ..views import description_table, metrics_table
@@ -51,9 +52,7 @@ def train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace, console: Console) -> None:
     if args.resume:
-        steps = args.steps or load_checkpoint(args.resume).recipe.steps
-        with training_bar("resume", steps) as on_progress:
-            report = resume_training(args.resume, steps, args.device, on_progress)
+        report = _resume(args)
     else:
         config = resolve_config(args)
         recipe = recipe_from_args(args)
@@ -72,6 +71,39 @@ def run_train(args: argparse.Namespace, console: Console) -> None:
         console.print(metrics_table("training result", summary))
 
 
+def _resume(args: argparse.Namespace) -> RunReport:
+    recipe, record = read_run(args.resume)
+    _refuse_changes_to_the_run(args, recipe.to_dict(), record)
+    steps = args.steps or recipe.steps
+    with training_bar("resume", steps) as on_progress:
+        return resume_training(args.resume, steps, args.device, on_progress)
+
+
+def _refuse_changes_to_the_run(args: argparse.Namespace, recipe: dict, record: dict) -> None:
+    """--resume continues a run exactly as it was trained (only --steps may grow): a flag that would
+    change the run is refused rather than silently ignored."""
+    if args.config or args.preset or shape_overrides(args):
+        raise RecipeError(f"--resume {args.resume}: the checkpoint fixes the architecture; drop the config, "
+                          "--preset and shape flags")
+    for flag, value in (("--out", args.out), ("--text-column", args.text_column)):
+        if value is not None:
+            raise RecipeError(f"{flag}: not used with --resume, which reads and saves back the run in {args.resume}")
+    asked = {name: value for name, value in explicit_recipe(args).items() if name != "steps"}
+    asked.update({name: getattr(args, name) for name in ("data", "tokenizer") if getattr(args, name) is not None})
+    trained = {**recipe, "data": record.get("data_spec"), "tokenizer": record.get("tokenizer")}
+    for name, value in asked.items():
+        if not _same_setting(value, trained[name]):
+            raise RecipeError(f"--{name.replace('_', '-')}: {value} differs from the {trained[name]} "
+                              f"{args.resume} was trained with; --resume continues that run unchanged")
+
+
+def _same_setting(asked: object, trained: object) -> bool:
+    # The same corpus may be spelled as another path to the same file.
+    if isinstance(asked, str) and isinstance(trained, str) and Path(asked).exists() and Path(trained).exists():
+        return Path(asked).resolve() == Path(trained).resolve()
+    return asked == trained
+
+
 @command("generate", "sample text from a checkpoint (KV-cached; reports ms per token)")
 def generate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="a folder written by `train --out`")
@@ -85,7 +117,8 @@ def generate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_generate(args: argparse.Namespace, console: Console) -> None:
-    checkpoint = load_checkpoint(args.checkpoint, args.device)
+    check_sampling(args.max_new_tokens, args.temperature, args.top_k)  # before the checkpoint is read
+    checkpoint = load_checkpoint(args.checkpoint, resolve_device(args.device))
     result = generate(checkpoint.model, checkpoint.tokenizer, args.prompt, args.max_new_tokens,
                       args.temperature, args.top_k, args.seed)
     print(result.text)
@@ -105,9 +138,10 @@ def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace, console: Console) -> None:
-    checkpoint = load_checkpoint(args.checkpoint, args.device)
+    device = resolve_device(args.device)
+    checkpoint = load_checkpoint(args.checkpoint, device)
     items = load_items(args.zero_shot, args.limit)
-    result = score_items(checkpoint.model, checkpoint.tokenizer, items, args.device)
+    result = score_items(checkpoint.model, checkpoint.tokenizer, items, device)
     summary = {"items": result.n_items, "accuracy": result.accuracy, "accuracy_norm": result.accuracy_norm}
     if args.json:
         print(json.dumps(summary))
