@@ -20,6 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
+_BLOCK = 256  # points compared at once by `non_dominated`: few Python steps, bounded memory
+
 
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
     """a is no worse than b in every coordinate and better in at least one (minimisation)."""
@@ -31,17 +33,25 @@ def non_dominated(points: Sequence[Sequence[float]] | np.ndarray) -> list[int]:
     array = np.asarray(points, dtype=float)
     if array.size == 0:
         return []
-    order = np.lexsort(array.T[::-1])  # lexicographic, first coordinate first
-    candidates, kept = array[order], []
-    # In lexicographic order no later point can dominate an earlier one, so the head is on the
-    # front and only needs to clear what it dominates from the points behind it.
-    while len(order):
-        head = candidates[0]
-        kept.append(int(order[0]))
-        survives = np.any(candidates < head, axis=1) | np.all(candidates == head, axis=1)
-        survives[0] = False
-        order, candidates = order[survives], candidates[survives]
+    remaining, kept = np.lexsort(array.T[::-1]), []  # lexicographic, first coordinate first
+    # In lexicographic order only an earlier point can dominate a later one, so a block of the
+    # first remaining points holds its own front, which then clears what it dominates behind it.
+    while len(remaining):
+        block, remaining = remaining[:_BLOCK], remaining[_BLOCK:]
+        front = block[~_dominated_by(array[block], array[block])]
+        kept.extend(front.tolist())
+        remaining = remaining[~_dominated_by(array[remaining], array[front])]
     return sorted(kept)
+
+
+def _dominated_by(rows: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """For each row, whether some row of `others` dominates it."""
+    no_worse = np.ones((len(rows), len(others)), dtype=bool)
+    better = np.zeros((len(rows), len(others)), dtype=bool)
+    for row_values, other_values in zip(rows.T, others.T):  # coordinate by coordinate: 2-D arrays stay fast
+        no_worse &= other_values <= row_values[:, None]
+        better |= other_values < row_values[:, None]
+    return np.any(no_worse & better, axis=1)
 
 
 def hypervolume(points: Sequence[Sequence[float]], reference: Sequence[float] | float) -> float:
