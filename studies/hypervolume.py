@@ -3,8 +3,8 @@
 The hypervolume is the volume of the region dominated by the points and bounded by the reference
 point. Points not strictly better than the reference in every coordinate add nothing.
 
-How: dominated points are dropped first (`non_dominated`). In 2-D the front is a
-staircase summed in one sweep. In d >= 3 dimensions we sweep along the last coordinate: each point
+How: dominated points are dropped first (`non_dominated`). In 2-D the front is a staircase
+summed in one sweep. In d >= 3 dimensions we sweep along the last coordinate: each point
 joins a (d-1)-dimensional `HypervolumeHistory` of the points below it, and every slab between two
 consecutive last coordinates adds (its thickness) x (that history's current value). The history
 grows by each new point's exclusive contribution, so nothing is recomputed from scratch:
@@ -75,6 +75,7 @@ class HypervolumeHistory:
         self._front = _Staircase(self.reference) if len(self.reference) == 2 else _BoxFront(self.reference)
 
     def add(self, point: Sequence[float]) -> float:
+        """Add one point; returns the hypervolume of every point added so far."""
         array = np.asarray(point, dtype=float)
         if array.shape != self.reference.shape:
             raise ValueError(f"point has {array.size} coordinates, the reference {self.reference.size}")
@@ -84,7 +85,7 @@ class HypervolumeHistory:
 
 
 def incremental_hypervolume(points_in_order: Sequence[Sequence[float]],
-                        reference: Sequence[float] | float) -> list[float]:
+                            reference: Sequence[float] | float) -> list[float]:
     """The hypervolume of the first 1, 2, ..., n points, one value per point."""
     if len(points_in_order) == 0:
         return []
