@@ -5,76 +5,278 @@
   a worker that died and a retry callback re-queues them.
 - a plain file path (`studies.journal`): Optuna's journal file, safe for several processes on one
   machine. Journal storage has no heartbeat, so studies/leases.py gives running trials a lease.
+- `env:VARNAME`: the value of environment variable VARNAME, one of the above (`resolve_storage`), so a
+  database password need not be on the command line, where `ps` and shell history would show it.
+
+Messages show a storage through `display_storage`, which hides a URL's password.
+
+Before a byte is written, `open_storage` refuses a storage that would swallow or lose results: an
+existing file that is neither a journal nor an SQLite database (someone's notes), a pipe or device,
+a read-only file or folder (when the command writes), an in-memory SQLite database.
+
+A journal whose last line was cut short (a full disk, a writer killed mid-write) would be spoiled by
+the next append, which lands on that same line and leaves it unreadable, with every line after it.
+So every append, holding the journal's lock (the one every Optuna process takes to write), first
+moves a cut or unreadable last line to `<journal>.damaged-<time>-<pid>` and truncates the journal
+to its last complete record, warning with a `JournalRepaired` warning that names the backup file.
+An append that fails (a full disk) is undone and raised as a StudyError: the journal keeps every
+change made before it.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import math
 import os
 import random
 import re
+import stat
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
 
 import optuna
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
+from sqlalchemy.engine import make_url
 
 from .errors import StudyError
 
 DEFAULT_STORAGE = "decoder-nas.journal"
+ENV_PREFIX = "env:"
 PROMOTED_SEPARATOR = "@"  # NAME@STEPS holds NAME's front retrained for STEPS steps
 # A worker that misses heartbeats for GRACE seconds is dead: its trial fails and is retried.
-HEARTBEAT_SECONDS = int(os.environ.get("DECODER_NAS_HEARTBEAT_SECONDS", 30))
-GRACE_SECONDS = int(os.environ.get("DECODER_NAS_GRACE_SECONDS", 120))
+DEFAULT_HEARTBEAT_SECONDS = 30
+DEFAULT_GRACE_SECONDS = 120
 MAX_RETRY = 2
 SCHEMA_ATTEMPTS = 5
+SQLITE_HEADER = b"SQLite format 3\x00"
+HEAD_BYTES = 1 << 16  # enough for a journal's first record (the study's creation)
+TAIL_CHUNK = 1 << 16
 _URL = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://")
 _RDB_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2", "mysql", "mysql+pymysql")
+_NOT_FILES = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+              (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
-def is_journal(storage: str) -> bool:
-    return _URL.match(storage) is None
+class JournalRepaired(UserWarning):
+    """A journal's cut last line was moved to a backup file; every complete record is kept."""
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A positive number of seconds from environment variable `name`, read when needed (not at import)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise StudyError(f"{name}={raw!r}: expected a positive number of seconds")
+    return seconds
+
+
+def resolve_storage(spec: str | None) -> str:
+    """The storage `spec` names: DEFAULT_STORAGE for none, the variable's value for `env:VARNAME`."""
+    spec = spec or DEFAULT_STORAGE
+    if not spec.startswith(ENV_PREFIX):
+        return spec
+    name = spec.removeprefix(ENV_PREFIX)
+    if not os.environ.get(name):
+        raise StudyError(f"--storage {spec}: environment variable {name} is not set")
+    return os.environ[name]
+
+
+def display_storage(storage: str) -> str:
+    """`storage` fit to print: `postgresql://u:***@host/db`; paths and URLs without a password unchanged."""
+    return _hide_password(storage, storage)
+
+
+def _hide_password(text: str, storage: str) -> str:
+    """`text` with the password of URL `storage` replaced by ***, in every spelling a driver may echo."""
+    match = _URL.match(storage)
+    # Everything up to the last @ is the credentials: an unescaped @ or / may be in the password.
+    credentials = storage[match.end():].rpartition("@")[0] if match else ""
+    password = credentials.partition(":")[2]
+    spellings = {password, unquote(password), quote(unquote(password), safe="")} - {""}
+    for spelling in sorted(spellings, key=len, reverse=True):  # longest first: one may hold another
+        text = text.replace(spelling, "***")
+    return text
+
+
+def is_journal(storage: str | None) -> bool:
+    return _URL.match(resolve_storage(storage)) is None
 
 
 def open_storage(storage: str | None, create: bool = True) -> optuna.storages.BaseStorage:
     """`storage` as described above; anything else is a StudyError naming what is accepted.
-    With create=False (commands that only read) a journal file that does not exist is an error."""
-    storage = storage or DEFAULT_STORAGE
+    With create=False (commands that only read) a file that does not exist is an error, and
+    read-only files are fine."""
+    storage = resolve_storage(storage)
+    shown = display_storage(storage)
     match = _URL.match(storage)
     if match is None:
         path = Path(storage)
-        if not create and not path.is_file():
-            raise StudyError(f"--storage {storage}: no such journal file (run `decoder-nas search` to create a study)")
-        if path.is_dir():
-            raise StudyError(f"--storage {storage}: is a folder; give a journal file path such as {path / DEFAULT_STORAGE}")
-        if not path.parent.exists():
-            raise StudyError(f"--storage {storage}: folder {path.parent} does not exist")
-        return JournalStorage(JournalFileBackend(str(path)))
+        _check_local_file(path, shown, create, "an Optuna journal", _starts_with_record)
+        return JournalStorage(CheckedJournalBackend(str(path)))
     scheme = match["scheme"].lower()
     if scheme not in _RDB_SCHEMES:
-        raise StudyError(f"--storage {storage}: unknown scheme {scheme!r}; use sqlite:///FILE (one process), "
+        raise StudyError(f"--storage {shown}: unknown scheme {scheme!r}; use sqlite:///FILE (one process), "
                          "postgresql://USER@HOST/DB (many machines) or a journal file path")
-    url = re.sub(r"^postgresql://", "postgresql+psycopg://", storage)  # psycopg 3 is the driver we ship
+    if scheme == "sqlite":
+        _check_sqlite(storage, shown, create)
+        return _open_rdb(storage, shown, heartbeat=None)
+    heartbeat = (env_seconds("DECODER_NAS_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS),
+                 env_seconds("DECODER_NAS_GRACE_SECONDS", DEFAULT_GRACE_SECONDS))
+    return _open_rdb(re.sub(r"^postgresql://", "postgresql+psycopg://", storage),  # psycopg 3 is the driver we ship
+                     shown, heartbeat)
+
+
+def _open_rdb(url: str, shown: str, heartbeat: tuple[float, float] | None) -> RDBStorage:
+    """`heartbeat`: (interval, grace period) in seconds, or None for none (SQLite: one process)."""
     # Workers started together race to create the schema of a fresh database; the losers retry.
     for attempt in itertools.count(1):
         try:
             with warnings.catch_warnings():  # Optuna marks its heartbeat API experimental; it is what we want
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                heartbeat = {} if scheme == "sqlite" else {
-                    "heartbeat_interval": HEARTBEAT_SECONDS,
-                    "grace_period": GRACE_SECONDS,
+                beating = {} if heartbeat is None else {
+                    "heartbeat_interval": heartbeat[0],
+                    "grace_period": heartbeat[1],
                     "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
                 }
-                return RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **heartbeat)
+                return RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **beating)
         except Exception as exc:  # SQLAlchemy / driver errors: say which storage and why, in one line
             racing = "already exists" in str(exc) or "duplicate key" in str(exc)
             if racing and attempt < SCHEMA_ATTEMPTS:
                 time.sleep(0.2 + random.random())
                 continue
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StudyError(f"--storage {storage}: cannot open ({reason})") from exc
+            raise StudyError(f"--storage {shown}: cannot open ({_hide_password(reason, url)})") from exc
+
+
+def _check_sqlite(storage: str, shown: str, create: bool) -> None:
+    url = make_url(storage)
+    if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
+        raise StudyError(f"--storage {shown}: an in-memory database loses every result when the command "
+                         "ends; give a file, sqlite:///study.db")
+    _check_local_file(Path(url.database), shown, create, "an SQLite database",
+                      lambda head: head.startswith(SQLITE_HEADER))
+
+
+def _check_local_file(path: Path, shown: str, create: bool, kind: str, holds_kind: Callable[[bytes], bool]) -> None:
+    """Refuse, before a byte is written, a file that is not `kind` or that this process cannot use."""
+    if path.is_dir():
+        raise StudyError(f"--storage {shown}: is a folder; give a file path such as {path / DEFAULT_STORAGE}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise StudyError(f"--storage {shown}: folder {folder} does not exist")
+    if not path.exists():
+        if not create:
+            raise StudyError(f"--storage {shown}: no such file (run `decoder-nas search` to create a study)")
+    else:
+        mode = path.stat().st_mode
+        for is_that, name in _NOT_FILES:  # reading a pipe would wait forever, a device is no store
+            if is_that(mode):
+                raise StudyError(f"--storage {shown}: is {name}, not a file")
+        if create and not os.access(path, os.W_OK):
+            raise StudyError(f"--storage {shown}: the file is read-only")
+        if path.stat().st_size and not holds_kind(_head(path)):
+            raise StudyError(f"--storage {shown}: is not {kind} (refusing to write into another file); "
+                             "give a new file name")
+    # A journal writes its lock file beside it, SQLite its rollback journal.
+    if create and not os.access(folder, os.W_OK | os.X_OK):
+        raise StudyError(f"--storage {shown}: folder {folder} is read-only")
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as file:
+        return file.read(HEAD_BYTES)
+
+
+def _starts_with_record(head: bytes) -> bool:
+    return _is_record(head.partition(b"\n")[0] + b"\n")
+
+
+def _is_record(line: bytes) -> bool:
+    """Whether `line` is one complete journal record, as Optuna writes them."""
+    if not line.endswith(b"\n"):
+        return False
+    try:
+        record = json.loads(line)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+        return False
+    return isinstance(record, dict) and "op_code" in record
+
+
+class CheckedJournalBackend(JournalFileBackend):
+    """Optuna's journal file; each append repairs a cut last line first and is undone if it fails."""
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        records = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode("utf-8")
+        self._lock.acquire()  # so a line a live process is writing is never taken for a cut one
+        try:
+            backup = _cut_damaged_tail(self._file_path)
+            _append_or_undo(self._file_path, records)
+        except OSError as exc:
+            raise StudyError(f"--storage {self._file_path}: cannot write ({exc.strerror or exc}); "
+                             "the journal keeps every change made before this one") from exc
+        finally:
+            self._lock.release()
+        if backup is not None:
+            warnings.warn(f"--storage {self._file_path}: its last line was cut short (a full disk or a killed "
+                          f"writer); moved it to {backup}, every complete record is kept", JournalRepaired)
+
+
+def _cut_damaged_tail(path: str) -> Path | None:
+    """With the journal's lock held: move a last line that is not a complete record to a backup file
+    beside the journal and truncate the journal to the record before it. Returns the backup's path."""
+    with open(path, "rb+") as journal:
+        start = _last_line_start(journal)
+        journal.seek(start)
+        last = journal.read()
+        if not last or _is_record(last):
+            return None
+        backup = Path(f"{path}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        with backup.open("xb") as kept:  # written (and on disk) before a byte of the journal goes
+            kept.write(last)
+            kept.flush()
+            os.fsync(kept.fileno())
+        journal.truncate(start)
+        journal.flush()
+        os.fsync(journal.fileno())
+    return backup
+
+
+def _last_line_start(journal: Any) -> int:
+    """Offset of the journal's last line (a final newline ends that line, it does not start another)."""
+    position = journal.seek(0, os.SEEK_END) - 1
+    while position > 0:
+        chunk_start = max(0, position - TAIL_CHUNK)
+        journal.seek(chunk_start)
+        newline = journal.read(position - chunk_start).rfind(b"\n")
+        if newline >= 0:
+            return chunk_start + newline + 1
+        position = chunk_start
+    return 0
+
+
+def _append_or_undo(path: str, records: bytes) -> None:
+    # Unbuffered, so a failed write leaves nothing in a buffer to be flushed after the undo.
+    with open(path, "ab", buffering=0) as journal:
+        start = journal.tell()
+        try:
+            pending = memoryview(records)
+            while pending:
+                pending = pending[journal.write(pending):]
+            os.fsync(journal.fileno())
+        except OSError:
+            journal.truncate(start)  # a cut record would spoil the next one appended after it
+            raise
 
 
 def load_existing(name: str, backend: optuna.storages.BaseStorage) -> optuna.Study:

@@ -1,0 +1,201 @@
+"""`--storage` never spoils what it is given: cut journals, other files, pipes, secrets, bad settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.storages.journal import JournalFileSymlinkLock
+
+from studies.errors import StudyError
+from studies.storage import (
+    JournalRepaired,
+    display_storage,
+    open_storage,
+    resolve_storage,
+)
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def new_study(journal: Path) -> optuna.Study:
+    return optuna.create_study(study_name="s", storage=open_storage(str(journal)))
+
+
+def reload(journal: Path) -> optuna.Study:
+    """The study as a process that opens the journal afresh reads it."""
+    return optuna.load_study(study_name="s", storage=open_storage(str(journal), create=False))
+
+
+def test_a_line_being_written_waits_for_its_writer_and_a_cut_line_is_moved_aside(tmp_path: Path) -> None:
+    journal = tmp_path / "studies.journal"
+    study = new_study(journal)
+    study.set_user_attr("before", 1)
+    complete = journal.read_bytes()
+
+    # A live writer holds the lock mid-line: the next append waits for it, then follows its line.
+    writer = JournalFileSymlinkLock(str(journal))
+    writer.acquire()
+    with journal.open("ab") as file:
+        file.write(b'{"op_code":2,"worker_id":"w","study_id":0,')
+    appending = threading.Thread(target=study.set_user_attr, args=("during", 2))
+    appending.start()
+    time.sleep(0.3)
+    assert appending.is_alive()
+    with journal.open("ab") as file:
+        file.write(b'"user_attr":{"live":3}}\n')
+    writer.release()
+    appending.join(timeout=10)
+    assert reload(journal).user_attrs == {"before": 1, "live": 3, "during": 2}
+    assert not list(tmp_path.glob("*.damaged-*"))
+
+    # A writer killed mid-line (or a full disk) left a cut line: it is moved aside, then the append.
+    cut = b'{"op_code":2,"worker_id":"w","study_id":0,"user_at'
+    with journal.open("ab") as file:
+        file.write(cut)
+    with pytest.warns(JournalRepaired, match="last line was cut short"):
+        study.set_user_attr("after", 4)
+    assert reload(journal).user_attrs == {"before": 1, "live": 3, "during": 2, "after": 4}
+    [backup] = tmp_path.glob("studies.journal.damaged-*")
+    assert backup.read_bytes() == cut
+    assert journal.read_bytes().startswith(complete)
+
+
+def test_a_line_spoiled_by_an_old_append_after_a_cut_is_moved_aside(tmp_path: Path) -> None:
+    journal = tmp_path / "studies.journal"
+    new_study(journal)
+    spoiled = b'{"op_code":2,"worker_id":"w","study_id":0,"user_attr":{"x":1}}'[:30] + b'{"op_code":4}\n'
+    with journal.open("ab") as file:
+        file.write(spoiled)
+    study = optuna.load_study(study_name="s", storage=open_storage(str(journal)))
+    with pytest.warns(JournalRepaired):
+        study.set_user_attr("after", 1)
+    assert reload(journal).user_attrs == {"after": 1}
+    assert next(tmp_path.glob("*.damaged-*")).read_bytes() == spoiled
+
+
+def test_a_failed_write_is_one_study_error_and_leaves_the_journal_whole(tmp_path: Path) -> None:
+    """A file size limit cuts the write part way, as a full disk does (Python ignores SIGXFSZ)."""
+    journal = tmp_path / "studies.journal"
+    new_study(journal).set_user_attr("kept", 1)
+    script = textwrap.dedent(f"""
+        import resource, optuna
+        from studies.errors import StudyError
+        from studies.storage import open_storage
+        study = optuna.load_study(study_name="s", storage=open_storage({str(journal)!r}))
+        size = {journal.stat().st_size}
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 20, resource.RLIM_INFINITY))
+        try:
+            study.set_user_attr("lost", "x" * 100)
+        except StudyError as exc:
+            print(exc)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    [message] = done.stdout.splitlines()
+    assert message.startswith(f"--storage {journal}: cannot write (File too large)")
+    study = reload(journal)
+    study.set_user_attr("later", 2)  # the next append lands on a fresh line
+    assert reload(journal).user_attrs == {"kept": 1, "later": 2}
+
+
+@pytest.mark.parametrize("content", [b"notes\n", b"notes without a newline", b'{"a": 1}\n', b"\x00\xff\x10"])
+def test_a_file_that_is_not_a_journal_is_refused_untouched(tmp_path: Path, content: bytes) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(content)
+    with pytest.raises(StudyError, match=f"^--storage {notes}: is not an Optuna journal"):
+        open_storage(str(notes))
+    assert notes.read_bytes() == content
+
+
+def test_a_file_that_is_not_an_sqlite_database_is_refused_untouched(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.db"
+    notes.write_bytes(b"notes\n")
+    with pytest.raises(StudyError, match="is not an SQLite database"):
+        open_storage(f"sqlite:///{notes}")
+    assert notes.read_bytes() == b"notes\n"
+    database = tmp_path / "study.db"
+    optuna.create_study(study_name="s", storage=open_storage(f"sqlite:///{database}"))
+    assert optuna.load_study(study_name="s", storage=open_storage(f"sqlite:///{database}", create=False))
+
+
+def test_a_named_pipe_is_refused_instead_of_read_forever(tmp_path: Path) -> None:
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    for create in (True, False):
+        with pytest.raises(StudyError, match=f"^--storage {pipe}: is a named pipe, not a file$"):
+            open_storage(str(pipe), create=create)
+    with pytest.raises(StudyError, match="is a character device"):
+        open_storage("/dev/null")
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_database_is_refused(url: str) -> None:
+    with pytest.raises(StudyError, match="in-memory database loses every result"):
+        open_storage(url)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files")
+def test_read_only_files_and_folders_are_refused_for_writing_only(tmp_path: Path) -> None:
+    journal = tmp_path / "studies.journal"
+    new_study(journal)
+    journal.chmod(0o444)
+    with pytest.raises(StudyError, match="the file is read-only"):
+        open_storage(str(journal))
+    assert reload(journal).study_name == "s"  # reading is fine
+    journal.chmod(0o644)
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(StudyError, match=f"folder {tmp_path} is read-only"):
+            open_storage(str(tmp_path / "new.journal"))
+    finally:
+        tmp_path.chmod(0o755)
+
+
+def test_a_password_is_never_shown() -> None:
+    assert display_storage("postgresql://u:s3cret@127.0.0.1:1/db") == "postgresql://u:***@127.0.0.1:1/db"
+    assert display_storage("postgresql://u:p@ss/w@host/db") == "postgresql://u:***@host/db"
+    assert display_storage("postgresql://u@host/db") == "postgresql://u@host/db"
+    assert display_storage("runs/studies.journal") == "runs/studies.journal"
+    # port 1 refuses the connection at once; neither our words nor the driver's may hold the password
+    with pytest.raises(StudyError) as refused:
+        open_storage("postgresql://u:s3cret@127.0.0.1:1/db")
+    assert str(refused.value).startswith("--storage postgresql://u:***@127.0.0.1:1/db: cannot open (")
+    assert "s3cret" not in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_the_storage_can_come_from_an_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = tmp_path / "studies.journal"
+    monkeypatch.setenv("NAS_STORAGE", str(journal))
+    optuna.create_study(study_name="s", storage=open_storage("env:NAS_STORAGE"))
+    assert reload(journal).study_name == "s"
+    assert resolve_storage("env:NAS_STORAGE") == str(journal)
+    monkeypatch.delenv("NAS_STORAGE")
+    with pytest.raises(StudyError, match="^--storage env:NAS_STORAGE: environment variable NAS_STORAGE is not set$"):
+        open_storage("env:NAS_STORAGE")
+
+
+@pytest.mark.parametrize("variable", ["DECODER_NAS_HEARTBEAT_SECONDS", "DECODER_NAS_GRACE_SECONDS"])
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "nan"])
+def test_a_malformed_heartbeat_setting_is_one_line_when_used(monkeypatch: pytest.MonkeyPatch, variable: str,
+                                                             value: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(StudyError, match=f"^{variable}='{value}': expected a positive number of seconds$"):
+        open_storage("postgresql://u@127.0.0.1:1/db")
+
+
+def test_malformed_timing_settings_do_not_break_imports() -> None:
+    env = {**os.environ, "DECODER_NAS_HEARTBEAT_SECONDS": "abc", "DECODER_NAS_GRACE_SECONDS": "abc",
+           "DECODER_NAS_LEASE_SECONDS": "abc"}
+    done = subprocess.run([sys.executable, "-c", "import studies.storage, studies.leases"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
