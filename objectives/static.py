@@ -1,8 +1,11 @@
-"""Measures that need no training: parameter counts and forward FLOPs (fvcore, plus attention).
+"""Measures that need no training: parameter counts, forward FLOPs (fvcore, plus attention), memory.
 
 FLOPs count matmul-type work only (linear, conv, attention's QKᵀ and AV over the full T×T as dense
 attention computes it); norms, activations and softmax are left out. fvcore counts one multiply-add
 as one flop; we report FLOPs = 2 × multiply-adds, per token at the config's context length.
+
+Memory is counted from the config at `dtype_bytes` per element (float32: 4): the weights, and the KV
+cache per token of context (its size at any context is that times the tokens held).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ _MATMUL_HANDLES: dict[str, Any] = {
     "aten::mm": jit_handles.matmul_flop_jit,
     "aten::linear": jit_handles.linear_flop_jit,
 }
+FLOAT32_BYTES = 4  # memory measures assume float32 weights and cache unless told otherwise
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,8 @@ class Description:
     non_embedding_params: int
     flops_per_token: int
     layers: list[LayerRow]
+    kv_cache_bytes: int  # per token of context, float32
+    weights_bytes: int  # float32
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,6 +69,24 @@ def count_parameters(model: nn.Module) -> ParamCount:
     total = sum(p.numel() for p in model.parameters())  # a tied head is one tensor, counted once
     embeddings = model.tok_emb.weight.numel() + model.pos_emb.weight.numel()
     return ParamCount(total=total, non_embedding=total - embeddings)
+
+
+def kv_cache_bytes(config: DecoderConfig, dtype_bytes: int = FLOAT32_BYTES) -> int:
+    """KV-cache bytes per token: every block of every tower keeps one key and one value of its width.
+
+    A block's width is the residual width entering it (n_head × head_dim), so blocks after a
+    reduction cost less; the conv reductions' k-1 inputs of history do not grow with the context.
+    """
+    return config.towers * sum(2 * width * dtype_bytes for width in config.widths[:-1])
+
+
+def weights_bytes(config: DecoderConfig, dtype_bytes: int = FLOAT32_BYTES) -> int:
+    return count_parameters(build_decoder(config, device="meta")).total * dtype_bytes
+
+
+def memory_measures(config: DecoderConfig, dtype_bytes: int = FLOAT32_BYTES) -> dict[str, int]:
+    """Both memory measures, without the FLOP count's trace: {"kv_cache_bytes", "weights_bytes"}."""
+    return {"kv_cache_bytes": kv_cache_bytes(config, dtype_bytes), "weights_bytes": weights_bytes(config, dtype_bytes)}
 
 
 def _sdpa_multiply_adds(inputs: list[Any], outputs: list[Any]) -> int:
@@ -128,6 +152,8 @@ def describe(config: DecoderConfig) -> Description:
         non_embedding_params=counts.non_embedding,
         flops_per_token=_per_token(analysis.total(), config),
         layers=rows,
+        kv_cache_bytes=kv_cache_bytes(config),
+        weights_bytes=counts.total * FLOAT32_BYTES,
     )
 
 
