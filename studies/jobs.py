@@ -1,0 +1,177 @@
+"""`search --jobs N`: N worker processes on one machine sharing one study, watched in one live view.
+
+Each job is `decoder-nas worker ARGV --trials T --device D` in a process of its own. The study's
+storage is all they share (a journal file is safe for several processes on one machine), so trial
+numbers never collide. The parent launches the jobs, shows their trials as they finish, and stops
+them all on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import IO, Iterator, Sequence
+
+from rich.console import Console
+
+from .errors import StudyError
+from .progress import STDERR, progress_bar
+
+STOP_SECONDS = 15.0  # how long a stopped job may take to record its interrupted trial before it is killed
+ERROR_LINES = 20  # the last stderr lines kept per job, to say why it failed
+# A finished trial's line (live.trial_line) is "trial N STATE ...": these states cost training,
+# reused repeats and infeasible samples do not (trials.trained).
+TRAINED_LINE = re.compile(r"trial \d+ (complete|pruned|fail)\b")
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # the shell's 128 + signal number
+
+
+@dataclass
+class Job:
+    number: int  # from 1, as the user reads it
+    device: str
+    process: subprocess.Popen[str]
+    last_lines: deque[str] = field(default_factory=lambda: deque(maxlen=ERROR_LINES))
+    trained: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        code = self.process.returncode
+        return 128 - code if code < 0 else code  # killed by signal S: Popen says -S, the shell 128 + S
+
+
+@dataclass
+class StopRequest:
+    signals: list[int] = field(default_factory=list)
+
+
+def job_devices(jobs: int, devices: Sequence[str] | None) -> list[str]:
+    """Round-robin: --jobs 8 --devices cuda:0,cuda:1 puts four jobs on each GPU."""
+    devices = list(devices or ["auto"])
+    return [devices[i % len(devices)] for i in range(jobs)]
+
+
+def job_environment(jobs: int) -> dict[str, str]:
+    """The cores split evenly: N jobs each running one thread per core only wait for each other."""
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    return {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+
+
+def run_jobs(worker_argv: Sequence[str], jobs: int, trials: int, devices: Sequence[str] | None = None,
+             console: Console | None = None) -> int:
+    """Run `jobs` workers on the study `worker_argv` names, each training `trials` trials, and wait.
+
+    Returns 0 if every job succeeded, 130 after Ctrl-C, 143 after SIGTERM, else the first failed
+    job's exit code. Call it from the main thread: it handles SIGINT and SIGTERM while it runs.
+    """
+    if jobs < 1:
+        raise StudyError(f"--jobs: {jobs} must be at least 1")
+    if trials < 0:
+        raise StudyError(f"--trials: {trials} must not be negative")
+    console = console or STDERR
+    lines: queue.Queue[tuple[Job, str | None]] = queue.Queue()
+    started: list[Job] = []
+    with _recorded_stop_signals() as stop:
+        try:
+            env = job_environment(jobs)
+            for number, device in enumerate(job_devices(jobs, devices), 1):
+                started.append(_start(number, device, worker_argv, trials, env, lines))
+            _watch(started, lines, jobs * trials, stop, console)
+        finally:
+            for job in started:  # only left running if the watch itself broke
+                job.process.kill()
+                job.process.wait()
+    return _report(started, stop, console)
+
+
+def _start(number: int, device: str, worker_argv: Sequence[str], trials: int, env: dict[str, str],
+           lines: queue.Queue[tuple[Job, str | None]]) -> Job:
+    argv = [sys.executable, "-m", "studies", "worker", *worker_argv, "--trials", str(trials), "--device", device]
+    # Off a terminal the worker prints one line per finished trial on stderr; stdout holds its front
+    # table, which the caller prints once for the whole study. A session of its own: a Ctrl-C at the
+    # terminal reaches the parent only, which forwards it once.
+    process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True)
+    job = Job(number, device, process)
+    threading.Thread(target=_read_lines, args=(job, process.stderr, lines), daemon=True).start()
+    return job
+
+
+def _read_lines(job: Job, stream: IO[str], lines: queue.Queue[tuple[Job, str | None]]) -> None:
+    for line in stream:
+        lines.put((job, line.rstrip("\n")))
+    lines.put((job, None))  # the job closed stderr: it has exited
+
+
+def _watch(jobs: list[Job], lines: queue.Queue[tuple[Job, str | None]], total: int, stop: StopRequest,
+           console: Console) -> None:
+    """Show every job's lines, prefixed, under one bar of trials trained, until all jobs exit."""
+    running, forwarded, deadline = len(jobs), 0, float("inf")
+    with progress_bar(console) as bar:
+        task = bar.add_task("trials", total=total, status=f"{len(jobs)} jobs")
+        while running:
+            if len(stop.signals) > forwarded:
+                forwarded, deadline = _stop_jobs(jobs, forwarded, deadline)
+            if time.monotonic() > deadline:
+                for job in jobs:
+                    job.process.kill()
+            try:
+                job, line = lines.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if line is None:
+                running -= 1
+                job.process.wait()
+                continue
+            job.last_lines.append(line)
+            if TRAINED_LINE.match(line):
+                job.trained += 1
+                bar.advance(task)
+            console.print(f"[job {job.number}] {line}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _stop_jobs(jobs: list[Job], forwarded: int, deadline: float) -> tuple[int, float]:
+    """The first Ctrl-C or SIGTERM interrupts every job, the next kills them.
+
+    SIGINT either way: the worker then records its interrupted trial as failed, so none stays RUNNING.
+    """
+    if forwarded:
+        return forwarded + 1, 0.0
+    for job in jobs:
+        job.process.send_signal(signal.SIGINT)
+    return 1, time.monotonic() + STOP_SECONDS
+
+
+@contextlib.contextmanager
+def _recorded_stop_signals() -> Iterator[StopRequest]:
+    """Ctrl-C and SIGTERM are recorded, not raised: the watch loop passes them on to the jobs."""
+    stop = StopRequest()
+    previous = {number: signal.signal(number, lambda received, frame: stop.signals.append(received))
+                for number in EXIT_CODES}
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _report(jobs: list[Job], stop: StopRequest, console: Console) -> int:
+    if stop.signals:
+        name = signal.Signals(stop.signals[0]).name
+        console.print(f"{name}: stopped {len(jobs)} jobs after {sum(job.trained for job in jobs)} trials")
+        return EXIT_CODES[stop.signals[0]]
+    failed = [job for job in jobs if job.exit_code]
+    for job in failed:
+        reason = next((line for line in reversed(job.last_lines) if line.strip()), "no output")
+        console.print(f"job {job.number} ({job.device}) failed with exit code {job.exit_code}: {reason}",
+                      markup=False, highlight=False, soft_wrap=True)
+    console.print(f"{sum(job.trained for job in jobs)} trials trained by {len(jobs)} jobs")
+    return failed[0].exit_code if failed else 0

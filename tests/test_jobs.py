@@ -1,0 +1,111 @@
+"""studies.jobs: N worker processes sharing one study, one view of them, and stopping them all."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from rich.console import Console
+
+from studies.jobs import job_devices, job_environment, run_jobs
+from studies.storage import open_storage
+from study_helpers import RECIPE, SHAPE, Tiny, isolated_python_api, make_tiny  # noqa: F401 (an autouse fixture)
+
+PARENT = "import sys; from studies.jobs import run_jobs; sys.exit(run_jobs(sys.argv[1:], jobs=2, trials=100))"
+
+
+def worker_argv(tiny: Tiny, *extra: str) -> list[str]:
+    """The tiny study without presets or early stopping: every trial trained completes."""
+    return [*tiny.study_flags(), "--data", str(tiny.corpus), "--space", str(tiny.space), *SHAPE, *RECIPE,
+            "--no-presets", *extra, "--rungs"]
+
+
+def trials_of(tiny: Tiny) -> list[optuna.trial.FrozenTrial]:
+    study = optuna.load_study(study_name=tiny.study, storage=open_storage(str(tiny.storage)))
+    return study.get_trials(deepcopy=False)
+
+
+def children_of(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (command)": state, ppid, ...
+        except (OSError, IndexError):
+            continue  # the process ended while we looked
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def test_devices_go_round_robin():
+    assert job_devices(8, ["cuda:0", "cuda:1"]) == ["cuda:0", "cuda:1"] * 4
+    assert job_devices(3, ["cuda:0", "cuda:1"]) == ["cuda:0", "cuda:1", "cuda:0"]
+    assert job_devices(2, None) == ["auto", "auto"]
+
+
+def test_cores_are_split_evenly_between_jobs(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert job_environment(4)["OMP_NUM_THREADS"] == job_environment(4)["MKL_NUM_THREADS"] == "4"
+    assert job_environment(3)["OMP_NUM_THREADS"] == "5"
+    assert job_environment(32)["OMP_NUM_THREADS"] == "1"
+
+
+@pytest.mark.slow
+def test_two_jobs_train_their_trials_each_in_one_study(tmp_path):
+    tiny = make_tiny(tmp_path)
+    out = io.StringIO()
+    assert run_jobs(worker_argv(tiny), jobs=2, trials=2, console=Console(file=out)) == 0, out.getvalue()
+    trials = trials_of(tiny)
+    assert sorted(t.number for t in trials) == list(range(len(trials)))
+    trained = [t for t in trials if "reused_from" not in t.user_attrs]  # a repeat's result is reused, not trained
+    assert len(trained) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    lines = out.getvalue().splitlines()
+    assert any(line.startswith("[job 1] trial ") for line in lines), lines
+    assert any(line.startswith("[job 2] trial ") for line in lines), lines
+    assert lines[-1] == "4 trials trained by 2 jobs"
+
+
+@pytest.mark.slow
+def test_sigterm_stops_every_job_and_leaves_no_trial_running(tmp_path):
+    tiny = make_tiny(tmp_path)
+    # Trials that train for a while, so the signal lands mid-training.
+    argv = worker_argv(tiny, "--steps", "100000", "--max-seconds", "60")
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, *argv], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 45
+    while not (tiny.storage.exists() and any(t.state == TrialState.RUNNING and "params" in t.user_attrs
+                                             for t in trials_of(tiny))):
+        assert parent.poll() is None, parent.communicate()[1]
+        assert time.monotonic() < deadline, "no job started training"
+        time.sleep(0.2)
+    jobs = children_of(parent.pid)
+    assert len(jobs) == 2
+
+    parent.send_signal(signal.SIGTERM)
+    _, err = parent.communicate(timeout=30)
+    assert parent.returncode == 143, err
+    assert err.splitlines()[-1].startswith("SIGTERM: stopped 2 jobs"), err
+    assert not [pid for pid in jobs if Path(f"/proc/{pid}").exists()]
+    interrupted = [t for t in trials_of(tiny) if t.state != TrialState.COMPLETE]
+    assert interrupted and all(t.state == TrialState.FAIL for t in interrupted)
+
+
+@pytest.mark.slow
+def test_a_failing_job_makes_the_run_fail_with_its_error_line(tmp_path):
+    tiny = make_tiny(tmp_path)
+    out = io.StringIO()
+    code = run_jobs([*worker_argv(tiny), "--no-such-flag"], jobs=2, trials=1, console=Console(file=out))
+    assert code == 2
+    failures = [line for line in out.getvalue().splitlines() if line.startswith("job ")]
+    assert len(failures) == 2, out.getvalue()
+    for number, line in enumerate(failures, 1):
+        assert line.startswith(f"job {number} (auto) failed with exit code 2: "), line
+        assert "unrecognized arguments: --no-such-flag" in line
