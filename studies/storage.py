@@ -179,13 +179,13 @@ def _check_local_file(path: Path, shown: str, create: bool, kind: str, holds_kin
         if not create:
             raise StudyError(f"--storage {shown}: no such file (run `decoder-nas search` to create a study)")
     else:
-        mode = path.stat().st_mode
+        info = path.stat()
         for is_that, name in _NOT_FILES:  # reading a pipe would wait forever, a device is no store
-            if is_that(mode):
+            if is_that(info.st_mode):
                 raise StudyError(f"--storage {shown}: is {name}, not a file")
         if create and not os.access(path, os.W_OK):
             raise StudyError(f"--storage {shown}: the file is read-only")
-        if path.stat().st_size and not holds_kind(_head(path)):
+        if info.st_size and not holds_kind(_head(path)):
             raise StudyError(f"--storage {shown}: is not {kind} (refusing to write into another file); "
                              "give a new file name")
     # A journal writes its lock file beside it, SQLite its rollback journal.
