@@ -2,32 +2,80 @@
 
 Protocol: the model in eval mode under inference_mode, batch 1; `forward` mode feeds the full
 context in one call, `decode` mode reads half the context and then times each single-token step
-with the KV cache. `warmup` untimed runs, then `repeats` timed ones; the median is the figure and
-the 10th/90th percentiles record the spread. CUDA is timed with events after a synchronize; the CPU
-with perf_counter at a fixed thread count (default 1: the least noisy on a shared machine), restored
-afterwards.
+with the KV cache. `warmup` untimed runs, then `repeats` timed ones, reduced to one figure by the
+protocol's `estimator`; the 10th/90th percentiles record the spread. CUDA is timed with events
+after a synchronize; the CPU with perf_counter at a fixed thread count (default 1), restored
+afterwards, with the measuring thread pinned to one CPU if `pin_cpu`. Why these defaults: docs/latency.md.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import statistics
 import time
-from dataclasses import asdict, dataclass
-from typing import Callable, Literal
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import torch
 
-from search_space import DecodeState, Decoder
+from search_space import Decoder, DecodeState
 
 LatencyMode = Literal["forward", "decode"]
+BACKENDS = ("torch", "onnxruntime")
+# "thread": CPU time of the measuring thread, which time spent waiting for a core does not count
+# (only meaningful at cpu_threads 1, where every op runs on that thread); "wall": perf_counter.
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "thread": time.thread_time}
+TRIM = 0.2  # trimmed_mean drops this fraction of the repeats at each end
+
+
+def trimmed_mean(timings: Sequence[float]) -> float:
+    ordered = sorted(timings)
+    cut = int(len(ordered) * TRIM)
+    return statistics.fmean(ordered[cut: len(ordered) - cut])
+
+
+# Load only ever adds time to a run, so the low end of the repeats is the part that repeats.
+ESTIMATORS: dict[str, Callable[[Sequence[float]], float]] = {
+    "median": statistics.median,
+    "min": min,
+    "trimmed_mean": trimmed_mean,
+}
 
 
 @dataclass(frozen=True)
 class LatencyProtocol:
+    # Dicts stored before estimator/pin_cpu/backend existed construct unchanged (new keys default).
     mode: LatencyMode = "forward"
     warmup: int = 5
     repeats: int = 30
     cpu_threads: int = 1
+    estimator: str = "min"
+    pin_cpu: bool = False
+    backend: str = "torch"
+    clock: str | None = None  # CPU only (CUDA is timed with events); None: "thread" at cpu_threads 1, else "wall"
+
+    def __post_init__(self) -> None:
+        if self.clock is None:
+            object.__setattr__(self, "clock", "thread" if self.cpu_threads == 1 else "wall")
+        if self.mode not in ("forward", "decode"):
+            raise ValueError(f"latency mode: {self.mode!r} must be 'forward' or 'decode'")
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"latency estimator: unknown {self.estimator!r} (known: {', '.join(ESTIMATORS)})")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"latency backend: unknown {self.backend!r} (known: {', '.join(BACKENDS)})")
+        if self.backend == "onnxruntime" and self.mode == "decode":
+            raise ValueError("latency mode 'decode' needs the torch backend: the ONNX export has no KV cache; "
+                             "use mode 'forward' with onnxruntime")
+        if self.clock not in CLOCKS:
+            raise ValueError(f"latency clock: unknown {self.clock!r} (known: {', '.join(CLOCKS)})")
+        if self.clock == "thread" and self.cpu_threads != 1:
+            raise ValueError("latency clock 'thread' counts one thread's CPU time: it needs cpu_threads 1 "
+                             "(use clock 'wall' for more threads)")
+        if self.repeats < 1 or self.warmup < 0 or self.cpu_threads < 1:
+            raise ValueError("latency: repeats and cpu_threads must be >= 1, warmup >= 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -40,39 +88,156 @@ class Latency:
     p90_ms: float
     repeats: int
     device: str
+    ms: float | None = None  # the protocol's estimate; None (code predating estimators) means the median
+    estimator: str = "median"
+    min_ms: float | None = None
+    relative_spread: float | None = None  # (p90 - p10) / median
+    load_average: float | None = None  # 1-minute load average right after timing: what else ran
+    procs_running: int | None = None  # runnable processes then, this one included
+    peak_memory_bytes: int | None = None  # CUDA only
+    backend: str = "torch"
+
+    def __post_init__(self) -> None:
+        if self.ms is None:
+            object.__setattr__(self, "ms", self.median_ms)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-@torch.inference_mode()
+@dataclass
+class _Timer:
+    """One model's timed call on its device, and the timings taken so far."""
+
+    run: Callable[[], float]
+    device: torch.device
+    timings: list[float] = field(default_factory=list)
+    peak_memory_bytes: int | None = None  # CUDA: the most allocated during its blocks, all resident tensors
+
+    def take(self, warmup: int, repeats: int) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        for _ in range(warmup):
+            self.run()
+        self.timings.extend(self.run() for _ in range(repeats))
+        if self.device.type == "cuda":
+            self.peak_memory_bytes = max(self.peak_memory_bytes or 0, torch.cuda.max_memory_allocated(self.device))
+
+
 def measure_latency(model: Decoder, protocol: LatencyProtocol = LatencyProtocol()) -> Latency:
+    return measure_together({"model": model}, protocol, rounds=1)["model"]
+
+
+def measure_together(models: Mapping[str, Decoder], protocol: LatencyProtocol = LatencyProtocol(),
+                     rounds: int = 5) -> dict[str, Latency]:
+    """Re-time several models interleaved (see `time_together`): measurements under the same load compare."""
+    timers = _time_together(models, protocol, rounds)
+    load_average, procs_running = system_load()
+    return {name: _summary(timer, protocol, load_average, procs_running) for name, timer in timers.items()}
+
+
+def time_together(models: Mapping[str, Decoder], protocol: LatencyProtocol = LatencyProtocol(),
+                  rounds: int = 5) -> dict[str, list[float]]:
+    """Every model's raw timings in ms, `protocol.repeats` each, split over `rounds` interleaved rounds.
+
+    Each round times every model for its block, the order rotated each round. One untimed run opens
+    each block: the model timed before evicted this one's weights from the caches.
+    """
+    return {name: timer.timings for name, timer in _time_together(models, protocol, rounds).items()}
+
+
+def _time_together(models: Mapping[str, Decoder], protocol: LatencyProtocol, rounds: int) -> dict[str, _Timer]:
+    if rounds < 1:
+        raise ValueError(f"rounds: {rounds!r} must be >= 1")
+    timers = {name: _timer(model, protocol) for name, model in models.items()}
+    names = list(timers)
+    with _cpu_settings(protocol), torch.inference_mode():
+        for timer in timers.values():
+            timer.take(protocol.warmup, 0)
+        for round_index, block in enumerate(_blocks(protocol.repeats, rounds)):
+            shift = round_index % len(names)
+            for name in names[shift:] + names[:shift]:
+                timers[name].take(1 if round_index else 0, block)
+    return timers
+
+
+def _blocks(repeats: int, rounds: int) -> list[int]:
+    """`repeats` split into `rounds` blocks as even as can be: 32 over 5 -> 7, 7, 6, 6, 6."""
+    rounds = min(rounds, repeats)
+    return [repeats // rounds + (index < repeats % rounds) for index in range(rounds)]
+
+
+def _timer(model: Decoder, protocol: LatencyProtocol) -> _Timer:
     model.eval()
     device = next(model.parameters()).device
     block_size = model.config.block_size
     idx = torch.zeros(1, block_size, dtype=torch.long, device=device)
+    clock = CLOCKS[protocol.clock]
+    if protocol.backend == "onnxruntime":
+        # onnxruntime is an optional dependency: imported only when asked for.
+        from objectives.onnx import onnx_runner
 
-    def one_timing() -> float:
-        if protocol.mode == "forward":
-            return _milliseconds(device, lambda: model(idx))
+        cpu = torch.device("cpu")
+        session_run = onnx_runner(model, idx, protocol.cpu_threads)
+        return _Timer(lambda: _milliseconds(cpu, session_run, clock), cpu)
+    if protocol.mode == "forward":
+        return _Timer(lambda: _milliseconds(device, lambda: model(idx), clock), device)
+
+    def decode_step() -> float:
         state = DecodeState()
         model(idx[:, : max(1, block_size // 2)], state)  # the prefill is not timed
-        return _milliseconds(device, lambda: model(idx[:, :1], state))
+        return _milliseconds(device, lambda: model(idx[:, :1], state), clock)
 
+    return _Timer(decode_step, device)
+
+
+def _summary(timer: _Timer, protocol: LatencyProtocol, load_average: float, procs_running: int | None) -> Latency:
+    timings = timer.timings
+    deciles = statistics.quantiles(timings, n=10) if len(timings) > 1 else timings * 9
+    median = statistics.median(timings)
+    return Latency(
+        median_ms=median, p10_ms=deciles[0], p90_ms=deciles[-1], repeats=len(timings), device=str(timer.device),
+        ms=ESTIMATORS[protocol.estimator](timings), estimator=protocol.estimator, min_ms=min(timings),
+        relative_spread=(deciles[-1] - deciles[0]) / median if median > 0 else math.nan,
+        load_average=load_average, procs_running=procs_running, peak_memory_bytes=timer.peak_memory_bytes,
+        backend=protocol.backend,
+    )
+
+
+@contextmanager
+def _cpu_settings(protocol: LatencyProtocol) -> Iterator[None]:
+    """The protocol's thread count (and CPU pin), restored afterwards."""
     previous_threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(protocol.cpu_threads)
+    previous_cpus = _pin_to_one_cpu() if protocol.pin_cpu else None
+    torch.set_num_threads(protocol.cpu_threads)
     try:
-        for _ in range(protocol.warmup):
-            one_timing()
-        timings = [one_timing() for _ in range(protocol.repeats)]
+        yield
     finally:
         torch.set_num_threads(previous_threads)
-    deciles = statistics.quantiles(timings, n=10) if len(timings) > 1 else timings * 9
-    return Latency(statistics.median(timings), deciles[0], deciles[-1], len(timings), str(device))
+        if previous_cpus is not None:
+            os.sched_setaffinity(0, previous_cpus)
 
 
-def _milliseconds(device: torch.device, work: Callable[[], object]) -> float:
+def _pin_to_one_cpu() -> set[int] | None:
+    """Pins the calling thread to the last CPU it may use; None where the OS has no affinity call."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {max(allowed)})
+    return allowed
+
+
+def system_load() -> tuple[float, int | None]:
+    """1-minute load average and runnable processes (Linux /proc/stat; None elsewhere)."""
+    try:
+        with open("/proc/stat") as stat:
+            running = next((int(line.split()[1]) for line in stat if line.startswith("procs_running")), None)
+    except OSError:
+        running = None
+    return os.getloadavg()[0], running
+
+
+def _milliseconds(device: torch.device, work: Callable[[], object], clock: Callable[[], float]) -> float:
     if device.type == "cuda":
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         torch.cuda.synchronize(device)
@@ -81,6 +246,6 @@ def _milliseconds(device: torch.device, work: Callable[[], object]) -> float:
         end.record()
         torch.cuda.synchronize(device)
         return start.elapsed_time(end)
-    started = time.perf_counter()
+    started = clock()
     work()
-    return 1000 * (time.perf_counter() - started)
+    return 1000 * (clock() - started)

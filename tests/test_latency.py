@@ -1,0 +1,128 @@
+"""The latency protocol: robust estimators, old stored protocols, interleaved re-timing, backends."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+import types
+from collections.abc import Iterable
+
+import pytest
+import torch
+
+from objectives import Latency, LatencyProtocol, measure_latency, measure_together
+from objectives.latency import CLOCKS, ESTIMATORS
+from search_space import Decoder, build_decoder, preset
+
+OLD_STORED_PROTOCOL = {"mode": "forward", "warmup": 5, "repeats": 30, "cpu_threads": 1}  # as 0.1.0 wrote it
+
+
+class FakeClock:
+    """A clock whose every timed call lasts the next of `durations_ms`."""
+
+    def __init__(self, durations_ms: Iterable[float]):
+        self.durations = iter(durations_ms)
+        self.now = 0.0
+        self.started = False
+
+    def __call__(self) -> float:
+        if self.started:
+            self.now += next(self.durations) / 1000
+        self.started = not self.started
+        return self.now
+
+
+def tiny_model() -> Decoder:
+    return build_decoder(preset("gpt", vocab_size=11, block_size=8, n_layer=1, n_head=2, d_model=8))
+
+
+def test_robust_estimators_ignore_slow_outliers_the_mean_does_not() -> None:
+    timings = [2.0] * 20 + [30.0] * 4  # a busy machine only ever adds time
+    assert ESTIMATORS["min"](timings) == ESTIMATORS["median"](timings) == ESTIMATORS["trimmed_mean"](timings) == 2.0
+    assert statistics.fmean(timings) > 6
+
+
+def test_latency_reports_the_protocols_estimate_and_spread(monkeypatch: pytest.MonkeyPatch) -> None:
+    durations = [50.0, 50.0] + [3.0, 2.0, 4.0, 40.0, 2.5] * 2  # two warm-up calls, then ten timed
+    monkeypatch.setitem(CLOCKS, "wall", FakeClock(durations))
+    protocol = LatencyProtocol(warmup=2, repeats=10, clock="wall", estimator="min")
+    latency = measure_latency(tiny_model(), protocol)
+    assert latency.ms == pytest.approx(2.0)
+    assert latency.min_ms == pytest.approx(2.0)
+    assert latency.median_ms == pytest.approx(3.0)
+    assert latency.repeats == 10 and latency.estimator == "min" and latency.backend == "torch"
+    assert latency.relative_spread == pytest.approx((latency.p90_ms - latency.p10_ms) / 3.0)
+    assert latency.load_average is not None and latency.load_average >= 0
+    assert latency.peak_memory_bytes is None  # CPU
+    assert set(latency.to_dict()) >= {"ms", "relative_spread", "load_average", "procs_running", "peak_memory_bytes"}
+
+
+def test_thread_clock_counts_this_threads_cpu_time_not_waiting() -> None:
+    model = tiny_model()
+    model.forward = lambda *_: time.sleep(0.02)  # waits 20 ms without using the CPU, as a descheduled thread does
+    assert measure_latency(model, LatencyProtocol(warmup=0, repeats=3, clock="thread")).median_ms < 5
+    assert measure_latency(model, LatencyProtocol(warmup=0, repeats=3, clock="wall")).median_ms >= 20
+
+
+def test_protocol_dicts_stored_by_the_old_version_still_construct() -> None:
+    protocol = LatencyProtocol(**OLD_STORED_PROTOCOL)
+    assert protocol.clock == "thread" and protocol.backend == "torch"
+    assert LatencyProtocol(**protocol.to_dict()) == protocol
+    assert LatencyProtocol(**{**OLD_STORED_PROTOCOL, "cpu_threads": 4}).clock == "wall"  # CPU time of 4 threads is no latency
+    old_latency = Latency(2.0, 1.5, 3.0, 30, "cpu")  # as code that predates estimators builds it
+    assert old_latency.ms == 2.0 and old_latency.estimator == "median"
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"mode": "decode", "backend": "onnxruntime"}, "decode.*torch backend"),
+    ({"backend": "tensorrt"}, "unknown 'tensorrt'"),
+    ({"estimator": "mean"}, "unknown 'mean'"),
+    ({"clock": "thread", "cpu_threads": 2}, "cpu_threads 1"),
+    ({"mode": "prefill"}, "'forward' or 'decode'"),
+])
+def test_protocols_that_cannot_be_measured_are_refused(fields: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        LatencyProtocol(**fields)
+
+
+def test_measure_together_interleaves_rounds_in_rotated_order() -> None:
+    models = {name: tiny_model() for name in "abc"}
+    calls: list[str] = []
+    for name, model in models.items():
+        model.register_forward_hook(lambda *_, name=name: calls.append(name))
+    latencies = measure_together(models, LatencyProtocol(warmup=1, repeats=7), rounds=3)
+    blocks = [name for i, name in enumerate(calls) if i == 0 or calls[i - 1] != name]
+    # warm-up a b c; round 1 from a, round 2 from b, round 3 from c
+    assert blocks == list("abc" "abc" "bca" "cab")
+    assert [latency.repeats for latency in latencies.values()] == [7, 7, 7]  # blocks of 3, 2, 2
+    assert calls.count("a") == 1 + 7 + 2  # warm-up, timed, one untimed run opening each later block
+
+
+def test_measure_latency_restores_threads_and_cpu_affinity() -> None:
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no CPU affinity on this OS")
+    before = os.sched_getaffinity(0), torch.get_num_threads()
+    measure_latency(tiny_model(), LatencyProtocol(warmup=0, repeats=2, pin_cpu=True, clock="wall", cpu_threads=2))
+    assert (os.sched_getaffinity(0), torch.get_num_threads()) == before
+
+
+def test_onnxruntime_backend_times_the_onnx_runner_not_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    runs: list[tuple[int, int]] = []
+
+    def onnx_runner(model: Decoder, idx: torch.Tensor, threads: int):
+        return lambda: runs.append((idx.shape[1], threads))
+
+    monkeypatch.setitem(sys.modules, "objectives.onnx", types.SimpleNamespace(onnx_runner=onnx_runner))
+    model = tiny_model()
+    model.register_forward_hook(lambda *_: pytest.fail("torch forward ran under the onnxruntime backend"))
+    latency = measure_latency(model, LatencyProtocol(backend="onnxruntime", warmup=2, repeats=5))
+    assert runs == [(8, 1)] * 7 and latency.backend == "onnxruntime" and latency.repeats == 5
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_latency_records_peak_memory() -> None:
+    model = tiny_model().to("cuda")
+    latency = measure_latency(model, LatencyProtocol(warmup=1, repeats=3))
+    assert latency.device.startswith("cuda") and latency.peak_memory_bytes > 0
