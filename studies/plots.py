@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
-from typing import Sequence
 
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
@@ -30,6 +30,8 @@ RIVALS = 2  # trials named in a front point's reason: the nearest to dominating 
 MANTISSAS = ((1,), (1, 2, 5), tuple(range(1, 10)))  # log ticks, coarsest first
 FRONT_STYLE = {"color": "crimson", "size": 11}
 OTHER_STYLE = {"color": "darkgray", "size": 7}
+KEY = ("crimson: the front (no trial is at least as good on every objective and better on one); grey: the rest. "
+       "Hover a point for its architecture, its measures and why it is or is not on the front.")
 
 
 @dataclass(frozen=True)
@@ -159,9 +161,7 @@ def _hypervolume_note(search: Search) -> str:
 
 def write_front_html(search: Search, path: Path) -> Path:
     data = front_figure_data(search)
-    parts = [f"<h2>{escape(data.title)}</h2>",
-             "<p>crimson: the front (no trial is at least as good on every objective and better on one); grey: "
-             "the rest. Hover a point for its architecture, measures and why it is or is not on the front.</p>",
+    parts = [f"<h2>{escape(data.title)}</h2>", f"<p>{escape(KEY)}</p>",
              front_figure(data).to_html(full_html=False, include_plotlyjs=True),  # self-contained: opens offline
              f"<p>{escape(data.hypervolume_note)}</p>"]
     if data.history:
@@ -177,7 +177,8 @@ def front_figure(data: FrontFigureData) -> go.Figure:
     """Every pair of axes once: row r holds axes[r] against each later axis, so two objectives
     make one scatter and three a triangle of three."""
     size = len(data.axes) - 1
-    figure = make_subplots(rows=size, cols=size, horizontal_spacing=0.12, vertical_spacing=0.12)
+    cells = [[{} if col >= row else None for col in range(size)] for row in range(size)]  # the upper triangle
+    figure = make_subplots(rows=size, cols=size, specs=cells, horizontal_spacing=0.12, vertical_spacing=0.12)
     for row in range(size):
         for col in range(row, size):
             _add_pair(figure, data, data.axes[col + 1], data.axes[row], row + 1, col + 1, first=row == col == 0)
