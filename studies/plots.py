@@ -64,10 +64,10 @@ def front_figure_data(search: Search) -> FrontFigureData:
     normalise = normaliser_for(objectives, [t.values for t in trials]) if trials else None
     points = []
     for trial in trials:
+        label, measures = labels.get(trial.number, ""), _measures(trial, objectives)
         why = _why(trial, trials, objectives, normalise, trial.number in on_front)
-        measures = _measures(trial, objectives)
-        points.append(PlotPoint(trial.number, measures, trial.number in on_front, labels.get(trial.number, ""), why,
-                                _hover(trial, measures, labels.get(trial.number, ""), why)))
+        points.append(PlotPoint(trial.number, measures, trial.number in on_front, label, why,
+                                _hover(trial, measures, label, why)))
     history = []
     if front and len(objectives) > 1:
         history = hypervolume_history(study, objectives, normaliser_for(objectives, [t.values for t in front]))
