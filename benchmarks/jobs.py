@@ -83,7 +83,7 @@ def children_cpu_seconds() -> float:
 def main() -> None:
     args = parse_args()
     prepare_data(DEFAULT_DATA_SPEC, "char")  # the corpus cache is built once, before any timed run
-    console = Console()
+    console = Console(width=120)  # the table whole, in a log too
     console.print(f"{datetime.date.today()} · {platform.processor() or platform.machine()} · {os.cpu_count()} "
                   f"cores · --steps {args.steps} --trials {args.trials} per job · load before: "
                   f"{os.getloadavg()[0]:.2f}")

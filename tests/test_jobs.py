@@ -33,6 +33,14 @@ def trials_of(tiny: Tiny) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False)
 
 
+def training_started(tiny: Tiny) -> bool:
+    try:
+        trials = trials_of(tiny)
+    except KeyError:  # the study is not created yet
+        return False
+    return any(t.state == TrialState.RUNNING and "params" in t.user_attrs for t in trials)  # measures done
+
+
 def children_of(pid: int) -> list[int]:
     children = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -81,8 +89,7 @@ def test_sigterm_stops_every_job_and_leaves_no_trial_running(tmp_path):
     parent = subprocess.Popen([sys.executable, "-c", PARENT, *argv], stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 45
-    while not (tiny.storage.exists() and any(t.state == TrialState.RUNNING and "params" in t.user_attrs
-                                             for t in trials_of(tiny))):
+    while not training_started(tiny):
         assert parent.poll() is None, parent.communicate()[1]
         assert time.monotonic() < deadline, "no job started training"
         time.sleep(0.2)
