@@ -18,8 +18,9 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Iterator, Sequence
+from typing import IO
 
 from rich.console import Console
 

@@ -14,10 +14,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from rich.console import Console
+from study_helpers import RECIPE, SHAPE, Tiny, isolated_python_api, make_tiny  # noqa: F401 (an autouse fixture)
 
 from studies.jobs import job_devices, job_environment, run_jobs
 from studies.storage import open_storage
-from study_helpers import RECIPE, SHAPE, Tiny, isolated_python_api, make_tiny  # noqa: F401 (an autouse fixture)
 
 PARENT = "import sys; from studies.jobs import run_jobs; sys.exit(run_jobs(sys.argv[1:], jobs=2, trials=100))"
 
