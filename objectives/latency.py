@@ -3,9 +3,11 @@
 Protocol: the model in eval mode under inference_mode, batch 1; `forward` mode feeds the full
 context in one call, `decode` mode reads half the context and then times each single-token step
 with the KV cache. `warmup` untimed runs, then `repeats` timed ones, reduced to one figure by the
-protocol's `estimator`; the 10th/90th percentiles record the spread. CUDA is timed with events
-after a synchronize; the CPU with perf_counter at a fixed thread count (default 1), restored
-afterwards, with the measuring thread pinned to one CPU if `pin_cpu`. Why these defaults: docs/latency.md.
+protocol's `estimator` (default: the minimum); the 10th/90th percentiles record the spread and the
+load average what else ran. CUDA is timed with events after a synchronize; the CPU at a fixed
+thread count (default 1), restored afterwards, by the measuring thread's CPU time (default at one
+thread: waiting for a core does not count), pinned to one CPU if `pin_cpu`. `measure_together`
+re-times several models interleaved so that they see the same load. Why: docs/latency.md.
 """
 
 from __future__ import annotations
@@ -81,6 +83,9 @@ class LatencyProtocol:
         return asdict(self)
 
 
+DEFAULT_PROTOCOL = LatencyProtocol()
+
+
 @dataclass(frozen=True)
 class Latency:
     median_ms: float
@@ -124,11 +129,11 @@ class _Timer:
             self.peak_memory_bytes = max(self.peak_memory_bytes or 0, torch.cuda.max_memory_allocated(self.device))
 
 
-def measure_latency(model: Decoder, protocol: LatencyProtocol = LatencyProtocol()) -> Latency:
+def measure_latency(model: Decoder, protocol: LatencyProtocol = DEFAULT_PROTOCOL) -> Latency:
     return measure_together({"model": model}, protocol, rounds=1)["model"]
 
 
-def measure_together(models: Mapping[str, Decoder], protocol: LatencyProtocol = LatencyProtocol(),
+def measure_together(models: Mapping[str, Decoder], protocol: LatencyProtocol = DEFAULT_PROTOCOL,
                      rounds: int = 5) -> dict[str, Latency]:
     """Re-time several models interleaved (see `time_together`): measurements under the same load compare."""
     timers = _time_together(models, protocol, rounds)
@@ -136,12 +141,13 @@ def measure_together(models: Mapping[str, Decoder], protocol: LatencyProtocol = 
     return {name: _summary(timer, protocol, load_average, procs_running) for name, timer in timers.items()}
 
 
-def time_together(models: Mapping[str, Decoder], protocol: LatencyProtocol = LatencyProtocol(),
+def time_together(models: Mapping[str, Decoder], protocol: LatencyProtocol = DEFAULT_PROTOCOL,
                   rounds: int = 5) -> dict[str, list[float]]:
-    """Every model's raw timings in ms, `protocol.repeats` each, split over `rounds` interleaved rounds.
+    """Every model's raw timings in ms: `rounds` interleaved rounds of `protocol.repeats` each.
 
-    Each round times every model for its block, the order rotated each round. One untimed run opens
-    each block: the model timed before evicted this one's weights from the caches.
+    Each round times every model for its block of repeats, the order rotated each round, so that
+    a burst of load lands on all of them. One untimed run opens each later block: the model timed
+    before evicted this one's weights from the caches.
     """
     return {name: timer.timings for name, timer in _time_together(models, protocol, rounds).items()}
 
@@ -154,17 +160,11 @@ def _time_together(models: Mapping[str, Decoder], protocol: LatencyProtocol, rou
     with _cpu_settings(protocol), torch.inference_mode():
         for timer in timers.values():
             timer.take(protocol.warmup, 0)
-        for round_index, block in enumerate(_blocks(protocol.repeats, rounds)):
+        for round_index in range(rounds):
             shift = round_index % len(names)
             for name in names[shift:] + names[:shift]:
-                timers[name].take(1 if round_index else 0, block)
+                timers[name].take(1 if round_index else 0, protocol.repeats)
     return timers
-
-
-def _blocks(repeats: int, rounds: int) -> list[int]:
-    """`repeats` split into `rounds` blocks as even as can be: 32 over 5 -> 7, 7, 6, 6, 6."""
-    rounds = min(rounds, repeats)
-    return [repeats // rounds + (index < repeats % rounds) for index in range(rounds)]
 
 
 def _timer(model: Decoder, protocol: LatencyProtocol) -> _Timer:

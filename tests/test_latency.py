@@ -92,12 +92,12 @@ def test_measure_together_interleaves_rounds_in_rotated_order() -> None:
     calls: list[str] = []
     for name, model in models.items():
         model.register_forward_hook(lambda *_, name=name: calls.append(name))
-    latencies = measure_together(models, LatencyProtocol(warmup=1, repeats=7), rounds=3)
+    latencies = measure_together(models, LatencyProtocol(warmup=1, repeats=4), rounds=3)
     blocks = [name for i, name in enumerate(calls) if i == 0 or calls[i - 1] != name]
     # warm-up a b c; round 1 from a, round 2 from b, round 3 from c
     assert blocks == list("abc" "abc" "bca" "cab")
-    assert [latency.repeats for latency in latencies.values()] == [7, 7, 7]  # blocks of 3, 2, 2
-    assert calls.count("a") == 1 + 7 + 2  # warm-up, timed, one untimed run opening each later block
+    assert [latency.repeats for latency in latencies.values()] == [12, 12, 12]
+    assert calls.count("a") == 1 + 12 + 2  # warm-up, timed, one untimed run opening each later block
 
 
 def test_measure_latency_restores_threads_and_cpu_affinity() -> None:
