@@ -1,11 +1,25 @@
-"""What a trial is scored on: static measures (parameters, FLOPs), latency, validation quality."""
+"""What a trial is scored on: static measures (parameters, FLOPs, memory), latency, validation quality.
 
-from .latency import Latency, LatencyProtocol, measure_latency, measure_together, time_together
-from .onnx import OnnxUnavailable, export_onnx, onnx_runner
-from .static import (
-    Description, LayerRow, ParamCount, count_flops, count_parameters, describe, kv_cache_bytes, memory_measures,
-    weights_bytes,
-)
+Names load on first use (PEP 562): reading a study's latency protocol does not load torch.
+"""
 
-__all__ = ["Latency", "LatencyProtocol", "measure_latency", "measure_together", "time_together", "Description", "LayerRow", "ParamCount", "count_flops", "count_parameters", "describe",
-           "kv_cache_bytes", "memory_measures", "weights_bytes", "OnnxUnavailable", "export_onnx", "onnx_runner"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_MODULE_OF = {
+    "BACKENDS": "protocol", "LatencyProtocol": "protocol",
+    "Latency": "latency", "measure_latency": "latency", "measure_together": "latency", "time_together": "latency",
+    "OnnxUnavailable": "onnx", "export_onnx": "onnx", "onnx_runner": "onnx", "require_onnx": "onnx",
+    "Description": "static", "LayerRow": "static", "ParamCount": "static", "count_flops": "static",
+    "count_parameters": "static", "describe": "static", "kv_cache_bytes": "static", "memory_measures": "static",
+    "weights_bytes": "static",
+}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)

@@ -37,6 +37,12 @@ class OnnxUnavailable(ImportError):
     """onnx, onnxscript or onnxruntime is not installed; the message is one line saying how to fix it."""
 
 
+def require_onnx() -> None:
+    """Raise OnnxUnavailable now, rather than in every trial, when the onnx extra is missing."""
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        _require(module)
+
+
 def export_onnx(model: Decoder, path: str | Path, seq_len: int | None = None) -> Path:
     """Write the forward pass to `path`. Without seq_len the sequence axis is dynamic (1..block_size);
     with it the graph is fixed at that length."""

@@ -1,4 +1,10 @@
-"""The decoder design space: a typed, validated architecture config and the builder for it."""
+"""The decoder design space: a typed, validated architecture config and the builder for it.
+
+The builder (torch) loads on first use (PEP 562): reading and validating configs stays cheap.
+"""
+
+import importlib
+from typing import Any
 
 from .config import (
     BiasConfig,
@@ -15,7 +21,6 @@ from .config import (
     save_config,
     summarize,
 )
-from .model import Decoder, DecodeState, build_decoder
 from .presets import PAPER_SHAPE, PRESETS, SHAPE_KEYS, preset
 
 __all__ = [
@@ -40,3 +45,9 @@ __all__ = [
     "save_config",
     "summarize",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in ("Decoder", "DecodeState", "build_decoder"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(".model", __name__), name)

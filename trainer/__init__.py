@@ -1,79 +1,57 @@
-"""Training: corpora, tokenizers, the proxy-training loop, checkpoints, generation, zero-shot scoring."""
+"""Training: corpora, tokenizers, the proxy-training loop, checkpoints, generation, zero-shot scoring.
 
-from .data import (
-    BUILTIN_CORPORA,
-    DEFAULT_DATA_SPEC,
-    BuiltinCorpus,
-    Corpus,
-    DataError,
-    TokenizedData,
-    check_fits,
-    default_cache_dir,
-    load_corpus,
-    prepare_data,
-    sample_batch,
-    validation_windows,
-)
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .loop import (
-    Evaluation,
-    NonFiniteLossError,
-    Progress,
-    RecipeError,
-    TrainingError,
-    TrainingRecipe,
-    TrainingResult,
-    evaluate,
-    resolve_device,
-    train,
-)
-from .run import RunReport, fit_vocabulary, initialised_model, resume_training, run_training
-from .tokenizers import (
-    ByteTokenizer,
-    CharTokenizer,
-    HuggingFaceTokenizer,
-    Tokenizer,
-    TokenizerError,
-    load_tokenizer,
-    make_tokenizer,
-)
+Names load on first use (PEP 562): a command that only reads settings or prints help does not
+pay for torch and datasets.
+"""
 
-__all__ = [
-    "Checkpoint",
-    "Evaluation",
-    "NonFiniteLossError",
-    "Progress",
-    "RecipeError",
-    "RunReport",
-    "TrainingError",
-    "TrainingRecipe",
-    "TrainingResult",
-    "evaluate",
-    "fit_vocabulary",
-    "initialised_model",
-    "load_checkpoint",
-    "resolve_device",
-    "resume_training",
-    "run_training",
-    "save_checkpoint",
-    "train",
-    "BUILTIN_CORPORA",
-    "BuiltinCorpus",
-    "ByteTokenizer",
-    "CharTokenizer",
-    "Corpus",
-    "DEFAULT_DATA_SPEC",
-    "DataError",
-    "HuggingFaceTokenizer",
-    "TokenizedData",
-    "Tokenizer",
-    "TokenizerError",
-    "check_fits",
-    "default_cache_dir",
-    "load_corpus",
-    "load_tokenizer",
-    "make_tokenizer",
-    "prepare_data",
-    "sample_batch",
-    "validation_windows",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_MODULE_OF = {
+    "Checkpoint": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "BUILTIN_CORPORA": "corpora",
+    "BuiltinCorpus": "corpora",
+    "DEFAULT_DATA_SPEC": "corpora",
+    "DataError": "corpora",
+    "Corpus": "data",
+    "TokenizedData": "data",
+    "check_fits": "data",
+    "default_cache_dir": "data",
+    "load_corpus": "data",
+    "prepare_data": "data",
+    "sample_batch": "data",
+    "validation_windows": "data",
+    "Evaluation": "loop",
+    "NonFiniteLossError": "loop",
+    "Progress": "loop",
+    "TrainingError": "loop",
+    "TrainingResult": "loop",
+    "evaluate": "loop",
+    "resolve_device": "loop",
+    "train": "loop",
+    "RecipeError": "recipe",
+    "TrainingRecipe": "recipe",
+    "RunReport": "run",
+    "fit_vocabulary": "run",
+    "initialised_model": "run",
+    "resume_training": "run",
+    "run_training": "run",
+    "ByteTokenizer": "tokenizers",
+    "CharTokenizer": "tokenizers",
+    "HuggingFaceTokenizer": "tokenizers",
+    "Tokenizer": "tokenizers",
+    "TokenizerError": "tokenizers",
+    "load_tokenizer": "tokenizers",
+    "make_tokenizer": "tokenizers",
+}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)

@@ -22,16 +22,16 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 
 import datasets
 import numpy as np
 import torch
 
+from .corpora import BUILTIN_CORPORA, DEFAULT_DATA_SPEC, DataError
 from .hub import require_hub
 from .tokenizers import Tokenizer, make_tokenizer
 
-DEFAULT_DATA_SPEC = "builtin:pydoc"
 VAL_FRACTION = 0.1
 TEXT_SUFFIXES = (".txt", ".md")
 DOCUMENT_SEPARATOR = "\n\n"  # between documents of one corpus, so none runs into the next
@@ -40,10 +40,6 @@ CACHE_ENV_VAR = "DECODER_NAS_CACHE"
 _HF_SPEC = re.compile(r"hf:(?P<name>[^:@]+)(?::(?P<config>[^:@]+))?(?:@(?P<split>[^:@]+))?")
 _HUB_VAL_SPLITS = ("validation", "test")
 _SPEC_FORMS = "a path, hf:NAME[:CONFIG][@SPLIT] or builtin:NAME"
-
-
-class DataError(ValueError):
-    """A corpus that cannot be loaded or is unusable; the message names the offending input."""
 
 
 @dataclass(frozen=True)
@@ -70,30 +66,6 @@ class TokenizedData:
     @property
     def vocab_size(self) -> int:
         return self.tokenizer.vocab_size
-
-
-@dataclass(frozen=True)
-class BuiltinCorpus:
-    """A corpus that needs no network: a one-line description and a function returning its documents."""
-
-    description: str
-    documents: Callable[[], list[str]]
-
-
-def _pydoc_topics() -> list[str]:
-    try:
-        from pydoc_data.topics import topics
-    except ImportError as exc:
-        raise DataError("builtin:pydoc needs the standard library's pydoc_data module, missing here") from exc
-    return [topics[key] for key in sorted(topics)]  # sorted keys: the same text on every run
-
-
-BUILTIN_CORPORA: dict[str, BuiltinCorpus] = {
-    "pydoc": BuiltinCorpus(
-        "Python standard library documentation topics (pydoc_data): ~80 topics, ~465 kB of English prose",
-        _pydoc_topics,
-    ),
-}
 
 
 def default_cache_dir() -> Path:

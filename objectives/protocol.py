@@ -1,0 +1,69 @@
+"""The latency protocol: how a model is timed, fixed per study (objectives/latency.py times it).
+
+Kept free of torch so a study's settings can be read without loading a model stack.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+LatencyMode = Literal["forward", "decode"]
+BACKENDS = ("torch", "onnxruntime")
+# "thread": CPU time of the measuring thread, which time spent waiting for a core does not count
+# (only meaningful at cpu_threads 1, where every op runs on that thread); "wall": perf_counter.
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "thread": time.thread_time}
+TRIM = 0.2  # trimmed_mean drops this fraction of the repeats at each end
+
+
+def trimmed_mean(timings: Sequence[float]) -> float:
+    ordered = sorted(timings)
+    cut = int(len(ordered) * TRIM)
+    return statistics.fmean(ordered[cut: len(ordered) - cut])
+
+
+# Load only ever adds time to a run, so the low end of the repeats is the part that repeats.
+ESTIMATORS: dict[str, Callable[[Sequence[float]], float]] = {
+    "median": statistics.median,
+    "min": min,
+    "trimmed_mean": trimmed_mean,
+}
+
+
+@dataclass(frozen=True)
+class LatencyProtocol:
+    # Dicts stored before estimator/pin_cpu/backend existed construct unchanged (new keys default).
+    mode: LatencyMode = "forward"
+    warmup: int = 5
+    repeats: int = 30
+    cpu_threads: int = 1
+    estimator: str = "min"
+    pin_cpu: bool = False
+    backend: str = "torch"
+    clock: str | None = None  # CPU only (CUDA is timed with events); None: "thread" at cpu_threads 1, else "wall"
+
+    def __post_init__(self) -> None:
+        if self.clock is None:
+            object.__setattr__(self, "clock", "thread" if self.cpu_threads == 1 else "wall")
+        if self.mode not in ("forward", "decode"):
+            raise ValueError(f"latency mode: {self.mode!r} must be 'forward' or 'decode'")
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"latency estimator: unknown {self.estimator!r} (known: {', '.join(ESTIMATORS)})")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"latency backend: unknown {self.backend!r} (known: {', '.join(BACKENDS)})")
+        if self.backend == "onnxruntime" and self.mode == "decode":
+            raise ValueError("latency mode 'decode' needs the torch backend: the ONNX export has no KV cache; "
+                             "use mode 'forward' with onnxruntime")
+        if self.clock not in CLOCKS:
+            raise ValueError(f"latency clock: unknown {self.clock!r} (known: {', '.join(CLOCKS)})")
+        if self.clock == "thread" and self.cpu_threads != 1:
+            raise ValueError("latency clock 'thread' counts one thread's CPU time: it needs cpu_threads 1 "
+                             "(use clock 'wall' for more threads)")
+        if self.repeats < 1 or self.warmup < 0 or self.cpu_threads < 1:
+            raise ValueError("latency: repeats and cpu_threads must be >= 1, warmup >= 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
