@@ -11,7 +11,10 @@ from typing import Any
 
 from search_space import PRESETS, SHAPE_KEYS, ConfigError, DecoderConfig, load_config, preset
 from trainer import BUILTIN_CORPORA, DEFAULT_DATA_SPEC
-from trainer.loop import TrainingRecipe
+from trainer.recipe import TrainingRecipe
+
+from .settings import DEFAULT_STUDY
+from .storage import DEFAULT_STORAGE
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,3 +111,19 @@ def explicit_recipe(args: argparse.Namespace) -> dict[str, Any]:
 
 def recipe_from_args(args: argparse.Namespace, base: TrainingRecipe | None = None) -> TrainingRecipe:
     return replace(base or TrainingRecipe(), **explicit_recipe(args))
+
+
+def add_study_arguments(parser: argparse.ArgumentParser, study: bool = True) -> None:
+    group = parser.add_argument_group("study")
+    if study:
+        group.add_argument("--study", default=DEFAULT_STUDY, help=f"study name (default: {DEFAULT_STUDY})")
+    group.add_argument("--storage", default=DEFAULT_STORAGE,
+                       help="a journal file path (several processes on one machine; default: "
+                            f"./{DEFAULT_STORAGE}), sqlite:///FILE (one process) or "
+                            "postgresql://USER:PASSWORD@HOST/DB (many machines)")
+
+
+def add_artifacts_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--artifacts", metavar="PATH_OR_URL",
+                        help="where kept weights live: a folder (a shared one for several machines) or s3://BUCKET; "
+                             "remembered by the study (default: STORAGE.artifacts beside a journal or SQLite file)")

@@ -6,16 +6,19 @@ Every error a user can cause is one line on stderr and exit code 2; `--debug` sh
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
+import signal
 import sys
+import warnings
+from importlib.metadata import PackageNotFoundError, version
 from typing import Sequence
 
-import datasets
 import optuna
 from rich.console import Console
 
-from .commands import evidence, front, model, study  # noqa: F401  (importing a module registers its commands)
-from .errors import USER_ERRORS
-from .registry import COMMANDS
+from .errors import Terminated, user_errors
+from .registry import ARGUMENTS, COMMANDS
 
 
 class OneLineErrors(argparse.ArgumentParser):
@@ -25,7 +28,9 @@ class OneLineErrors(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every command listed; `command`, if given, gets its full arguments (which
+    imports its module). Without it, `--help` answers from the static table alone."""
     parser = OneLineErrors(
         prog="decoder-nas",
         description="Neural architecture search over small, fast decoder-only transformers.",
@@ -33,34 +38,70 @@ def build_parser() -> argparse.ArgumentParser:
         "a laptop CPU) or `decoder-nas describe --preset lgpt`. Every command has --help.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    parser.add_argument("--version", action="version", version=f"decoder-nas {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                        parser_class=OneLineErrors)
-    for name, (help_text, add_arguments) in COMMANDS.items():
+    for name, (module, help_text) in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
-        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                         help="show tracebacks instead of one-line errors")
-        add_arguments(sub)
+        if name == command:
+            importlib.import_module(f"studies.commands.{module}")
+            sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show tracebacks instead of one-line errors")
+            ARGUMENTS[name](sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand named in argv (the first argument that is not an option), if it is one."""
+    first = next((arg for arg in argv if not arg.startswith("-")), None)
+    return first if first in COMMANDS else None
+
+
+def _version() -> str:
     try:
-        args = build_parser().parse_args(argv)
+        return version("decoder-nas")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
+    """A warning meant for the user (a repaired journal, say) reads as one line, not file:line and source."""
+    print(f"decoder-nas: warning: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = build_parser(_command_in(argv)).parse_args(argv)
     except SystemExit as done:  # --help, or a usage error already printed on one line
         return int(done.code or 0)
     # Optuna logs each trial (and a failed trial's traceback), datasets a bar per corpus read:
     # the live view and the progress bars say what matters.
     optuna.logging.set_verbosity(optuna.logging.INFO if args.debug else optuna.logging.ERROR)
-    if not args.debug:
-        datasets.disable_progress_bars()
+    if not args.debug:  # datasets loads only for commands that read a corpus: the views never pay for it
+        if "datasets" in sys.modules:
+            sys.modules["datasets"].disable_progress_bars()
+        else:
+            os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        # Off a terminal (a log, a pipe) tables get room instead of rich's 80-column default.
-        args.run(args, Console(width=None if sys.stdout.isatty() else 160))
-    except USER_ERRORS as exc:
+        with warnings.catch_warnings():  # restores warnings.showwarning afterwards
+            warnings.showwarning = _one_line_warning
+            # Off a terminal (a log, a pipe) tables get room instead of rich's 80-column default.
+            args.run(args, Console(width=None if sys.stdout.isatty() else 160))
+    except user_errors() as exc:
         if args.debug:
             raise
         print(f"decoder-nas {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"decoder-nas {args.command}: terminated (the running trial is recorded FAIL and re-queued)",
+              file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"decoder-nas {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -70,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"decoder-nas {args.command}: internal error: {type(exc).__name__}: {exc} "
               "(run again with --debug for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 from search_space import ConfigError
-from trainer.data import DataError
-from trainer.loop import RecipeError
+from trainer.corpora import DataError
+from trainer.recipe import RecipeError
 from trainer.tokenizers import TokenizerError
 
 
@@ -12,6 +14,13 @@ class StudyError(ValueError):
     """A study that cannot be created, opened or continued as asked."""
 
 
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ConfigError, DataError, TokenizerError, RecipeError, StudyError, FileNotFoundError,
-)
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, systemd, Kubernetes, SLURM), raised in the main thread: a trial stops as on Ctrl-C."""
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Evaluated when an error reaches the command line. OnnxUnavailable can only come from the ONNX
+    module, which loads torch: it is looked up only if that module was loaded."""
+    onnx = sys.modules.get("objectives.onnx")
+    extra = (onnx.OnnxUnavailable,) if onnx is not None else ()
+    return ConfigError, DataError, TokenizerError, RecipeError, StudyError, FileNotFoundError, *extra

@@ -5,7 +5,6 @@
 between the proxy ranking and the long ranking, between parameter count and long-run loss, and the
 noise ceiling: τ between two seeds of the long runs. Long runs are cached by (architecture, recipe,
 data), so calibrating a new proxy costs only the proxy runs.
-`promotion_agreement`: the same question asked of what a study promoted, which costs no training.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import optuna
 import torch
-from optuna.trial import TrialState
+from rich.console import Console
 
 from objectives import LatencyProtocol, count_flops, measure_latency
 from search_space import PRESETS, DecoderConfig, architecture_hash, preset, summarize
@@ -26,6 +25,7 @@ from trainer.data import TokenizedData, default_cache_dir
 from trainer.loop import TrainingRecipe
 from trainer.run import fit_vocabulary, initialised_model, run_training
 
+from .progress import STDERR, training_bar
 from .ranking import kendall_tau, spearman_rho
 from .space import SearchSpace
 
@@ -37,19 +37,29 @@ def _quiet(_: str) -> None:
 
 
 def reproduce(data: TokenizedData, recipe: TrainingRecipe, shape: dict[str, int], device: torch.device,
-              announce: Announce = _quiet) -> list[dict[str, Any]]:
-    """Train gpt, pgpt, lgpt and cgpt at `shape` with one recipe; one row of measures each."""
-    rows = []
+              announce: Announce = _quiet, progress: bool = True) -> list[dict[str, Any]]:
+    """Train gpt, pgpt, lgpt and cgpt at `shape` with one recipe; one row of measures each. A preset
+    that computes the same function as one already trained (cgpt's kernel-1 conv is lgpt's linear
+    map: one architecture hash) reuses its row, as a study would."""
+    rows: list[dict[str, Any]] = []
+    trained: dict[str, dict[str, Any]] = {}
     for name in PRESETS:
         config, _ = fit_vocabulary(preset(name, **shape), data.vocab_size)
+        arch_hash = architecture_hash(config)
+        if arch_hash in trained:
+            announce(f"{name}: the same model as {trained[arch_hash]['name']}, its result reused")
+            rows.append({**trained[arch_hash], "name": name, "reused_from": trained[arch_hash]["name"]})
+            continue
         announce(f"training {name}: {summarize(config)}")
         model = initialised_model(config, recipe.seed).to(device)
         latency = measure_latency(model, LatencyProtocol())  # weights do not matter: time it before training
-        metrics = run_training(config, data, recipe, str(device), model=model).metrics()
-        rows.append({"name": name, "val_loss": metrics["val_loss"], "val_accuracy": metrics["val_accuracy"],
-                     "flops_per_token": count_flops(config), "params": metrics["params"],
-                     "latency_ms": latency.median_ms, "train_seconds": metrics["train_seconds"],
-                     "summary": summarize(config)})
+        with training_bar(name, recipe.steps, STDERR if progress else Console(quiet=True)) as on_progress:
+            metrics = run_training(config, data, recipe, str(device), model=model, on_progress=on_progress).metrics()
+        trained[arch_hash] = {"name": name, "val_loss": metrics["val_loss"], "val_accuracy": metrics["val_accuracy"],
+                              "flops_per_token": count_flops(config), "params": metrics["params"],
+                              "latency_ms": latency.median_ms, "train_seconds": metrics["train_seconds"],
+                              "summary": summarize(config)}
+        rows.append(trained[arch_hash])
     return rows
 
 
@@ -118,22 +128,11 @@ def _cached_run(config: DecoderConfig, data: TokenizedData, recipe: TrainingReci
                           sort_keys=True)
     path = cache / f"{hashlib.sha256(key_text.encode()).hexdigest()[:24]}.json"
     if path.is_file():
-        return json.loads(path.read_text())
+        try:
+            return json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            pass  # a damaged entry (a write cut short): retrain and overwrite it
     metrics = run_training(config, data, recipe, str(device)).metrics()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(metrics))
     return metrics
-
-
-def promotion_agreement(short: optuna.Study, long: optuna.Study, quality: str) -> tuple[float, int] | None:
-    """Kendall τ between the short-budget and long-budget `quality` of the architectures promoted
-    from `short` into `long`, and how many there were (None below 3). Calibration asks this of
-    random architectures; a search selects the ones the proxy overrates, so it can be lower here."""
-    chosen = {t.number: t for t in short.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
-    pairs = [(chosen[t.user_attrs["promoted_from"]].user_attrs[quality], t.user_attrs[quality])
-             for t in long.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-             if t.user_attrs.get("promoted_from") in chosen and quality in t.user_attrs]
-    if len(pairs) < 3:
-        return None
-    proxy, trained = zip(*pairs)
-    return kendall_tau(proxy, trained), len(pairs)

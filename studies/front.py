@@ -11,76 +11,101 @@ their fronts (`normaliser_for`), so both are measured with one ruler.
 
 from __future__ import annotations
 
-import shutil
+import math
+import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .errors import StudyError
-from .storage import PROMOTED_SEPARATOR, load_existing, promoted_name
-from .settings import OBJECTIVES, StudySettings, quality_objective, read_settings
+from .storage import PROMOTED_SEPARATOR, load_existing
+from .hypervolume import hypervolume, incremental_hypervolume, non_dominated
+from .ranking import kendall_tau
+from .measures import OBJECTIVES, minimised, quality_objective
+from .settings import StudySettings, read_settings
 
 REFERENCE = 1.1
-PICKS = ("knee", "best-quality", "min-flops", "min-latency", "min-params")
+JOINT_LATENCY_KEY = "joint_latency"  # study attribute: latencies of the front re-measured in one session
+PICKS = ("knee", "best-quality", *(f"min-{o.short}" for o in OBJECTIVES.values() if o.kind == "cost"))
 
 
 def front_trials(study: optuna.Study, settings: StudySettings) -> list[FrozenTrial]:
-    """Complete, non-dominated trials (one per architecture), in objective order."""
-    return pareto_layers(study, settings, limit=1)[0]
+    """The front: complete, non-dominated trials, one per architecture, in objective order. The one
+    definition every view, the gap trials and the promotion use."""
+    return next(pareto_layers(complete_trials(study, settings.objectives), settings.objectives), [])
 
 
-def pareto_layers(study: optuna.Study, settings: StudySettings, limit: int | None = None) -> list[list[FrozenTrial]]:
-    """Non-dominated sorting of the complete trials (one per architecture; infeasible samples never
-    complete): the front, then the front of what is left, and so on (at most `limit` layers), each
-    in objective order."""
+def complete_trials(study: optuna.Study, objectives: Sequence[str]) -> list[FrozenTrial]:
+    """Complete trials, one per architecture (the first; a repeat reuses its result): infeasible
+    samples never complete. Latencies re-measured together (`joint_latency`) replace each trial's own."""
     unique: dict[str, FrozenTrial] = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         unique.setdefault(trial.user_attrs.get("arch_hash", str(trial.number)), trial)
-    costs = {t.number: _minimised(t.values, settings.objectives) for t in unique.values()}
-    remaining, layers = list(unique.values()), []
-    while remaining and (limit is None or len(layers) < limit):
-        layer = [t for t in remaining if not any(_dominates(costs[o.number], costs[t.number]) for o in remaining)]
-        layers.append(sorted(layer, key=lambda t: tuple(t.values)))
-        peeled = {t.number for t in layer}
-        remaining = [t for t in remaining if t.number not in peeled]
-    return layers or [[]]
+    joint = study.user_attrs.get(JOINT_LATENCY_KEY, {}).get("latency_ms", {})
+    return [_with_latency(t, joint[h], objectives) if h in joint else t for h, t in unique.items()]
 
 
-def _minimised(values: Sequence[float], objectives: Sequence[str]) -> list[float]:
-    """Objective values as minimisations: maximised ones negated."""
-    return [-value if OBJECTIVES[name] == "maximize" else value for value, name in zip(values, objectives)]
+def _with_latency(trial: FrozenTrial, latency_ms: float, objectives: Sequence[str]) -> FrozenTrial:
+    """A copy of the trial carrying the jointly measured latency; its own stays as latency_ms_trial."""
+    copy = FrozenTrial(
+        trial.number, trial.state, None, trial.datetime_start, trial.datetime_complete, trial.params,
+        trial.distributions, {**trial.user_attrs, "latency_ms": latency_ms, "latency_ms_trial": trial.user_attrs.get("latency_ms")},
+        trial.system_attrs, trial.intermediate_values, trial._trial_id,  # noqa: SLF001 - a copy keeps its id
+        values=[latency_ms if name == "latency_ms" else value for name, value in zip(objectives, trial.values)])
+    return copy
 
 
-def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+def pareto_layers(trials: Sequence[FrozenTrial], objectives: Sequence[str]) -> Iterator[list[FrozenTrial]]:
+    """Non-dominated sorting, lazily: the front, then the front of what is left, and so on, each in
+    objective order."""
+    remaining = [(minimised(t.values, objectives), t) for t in trials]
+    while remaining:
+        keep = set(non_dominated([costs for costs, _ in remaining]))
+        yield sorted((t for i, (_, t) in enumerate(remaining) if i in keep), key=lambda t: tuple(t.values))
+        remaining = [pair for i, pair in enumerate(remaining) if i not in keep]
 
 
 def promotion_candidates(study: optuna.Study, settings: StudySettings, top: int | None) -> list[FrozenTrial]:
     """The front's sampled trials; with `top`, K sampled trials taken layer by layer (front first),
     best quality first within a layer: a short proxy misranks close neighbours, so the layer behind
     the front is worth a retrain. Presets are left out: a promoted study retrains them anyway."""
-    layers = [[t for t in layer if "preset" not in t.user_attrs]
-              for layer in pareto_layers(study, settings, limit=1 if top is None else None)]
-    if top is None:
-        return layers[0]
     quality = quality_objective(settings.objectives)
     index = settings.objectives.index(quality) if quality else 0
-    best_first = lambda t: _minimised(t.values, settings.objectives)[index]  # noqa: E731
-    return [t for layer in layers for t in sorted(layer, key=best_first)][:top]
+    chosen: list[FrozenTrial] = []
+    for layer in pareto_layers(complete_trials(study, settings.objectives), settings.objectives):
+        sampled = [t for t in layer if "preset" not in t.user_attrs]
+        chosen += sorted(sampled, key=lambda t: minimised(t.values, settings.objectives)[index])
+        if top is None or len(chosen) >= top:
+            break
+    return chosen if top is None else chosen[:top]
 
 
-def budgets(name: str, storage: optuna.storages.BaseStorage) -> dict[int, str]:
-    """steps -> study name, for NAME and its promoted siblings NAME@STEPS that hold complete trials."""
-    found: dict[int, str] = {}
-    for summary in optuna.get_all_study_summaries(storage):
-        study_name = summary.study_name
-        if study_name == name or study_name.startswith(name + PROMOTED_SEPARATOR):
+def promotion_agreement(short: optuna.Study, long: optuna.Study, quality: str) -> tuple[float, int] | None:
+    """Kendall τ between the short-budget and long-budget `quality` of the architectures promoted
+    from `short` into `long`, and how many there were (None below 3). Calibration asks this of
+    random architectures; a search selects the ones the proxy overrates, so it can be lower here."""
+    chosen = {t.number: t for t in short.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    pairs = [(chosen[t.user_attrs["promoted_from"]].user_attrs[quality], t.user_attrs[quality])
+             for t in long.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+             if t.user_attrs.get("promoted_from") in chosen and quality in t.user_attrs]
+    if len(pairs) < 3:
+        return None
+    proxy, trained = zip(*pairs)
+    return kendall_tau(proxy, trained), len(pairs)
+
+
+def budgets(name: str, storage: optuna.storages.BaseStorage) -> dict[int, optuna.Study]:
+    """steps -> study, for NAME and its promoted siblings NAME@STEPS that hold complete trials."""
+    # Names only (get_all_study_summaries deep-copies every trial of every study), and each study
+    # loaded once: the trials read here stay cached for the views that read them again.
+    found: dict[int, optuna.Study] = {}
+    for study_name in optuna.get_all_study_names(storage):
+        if study_name == name or re.fullmatch(re.escape(name + PROMOTED_SEPARATOR) + r"\d+", study_name):
             study = optuna.load_study(study_name=study_name, storage=storage)
-            if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
-                found[read_settings(study).steps] = study_name
+            if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+                found[read_settings(study).steps] = study
     return found
 
 
@@ -96,34 +121,31 @@ def study_at_budget(name: str, storage: optuna.storages.BaseStorage,
     if steps not in available:
         known = ", ".join(str(s) for s in sorted(available)) or "none yet"
         raise StudyError(f"--steps {steps}: study {name!r} has no results at that budget (budgets with results: {known})")
-    chosen = study if available[steps] == name else load_existing(promoted_name(name, steps), storage)
-    return chosen, read_settings(chosen)
+    return available[steps], read_settings(available[steps])
 
 
 @dataclass(frozen=True)
 class Normaliser:
     """Maps objective vectors to minimisation in [0, 1] per objective (fixed lows and highs)."""
 
-    directions: tuple[str, ...]
+    objectives: tuple[str, ...]
     lows: tuple[float, ...]
     highs: tuple[float, ...]
 
     def __call__(self, values: Sequence[float]) -> list[float]:
         out = []
-        for value, direction, low, high in zip(values, self.directions, self.lows, self.highs):
-            minimised = -value if direction == "maximize" else value
-            out.append(0.0 if high == low else (minimised - low) / (high - low))
+        for value, low, high in zip(minimised(values, self.objectives), self.lows, self.highs):
+            out.append(0.0 if high == low else (value - low) / (high - low))
         return out
 
 
 def normaliser_for(objectives: Sequence[str], value_sets: Sequence[Sequence[float]]) -> Normaliser:
-    directions = tuple(OBJECTIVES[name] for name in objectives)
-    minimised = [_minimised(values, objectives) for values in value_sets]
-    if not minimised:
+    points = [minimised(values, objectives) for values in value_sets]
+    if not points:
         raise StudyError("no complete trials to normalise over")
-    lows = tuple(min(column) for column in zip(*minimised))
-    highs = tuple(max(column) for column in zip(*minimised))
-    return Normaliser(directions, lows, highs)
+    lows = tuple(min(column) for column in zip(*points))
+    highs = tuple(max(column) for column in zip(*points))
+    return Normaliser(tuple(objectives), lows, highs)
 
 
 def knee(front: list[FrozenTrial], objectives: Sequence[str]) -> FrozenTrial:
@@ -132,51 +154,27 @@ def knee(front: list[FrozenTrial], objectives: Sequence[str]) -> FrozenTrial:
 
 
 def pick(front: list[FrozenTrial], objectives: Sequence[str], how: str) -> FrozenTrial:
-    """knee | best-quality | min-flops | min-latency | min-params (read from user attributes)."""
+    """knee, best-quality (the study's quality objective, else val_loss) or min-COST (PICKS)."""
     if not front:
         raise StudyError("the study has no complete trials yet")
     if how == "knee":
         return knee(front, objectives)
     if how == "best-quality":
-        if "val_accuracy" in objectives and "val_loss" not in objectives:
-            return max(front, key=lambda t: t.user_attrs["val_accuracy"])
-        return min(front, key=lambda t: t.user_attrs["val_loss"])
-    measure = {"min-flops": "flops_per_token", "min-latency": "latency_ms", "min-params": "params"}.get(how)
-    if measure is None:
+        quality = OBJECTIVES[quality_objective(objectives) or "val_loss"]
+        return min(front, key=lambda t: quality.minimised(t.user_attrs[quality.name]))
+    costs = {f"min-{o.short}": o.name for o in OBJECTIVES.values() if o.kind == "cost"}
+    if how not in costs:
         raise StudyError(f"--pick: unknown choice {how!r} (choose from {', '.join(PICKS)})")
-    return min(front, key=lambda t: (t.user_attrs[measure], t.user_attrs.get("val_loss", 0.0)))
-
-
-def hypervolume(points: Sequence[Sequence[float]], reference: float = REFERENCE) -> float:
-    """Exact hypervolume of minimisation points against (reference, ..., reference), by slicing
-    along the first objective. Fine for the few dozen points and few objectives of a study."""
-    inside = [list(p) for p in points if all(x < reference for x in p)]
-    if not inside:
-        return 0.0
-    if len(inside[0]) == 1:
-        return reference - min(p[0] for p in inside)
-    inside.sort(key=lambda p: p[0])
-    volume = 0.0
-    for i, point in enumerate(inside):
-        upper = inside[i + 1][0] if i + 1 < len(inside) else reference
-        if upper > point[0]:
-            volume += (upper - point[0]) * hypervolume([p[1:] for p in inside[: i + 1]], reference)
-    return volume
+    return min(front, key=lambda t: (t.user_attrs.get(costs[how], math.inf), t.user_attrs.get("val_loss", 0.0)))
 
 
 def hypervolume_history(study: optuna.Study, objectives: Sequence[str], normalise: Normaliser) -> list[tuple[int, float]]:
-    """(trial number, hypervolume of the complete trials so far), for complete trials in order."""
-    history, points = [], []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        points.append(normalise(trial.values))
-        history.append((trial.number, hypervolume(points)))
-    return history
+    """(trial number, hypervolume of the complete trials so far), for complete trials in order; each
+    step adds one point's exclusive contribution (studies/hypervolume.py)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    values = incremental_hypervolume([normalise(t.values) for t in complete], [REFERENCE] * len(objectives))
+    return [(trial.number, value) for trial, value in zip(complete, values)]
 
 
-def keep_front_checkpoints(study: optuna.Study, settings: StudySettings, directory: Path) -> list[Path]:
-    """Delete the kept weights of trials that are not on the front; returns what was removed."""
-    keep = {f"trial-{t.number}" for t in front_trials(study, settings)}
-    removed = [path for path in directory.glob("trial-*") if path.name not in keep]
-    for path in removed:
-        shutil.rmtree(path, ignore_errors=True)
-    return removed
+def front_hypervolume(front: Sequence[FrozenTrial], objectives: Sequence[str], normalise: Normaliser) -> float:
+    return hypervolume([normalise(t.values) for t in front], [REFERENCE] * len(objectives))

@@ -45,26 +45,26 @@ from search_space import architecture_hash, config_from_dict
 
 from .front import front_trials
 from .settings import StudySettings
+from .measures import CONSTRAINTS, OBJECTIVES, cost_objectives
 from .space import SearchSpace
 
 GAP_RATIO = 1.5  # front neighbours further apart in cost than this leave a gap
-COST_LIMITS = {"flops_per_token": "max_flops", "params": "max_params"}
 
 
 def cost_axis(objectives: tuple[str, ...]) -> str | None:
-    """The cost a gap is measured in: FLOPs or parameters, whichever the study minimises first.
-    Latency cannot be known before a model is built and timed, so FLOPs stand in for it."""
-    costs = [name for name in objectives if name in ("flops_per_token", "params", "latency_ms")]
+    """The cost a gap is measured in: the first cost objective the config alone decides. Latency
+    cannot be known before a model is built and timed, so FLOPs stand in for it."""
+    costs = cost_objectives(objectives)
     if not costs:
         return None
-    return "params" if costs[0] == "params" else "flops_per_token"
+    return costs[0] if OBJECTIVES[costs[0]].static else "flops_per_token"
 
 
 def gap_trials_in(study: optuna.Study) -> int:
     return sum("gap_between" in t.user_attrs for t in study.get_trials(deepcopy=False))
 
 
-def enqueue_gap_trial(study: optuna.Study, settings: StudySettings, space: SearchSpace, vocab_size: int) -> bool:
+def enqueue_gap_trial(study: optuna.Study, settings: StudySettings, vocab_size: int) -> bool:
     """Enqueue the next gap trial: below a preset the front still holds, else in the widest gap.
     Nothing if a trial is already waiting (it may change the front) or no gap can be filled."""
     axis = cost_axis(settings.objectives)
@@ -80,7 +80,7 @@ def enqueue_gap_trial(study: optuna.Study, settings: StudySettings, space: Searc
               if dear.user_attrs[axis] > GAP_RATIO * cheap.user_attrs[axis]]
     for cheap, dear, sources, choose in plans:
         low, high = cheap.user_attrs[axis], dear.user_attrs[axis]
-        inside = _changes_inside(space, settings, axis, vocab_size, (low, high), sources, tried)
+        inside = _changes_inside(settings, axis, vocab_size, (low, high), sources, tried)
         if inside:
             _, params, source = choose(inside, low, high)
             study.enqueue_trial(params, user_attrs={"gap_between": [cheap.number, dear.number],
@@ -101,11 +101,12 @@ def _nearest_middle(inside: list[Change], low: float, high: float) -> Change:
     return min(inside, key=lambda change: abs(math.log(change[0] / middle)))  # a tie: the first source's
 
 
-def _changes_inside(space: SearchSpace, settings: StudySettings, axis: str, vocab_size: int,
+def _changes_inside(settings: StudySettings, axis: str, vocab_size: int,
                     bounds: tuple[float, float], sources: tuple[FrozenTrial, ...], tried: set[str]) -> list[Change]:
     """The untried one-parameter changes of the sources whose cost lies strictly between the bounds."""
     found: list[Change] = []
     seen = set(tried)  # many changes leave the architecture as it was (a kernel size, unused)
+    space = settings.space
     for source in sources:
         for params in space.neighbours(_params_of(source, space)):
             config = space.config_from_params(params, vocab_size, settings.block_size)
@@ -114,7 +115,7 @@ def _changes_inside(space: SearchSpace, settings: StudySettings, axis: str, voca
                 continue
             seen.add(arch_hash)
             description = describe(config)
-            measures = {"flops_per_token": description.flops_per_token, "params": description.params}
+            measures = {o.name: getattr(description, o.name) for o in OBJECTIVES.values() if o.static}
             if bounds[0] < measures[axis] < bounds[1] and not _breaks_limits(measures, settings):
                 found.append((measures[axis], params, source))
     return found
@@ -128,5 +129,5 @@ def _params_of(trial: FrozenTrial, space: SearchSpace) -> dict[str, Any]:
 
 
 def _breaks_limits(measures: dict[str, float], settings: StudySettings) -> bool:
-    return any(measures[name] > settings.constraints[limit]
-               for name, limit in COST_LIMITS.items() if limit in settings.constraints)
+    return any(measures[CONSTRAINTS[name].name] > limit * CONSTRAINTS[name].constraint_scale
+               for name, limit in settings.constraints.items() if CONSTRAINTS[name].static)

@@ -66,13 +66,16 @@ def job_environment(jobs: int) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
 
 
-def run_jobs(worker_argv: Sequence[str], jobs: int, trials: int, devices: Sequence[str] | None = None,
-             console: Console | None = None) -> int:
-    """Run `jobs` workers on the study `worker_argv` names, each training `trials` trials, and wait.
+@dataclass(frozen=True)
+class JobsResult:
+    exit_code: int  # 0: every job succeeded; 130 after Ctrl-C, 143 after SIGTERM; else the first failure's
+    trained: int  # trials trained by all jobs together
 
-    Returns 0 if every job succeeded, 130 after Ctrl-C, 143 after SIGTERM, else the first failed
-    job's exit code. Call it from the main thread: it handles SIGINT and SIGTERM while it runs.
-    """
+
+def run_jobs(worker_argv: Sequence[str], jobs: int, trials: int, devices: Sequence[str] | None = None,
+             console: Console | None = None) -> JobsResult:
+    """Run `jobs` workers on the study `worker_argv` names, each training `trials` trials, and wait.
+    Call it from the main thread: it handles SIGINT and SIGTERM while it runs."""
     if jobs < 1:
         raise StudyError(f"--jobs: {jobs} must be at least 1")
     if trials < 0:
@@ -164,15 +167,15 @@ def _recorded_stop_signals() -> Iterator[StopRequest]:
             signal.signal(number, handler)
 
 
-def _report(jobs: list[Job], stop: StopRequest, console: Console) -> int:
+def _report(jobs: list[Job], stop: StopRequest, console: Console) -> JobsResult:
+    trained = sum(job.trained for job in jobs)
     if stop.signals:
-        name = signal.Signals(stop.signals[0]).name
-        console.print(f"{name}: stopped {len(jobs)} jobs after {sum(job.trained for job in jobs)} trials")
-        return EXIT_CODES[stop.signals[0]]
+        console.print(f"{signal.Signals(stop.signals[0]).name}: stopped {len(jobs)} jobs after {trained} trials")
+        return JobsResult(EXIT_CODES[stop.signals[0]], trained)
     failed = [job for job in jobs if job.exit_code]
     for job in failed:
         reason = next((line for line in reversed(job.last_lines) if line.strip()), "no output")
         console.print(f"job {job.number} ({job.device}) failed with exit code {job.exit_code}: {reason}",
                       markup=False, highlight=False, soft_wrap=True)
-    console.print(f"{sum(job.trained for job in jobs)} trials trained by {len(jobs)} jobs")
-    return failed[0].exit_code if failed else 0
+    console.print(f"{trained} trials trained by {len(jobs)} jobs")
+    return JobsResult(failed[0].exit_code if failed else 0, trained)

@@ -13,17 +13,21 @@ from rich.table import Table
 
 from trainer.loop import Progress
 
+from .front import front_trials
+from .measures import OBJECTIVES
 from .progress import STDERR, progress_bar
+from .settings import StudySettings
 from .trials import trained
-from .views import human
 
 RECENT_ROWS = 10
 
 
 class LiveReporter:
-    def __init__(self, study: optuna.Study, objectives: Sequence[str], total_trials: int | None,
+    def __init__(self, study: optuna.Study, settings: StudySettings, total_trials: int | None,
                  console: Console = STDERR):
-        self.study, self.objectives, self.console = study, list(objectives), console
+        self.study, self.settings, self.console = study, settings, console
+        self.objectives = list(settings.objectives)
+        self.front: set[int] = set()  # recomputed when a trial finishes, not on every redraw
         self.bar = progress_bar(console)
         self.trials_task = self.bar.add_task("trials", total=total_trials, status="")
         self.step_task = self.bar.add_task("trial", total=1, status="", visible=False)
@@ -41,8 +45,9 @@ class LiveReporter:
             self.live.__exit__(*exc)
 
     def trial_started(self, trial: optuna.Trial, summary: str, steps: int) -> None:
-        self.bar.update(self.step_task, description=f"#{trial.number} {summary}", total=steps, completed=0,
-                        status="measuring", visible=True)
+        # reset, not update: a reused task keeps its finish time, and its ETA would read 0:00:00
+        self.bar.reset(self.step_task, description=f"#{trial.number} {summary}", total=steps, completed=0,
+                       status="measuring", visible=True)
         self._refresh()
 
     def progress(self, progress: Progress) -> None:
@@ -52,6 +57,7 @@ class LiveReporter:
 
     def trial_finished(self, trial: FrozenTrial) -> None:
         self.finished.append(trial)
+        self.front = {t.number for t in front_trials(self.study, self.settings)}
         if trained(trial):
             self.bar.advance(self.trials_task)
         self.bar.update(self.step_task, visible=False)
@@ -65,13 +71,12 @@ class LiveReporter:
             self.live.update(self._render())
 
     def _render(self) -> Group:
-        front = {t.number for t in self.study.best_trials} if self.finished else set()
         table = Table(title="recent trials (★ on the front)", title_justify="left")
         for column in ("#", "architecture", "state", *self.objectives):
             table.add_column(column, justify="right" if column not in ("architecture", "state") else "left")
         for trial in self.finished[-RECENT_ROWS:]:
-            marker = "★" if trial.number in front else ""
-            values = [_format(trial.user_attrs.get(name)) for name in self.objectives]
+            marker = "★" if trial.number in self.front else ""
+            values = [OBJECTIVES[name].format(trial.user_attrs.get(name)) for name in self.objectives]
             table.add_row(f"{marker}{trial.number}", _architecture(trial), _state(trial), *values)
         return Group(self.bar, table)
 
@@ -89,13 +94,7 @@ def _state(trial: FrozenTrial) -> str:
     return trial.state.name.lower()
 
 
-def _format(value: object) -> str:
-    if isinstance(value, float) and value < 100:
-        return f"{value:.4f}"
-    return human(value) if isinstance(value, (int, float)) else ""
-
-
 def trial_line(trial: FrozenTrial, objectives: Sequence[str]) -> str:
-    values = " ".join(f"{name}={_format(trial.user_attrs.get(name))}" for name in objectives)
+    values = " ".join(f"{name}={OBJECTIVES[name].format(trial.user_attrs.get(name))}" for name in objectives)
     reason = trial.user_attrs.get("fail_reason") or trial.user_attrs.get("pruned_reason") or ""
     return f"trial {trial.number} {_state(trial)} {_architecture(trial)} {values} {reason}".rstrip()

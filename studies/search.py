@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
-from pathlib import Path
+from typing import Any
 
 import optuna
 import torch
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from search_space import PRESETS, preset
 from trainer.data import TokenizedData
@@ -19,11 +20,11 @@ from trainer.data import TokenizedData
 from .errors import StudyError
 from .front import promotion_candidates
 from .gaps import enqueue_gap_trial, gap_trials_in
-from .leases import LeaseReporter, fail_expired_trials
+from .leases import LeaseReporter, fail_expired_trials, trial_taken
+from .progress import STDERR
 from .settings import StudySettings, read_settings, write_settings
-from .space import space_from_dict
 from .storage import is_journal, load_existing, open_storage, promoted_name
-from .trials import Reporter, SilentReporter, TrialContext, run_trial, trained
+from .trials import Reporter, SilentReporter, TrialContext, run_trial, stopped, trained
 
 MAX_CONSECUTIVE_INFEASIBLE = 200
 MAX_CONSECUTIVE_REPEATS = 10  # the sampler keeps proposing what the study already trained: it is done
@@ -58,32 +59,67 @@ def open_study(name: str, storage: str | None, settings: StudySettings | None,
     try:  # an existing study is only read here: a refused run must leave it untouched
         study = optuna.load_study(study_name=name, storage=backend, sampler=sampler)
     except KeyError:
+        presets = _preset_params(settings)  # a preset the shape cannot build is refused before creation
         try:
             study = optuna.create_study(study_name=name, storage=backend, directions=settings.directions,
                                         sampler=sampler)
         except optuna.exceptions.DuplicatedStudyError:  # another worker created it a moment ago
             study = optuna.load_study(study_name=name, storage=backend, sampler=sampler)
         else:
+            name_metrics(study, settings)
             write_settings(study, settings)
-            if enqueue_presets:
-                _enqueue_presets(study, settings)
+            for preset_name, params in presets.items() if enqueue_presets else ():
+                study.enqueue_trial(params or {}, user_attrs={"preset": preset_name, "in_space": params is not None})
             return study, settings
     stored = read_settings(study)
-    differences = settings.differences(stored.to_dict())
+    differences = stored.differences(settings)
     if differences:
         raise StudyError(f"study {name!r} was created with other settings: " + "; ".join(differences)
                          + " (use another --study name, or the study's own settings)")
+    name_metrics(study, stored)
+    requeue_stopped(study)
     return study, stored
 
 
-def _enqueue_presets(study: optuna.Study, settings: StudySettings) -> None:
-    """The paper's four models first, so every front reads against them. One the space can build is
-    enqueued with its parameters: the sampler then learns from it like from any other trial (the
-    gpt preset is among the best at its cost, and without parameters TPE never saw it)."""
-    space = space_from_dict(settings.space)
-    for name in PRESETS:
-        params = space.params_for(preset(name, block_size=settings.block_size, **settings.preset_shape))
-        study.enqueue_trial(params or {}, user_attrs={"preset": name, "in_space": params is not None})
+QUEUE_KEYS = ("preset", "in_space", "config", "promoted_from")  # what makes an enqueued trial what it is
+
+
+def requeue_stopped(study: optuna.Study) -> int:
+    """Enqueue again each preset or promoted architecture whose trial a Ctrl-C or SIGTERM stopped and
+    that nothing else holds (a sampled trial is simply sampled anew); returns how many."""
+    trials = study.get_trials(deepcopy=False)
+    held = {_queued_as(t) for t in trials if not stopped(t)}
+    requeued = 0
+    for trial in trials:
+        key = _queued_as(trial)
+        if key is not None and stopped(trial) and key not in held:
+            study.enqueue_trial(trial.params, user_attrs={k: v for k, v in trial.user_attrs.items() if k in QUEUE_KEYS})
+            held.add(key)
+            requeued += 1
+    return requeued
+
+
+def _queued_as(trial: FrozenTrial) -> tuple[str, object] | None:
+    attrs = trial.user_attrs
+    return ("preset", attrs["preset"]) if "preset" in attrs else (
+        ("promoted_from", attrs["promoted_from"]) if "promoted_from" in attrs else None)
+
+
+def name_metrics(study: optuna.Study, settings: StudySettings) -> None:
+    """Objective names for optuna-dashboard, plot_pareto_front and trials_dataframe (values_0 otherwise);
+    a study made by an earlier version gets them when a worker re-opens it."""
+    if study.metric_names is None:
+        with warnings.catch_warnings():  # experimental in Optuna's eyes since 3.2; it is what the dashboard reads
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(settings.objectives))
+
+
+def _preset_params(settings: StudySettings) -> dict[str, dict | None]:
+    """The paper's four models, enqueued first so every front reads against them. One the space can
+    build is enqueued with its parameters (None: it cannot): the sampler then learns from it like from
+    any other trial (the gpt preset is among the best at its cost, and without parameters TPE never saw it)."""
+    return {name: settings.space.params_for(preset(name, block_size=settings.block_size, **settings.preset_shape))
+            for name in PRESETS}
 
 
 @dataclass
@@ -101,7 +137,7 @@ def run_worker(
     n_trials: int,
     max_complete: int | None = None,
     storage: str | None = None,
-    checkpoint_dir: Path | None = None,
+    artifacts: Any = None,
     reporter: Reporter | None = None,
     queued_only: bool = False,
     gap_trials: int = 0,
@@ -116,7 +152,7 @@ def run_worker(
                          f"(content hash {data.content_hash[:12]} != {settings.content_hash[:12]})")
     journal = is_journal(storage or "")
     reporter = reporter or SilentReporter()
-    context = TrialContext(study, settings, space_from_dict(settings.space), data, device, checkpoint_dir,
+    context = TrialContext(study, settings, data, device, artifacts,
                            LeaseReporter(reporter) if journal else reporter)
     ran, infeasible_in_a_row, repeats_in_a_row = 0, 0, 0
     while ran < n_trials:
@@ -125,10 +161,12 @@ def run_worker(
         if journal:
             fail_expired_trials(study)  # journal storage has no heartbeat: expired leases are dead workers
         if queued_only and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            if gap_trials_in(study) >= gap_trials or not enqueue_gap_trial(study, settings, context.space,
+            if gap_trials_in(study) >= gap_trials or not enqueue_gap_trial(study, settings,
                                                                             data.vocab_size):
                 break
-        trial = run_trial(context)
+        trial = _run_one(context)
+        if trial is None:  # taken by another worker after this one stalled past its lease
+            continue
         if trained(trial):
             ran, infeasible_in_a_row, repeats_in_a_row = ran + 1, 0, 0
             continue
@@ -141,6 +179,24 @@ def run_worker(
         if repeats_in_a_row >= MAX_CONSECUTIVE_REPEATS:
             return WorkerSummary(ran, count_complete(study), exhausted=True)
     return WorkerSummary(ran, count_complete(study))
+
+
+def _run_one(context: TrialContext) -> FrozenTrial | None:
+    """One trial; None if another worker took it (its lease ran out while this one stalled: it is
+    re-queued there), or a one-line StudyError if the study was deleted under this worker."""
+    try:
+        return run_trial(context)
+    except KeyError as exc:  # the storage no longer knows the study
+        name = context.study.study_name
+        if name not in {s.study_name for s in optuna.get_all_study_summaries(context.study._storage)}:  # noqa: SLF001
+            raise StudyError(f"study {name!r} was deleted while this worker was running it") from exc
+        raise
+    except Exception as exc:
+        if not trial_taken(exc):
+            raise
+        STDERR.print("a trial of this worker was taken by another one after its lease ran out (this worker "
+                     "stalled); it is re-queued there, going on")
+        return None
 
 
 def count_complete(study: optuna.Study) -> int:
@@ -161,10 +217,10 @@ def promote(name: str, storage: str | None, steps: int, top: int | None = None) 
     front = promotion_candidates(study, settings, top)
     if not front:
         raise StudyError(f"study {name!r} has no complete sampled trials to promote yet")
-    long_settings = replace(settings, recipe={**settings.recipe, "steps": steps})
+    long_settings = replace(settings, recipe=replace(settings.recipe, steps=steps))
     # The sibling gets the presets again (the reference points at the long budget), then the front.
     sibling, long_settings = open_study(promoted_name(name, steps), storage, long_settings)
-    queued = {t.user_attrs.get("promoted_from") for t in sibling.get_trials(deepcopy=False)}
+    queued = {t.user_attrs.get("promoted_from") for t in sibling.get_trials(deepcopy=False) if not stopped(t)}
     added = 0
     for trial in front:
         if trial.number not in queued:

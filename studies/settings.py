@@ -1,88 +1,123 @@
 """A study's settings, fixed when it is created: re-opening it with other settings is refused.
 
-They live in the study's user attributes, so every worker on every machine reads the same recipe.
+Typed in memory; JSON only where they are written to and read from the study's user attributes,
+so every worker on every machine reads the same recipe. The defaults here are the defaults of the
+Python API and of the command line alike.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Mapping
 
 import optuna
 
+from objectives.protocol import LatencyProtocol
+from trainer import DEFAULT_DATA_SPEC
+from trainer.recipe import TrainingRecipe
+
 from .errors import StudyError
-from .space import space_from_dict
+from .measures import CONSTRAINTS, DEFAULT_OBJECTIVES, OBJECTIVES, check_objectives
+from .space import SearchSpace, load_space, space_from_dict
 
 SETTINGS_KEY = "decoder_nas_settings"
+# A study stored before the latency protocol had an estimator was timed by wall clock, median of the
+# repeats: it keeps being timed so, or its new trials would not compare with its old ones.
+LEGACY_LATENCY = {"estimator": "median", "clock": "wall"}
 RETIRED_KEYS = ("gap_trials",)  # search-time gap trials, dropped: they now run only after a promotion
-
-# Objective name -> direction. Quality first, then the costs.
-OBJECTIVES: dict[str, str] = {
-    "val_loss": "minimize",
-    "val_accuracy": "maximize",
-    "flops_per_token": "minimize",
-    "params": "minimize",
-    "latency_ms": "minimize",
-}
-QUALITY_OBJECTIVES = ("val_loss", "val_accuracy")
-DEFAULT_OBJECTIVES = ("val_loss", "flops_per_token")
+# The proxy: nanoGPT's CPU recipe compressed to 300 steps (warm-up and cosine scaled with it).
+SEARCH_RECIPE = TrainingRecipe(steps=300, warmup_steps=30)
+SEARCH_SHAPE = {"n_layer": 4, "n_head": 4, "d_model": 128}  # the paper presets' shape in the default study
+SEARCH_BLOCK_SIZE = 64
+DEFAULT_STUDY = "decoder-nas"
+DEFAULT_TRIALS = 12  # what `search` trains in one go
+WORKER_TRIALS = 1_000_000  # a worker runs until the study is done (--max-complete) or it is stopped
+DEFAULT_GAP_TRIALS = 4  # after a promotion
 
 
-def quality_objective(objectives: Sequence[str]) -> str | None:
-    """The first objective that measures quality, if the study has one."""
-    return next((name for name in objectives if name in QUALITY_OBJECTIVES), None)
+@dataclass(frozen=True)
+class Pruning:
+    """Early stopping at rungs (fractions of the steps); see trials._RungPruner for the margin."""
+
+    rungs: tuple[float, ...] = (1 / 3, 2 / 3)
+    margin: float = 0.05  # nats at 2/3 of the steps: well above seed noise (docs/decisions.md)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rungs", tuple(float(r) for r in self.rungs))
+        if any(not 0 < rung < 1 for rung in self.rungs):
+            raise StudyError(f"--rungs: {list(self.rungs)} must be fractions of the steps, between 0 and 1")
+        if not math.isfinite(self.margin) or self.margin < 0:
+            raise StudyError(f"--prune-margin: {self.margin} must be a finite number >= 0")
 
 
 @dataclass(frozen=True)
 class StudySettings:
-    objectives: tuple[str, ...]
-    space: dict[str, Any]
-    data: str
-    tokenizer: str
-    text_column: str
-    content_hash: str
-    block_size: int
-    preset_shape: dict[str, int]  # n_layer / n_head / d_model of the paper presets run as baselines
-    recipe: dict[str, Any]
-    constraints: dict[str, float] = field(default_factory=dict)  # max_params / max_flops / max_latency_ms
-    latency: dict[str, Any] = field(default_factory=dict)  # objectives.LatencyProtocol fields
-    pruning: dict[str, Any] = field(default_factory=dict)  # rungs (fractions of steps) and margin
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+    space: SearchSpace = field(default_factory=load_space)
+    data: str = DEFAULT_DATA_SPEC
+    tokenizer: str = "char"
+    text_column: str = "text"
+    content_hash: str = ""  # of the tokenised corpus, filled in when the study is created
+    block_size: int = SEARCH_BLOCK_SIZE
+    preset_shape: Mapping[str, int] = field(default_factory=lambda: dict(SEARCH_SHAPE))  # of the paper presets
+    recipe: TrainingRecipe = field(default_factory=lambda: replace(SEARCH_RECIPE))
+    constraints: Mapping[str, float] = field(default_factory=dict)  # max_params, max_flops, ... (CONSTRAINTS)
+    latency: LatencyProtocol = field(default_factory=LatencyProtocol)
+    pruning: Pruning = field(default_factory=Pruning)
     sampler: str = "tpe"
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "objectives", tuple(self.objectives))
-        check_objectives(self.objectives)
+        try:
+            object.__setattr__(self, "objectives", check_objectives(self.objectives))
+        except ValueError as exc:
+            raise StudyError(f"--objectives: {exc}") from None
+        for name, limit in self.constraints.items():
+            if name not in CONSTRAINTS:
+                raise StudyError(f"unknown constraint {name!r} (known: {', '.join(CONSTRAINTS)})")
+            if not (isinstance(limit, (int, float)) and math.isfinite(limit) and limit > 0):
+                raise StudyError(f"--{name.replace('_', '-')}: {limit!r} must be a positive number")
+        if not isinstance(self.block_size, int) or self.block_size < 1:
+            raise StudyError(f"--block-size: {self.block_size!r} must be a whole number >= 1")
 
     @property
-    def directions(self) -> list[str]:
-        return [OBJECTIVES[name] for name in self.objectives]
+    def directions(self) -> list[optuna.study.StudyDirection]:
+        return [OBJECTIVES[name].direction for name in self.objectives]
 
     @property
     def steps(self) -> int:
-        return int(self.recipe["steps"])
+        return self.recipe.steps
+
+    def replace(self, **changes: Any) -> StudySettings:
+        return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["objectives"] = list(self.objectives)
+        """The JSON stored with the study."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data.update(objectives=list(self.objectives), space=self.space.to_dict(), recipe=self.recipe.to_dict(),
+                    latency=self.latency.to_dict(), pruning=asdict(self.pruning), preset_shape=dict(self.preset_shape),
+                    constraints=dict(self.constraints))
         return json.loads(json.dumps(data))  # exactly what storage gives back: lists, not tuples
 
-    def differences(self, stored: dict[str, Any]) -> list[str]:
-        """Human-readable `key: stored -> requested` lines, nested keys dotted."""
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StudySettings:
+        """Settings as stored by this or an earlier version: keys added since take their defaults."""
+        data = {key: value for key, value in data.items() if key not in RETIRED_KEYS}
+        typed: dict[str, Any] = dict(data)
+        # A space stored before `encoding` existed was drawn with the pattern encoding, then the only one.
+        typed["space"] = space_from_dict({"encoding": "pattern", **data["space"]})
+        typed["recipe"] = TrainingRecipe(**data["recipe"])
+        typed["latency"] = LatencyProtocol(**{**LEGACY_LATENCY, **data.get("latency", {})})
+        typed["pruning"] = Pruning(**data.get("pruning", {}))
+        return cls(**typed)
+
+    def differences(self, other: StudySettings) -> list[str]:
+        """Human-readable `key: study has X, this run asks Y` lines (self: the study), nested keys dotted."""
         return [f"{key}: study has {old!r}, this run asks {new!r}"
-                for key, old, new in _diff(stored, self.to_dict())]
-
-
-def check_objectives(objectives: tuple[str, ...]) -> None:
-    if not objectives:
-        raise StudyError("--objectives: name at least one objective")
-    for name in objectives:
-        if name not in OBJECTIVES:
-            raise StudyError(f"--objectives: unknown objective {name!r} (choose from {', '.join(OBJECTIVES)})")
-    if len(set(objectives)) != len(objectives):
-        raise StudyError(f"--objectives: {list(objectives)} names an objective twice")
+                for key, old, new in _diff(self.to_dict(), other.to_dict())]
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
@@ -94,18 +129,15 @@ def _diff(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
     return [] if old == new else [(prefix.rstrip("."), old, new)]
 
 
-def read_settings(study: optuna.Study, wait_seconds: float = 30.0) -> StudySettings:
-    """A worker that lost the creation race waits briefly for the creator to write the settings."""
+def read_settings(study: optuna.Study, wait_seconds: float = 5.0) -> StudySettings:
+    """A worker that lost the creation race waits briefly for the creator to write the settings; a
+    study that already holds trials without them was made by another tool, and is refused at once."""
     deadline = time.monotonic() + wait_seconds
-    while SETTINGS_KEY not in study.user_attrs:
-        if time.monotonic() > deadline:
+    while SETTINGS_KEY not in study.user_attrs:  # read from the storage on every access
+        if time.monotonic() > deadline or study.get_trials(deepcopy=False):
             raise StudyError(f"study {study.study_name!r} has no decoder-nas settings; was it made by another tool?")
         time.sleep(0.2)
-    data = {key: value for key, value in study.user_attrs[SETTINGS_KEY].items() if key not in RETIRED_KEYS}
-    # Keys added since fill in their defaults; but a space stored before `encoding` existed was drawn
-    # with the pattern encoding, then the only one, whatever the default is now.
-    data["space"] = space_from_dict({"encoding": "pattern", **data["space"]}).to_dict()
-    return StudySettings(**data)
+    return StudySettings.from_dict(study.user_attrs[SETTINGS_KEY])
 
 
 def write_settings(study: optuna.Study, settings: StudySettings) -> None:

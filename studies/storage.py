@@ -279,6 +279,16 @@ def _append_or_undo(path: str, records: bytes) -> None:
             raise
 
 
+def local_file(storage: str) -> Path | None:
+    """The file a journal or SQLite storage lives in; None for a database server."""
+    resolved = resolve_storage(storage)
+    if is_journal(resolved):
+        return Path(resolved)
+    if resolved.startswith("sqlite:///"):
+        return Path(resolved.removeprefix("sqlite:///"))
+    return None
+
+
 def load_existing(name: str, backend: optuna.storages.BaseStorage) -> optuna.Study:
     try:
         return optuna.load_study(study_name=name, storage=backend)

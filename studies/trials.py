@@ -7,39 +7,42 @@ promoted config (`config`), or the search space.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import platform
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from objectives import LatencyProtocol, describe, measure_latency
+from objectives import Latency, describe, measure_latency
 from search_space import DecoderConfig, architecture_hash, config_from_dict, config_to_dict, preset, summarize
 from trainer.data import TokenizedData
-from trainer.loop import Progress, TrainingError, TrainingRecipe
+from trainer.loop import Progress, TrainingError
 from trainer.run import initialised_model, run_training
 
-from .settings import QUALITY_OBJECTIVES, SETTINGS_KEY, StudySettings
-from .space import SearchSpace
+from .artifacts import upload_weights
+from .errors import Terminated
+from .measures import CONSTRAINTS, OBJECTIVES, cost_objectives, dominates
+from .settings import SETTINGS_KEY, StudySettings
 
 # Settings that decide a trial's measures: two studies alike in these give an architecture the same result.
 TRAINING_KEYS = ("data", "tokenizer", "text_column", "content_hash", "block_size", "recipe", "latency")
-CONSTRAINTS = {"max_params": "params", "max_flops": "flops_per_token", "max_latency_ms": "latency_ms"}
-DEFAULT_RUNGS = (1 / 3, 2 / 3)
-DEFAULT_PRUNE_MARGIN = 0.05  # nats at MARGIN_FRACTION of the steps: well above seed noise
 # Loss gaps between architectures narrow as training goes on, so an earlier rung asks for a wider
-# margin: margin x MARGIN_FRACTION / fraction. On 189 complete 300-step CPU trials a flat 0.05 at
-# 1/3 stopped 8% of trials that would have ended ahead of the trial that stopped them; 0.1 there
-# stopped 2 in 119, and 0.05 at 2/3 stopped 1 in 160.
+# margin: margin x MARGIN_FRACTION / fraction (measured: docs/decisions.md).
 MARGIN_FRACTION = 2 / 3
 TRAINING_METRICS = ("val_loss", "val_perplexity", "val_accuracy", "tokens_per_second", "train_seconds", "tokens")
 # What a trial measures (`_static_measures`, training, the rungs' `rung_N`): a repeat takes these over.
-MEASURES = ("params", "non_embedding_params", "flops_per_token", "latency_ms", "latency_p10_ms", "latency_p90_ms",
-            *TRAINING_METRICS, "loss_curve")
-RUNG_SMOOTHING_REPORTS = 3  # a rung's loss is the mean of the last few progress reports
+STATIC_MEASURES = ("non_embedding_params", *(o.name for o in OBJECTIVES.values() if o.static))
+LATENCY_MEASURES = ("latency_ms", "latency_p10_ms", "latency_p90_ms", "latency_spread", "latency_load_average",
+                    "latency_procs_running", "latency_peak_memory_bytes")
+MEASURES = (*STATIC_MEASURES, *LATENCY_MEASURES, *TRAINING_METRICS, "loss_curve")
+RUNG_SMOOTHING_REPORTS = 3
+INTERRUPTED, TERMINATED = "interrupted by the user", "terminated"  # fail reasons of a stopped worker's trial  # a rung's loss is the mean of the last few progress reports
 
 
 class Reporter(Protocol):
@@ -63,10 +66,9 @@ class SilentReporter:
 class TrialContext:
     study: optuna.Study
     settings: StudySettings
-    space: SearchSpace
     data: TokenizedData
     device: torch.device
-    checkpoint_dir: Path | None = None  # where trial weights are kept, if they are
+    artifacts: Any = None  # the Optuna artifact store trial weights are kept in, if they are
     reporter: Reporter = field(default_factory=SilentReporter)
 
 
@@ -86,11 +88,11 @@ def config_for_trial(trial: optuna.Trial, context: TrialContext) -> DecoderConfi
     vocab = context.data.vocab_size
     if "preset" in attrs:
         if attrs.get("in_space"):  # enqueued with its parameters: suggesting them records them
-            context.space.sample(trial, vocab, settings.block_size)
+            settings.space.sample(trial, vocab, settings.block_size)
         return preset(attrs["preset"], vocab_size=vocab, block_size=settings.block_size, **settings.preset_shape)
     if "config" in attrs:
         return config_from_dict(attrs["config"]).replace(vocab_size=vocab, block_size=settings.block_size)
-    return context.space.sample(trial, vocab, settings.block_size)
+    return settings.space.sample(trial, vocab, settings.block_size)
 
 
 def run_trial(context: TrialContext) -> FrozenTrial:
@@ -103,8 +105,8 @@ def run_trial(context: TrialContext) -> FrozenTrial:
         except optuna.TrialPruned as reason:
             trial.set_user_attr("pruned_reason", str(reason))
             raise
-        except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted by the user")
+        except KeyboardInterrupt as stop:
+            trial.set_user_attr("fail_reason", TERMINATED if isinstance(stop, Terminated) else INTERRUPTED)
             raise
         except Exception as exc:
             trial.set_user_attr("fail_reason", _failure_reason(exc))
@@ -121,6 +123,11 @@ def run_trial(context: TrialContext) -> FrozenTrial:
 
     context.study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True, callbacks=[record])
     return finished[0]
+
+
+def stopped(trial: FrozenTrial) -> bool:
+    """Whether the trial failed only because its worker was stopped (Ctrl-C, SIGTERM): worth retrying."""
+    return trial.state == TrialState.FAIL and trial.user_attrs.get("fail_reason") in (INTERRUPTED, TERMINATED)
 
 
 def trained(trial: FrozenTrial) -> bool:
@@ -144,6 +151,7 @@ def _evaluate(trial: optuna.Trial, context: TrialContext) -> list[float]:
         "config": config_to_dict(config),
         "arch_hash": arch_hash,
         "summary": summarize(config),
+        **architecture_facts(config),
         "steps": settings.steps,
         "device": str(context.device),
         "versions": versions(),
@@ -165,35 +173,56 @@ def _evaluate(trial: optuna.Trial, context: TrialContext) -> list[float]:
             raise optuna.TrialPruned(f"as trial {reused.number}: {reused.user_attrs.get('pruned_reason', 'pruned')}")
         return _objective_values(reused.user_attrs, settings)
 
-    recipe = TrainingRecipe(**settings.recipe)
+    recipe = settings.recipe
     model = initialised_model(config, recipe.seed).to(context.device)
     measures = _static_measures(config, model, settings)
     for key, value in measures.items():
         trial.set_user_attr(key, value)
     _check_constraints(trial, measures, settings)
 
-    out_dir = context.checkpoint_dir / f"trial-{trial.number}" if context.checkpoint_dir else None
-    report = run_training(config, context.data, recipe, str(context.device), out_dir,
-                          _RungPruner(trial, context, measures), model=model)
+    with _staging(context) as out_dir:  # weights go to the artifact store, not a folder named after the study
+        report = run_training(config, context.data, recipe, str(context.device), out_dir,
+                              _RungPruner(trial, context, measures), model=model)
+        if report.checkpoint is not None:
+            upload_weights(trial, context.artifacts, report.checkpoint, arch_hash)
     metrics = report.metrics()
     for key in TRAINING_METRICS:
         trial.set_user_attr(key, metrics[key])
     trial.set_user_attr("loss_curve", report.result.loss_curve)
-    if report.checkpoint is not None:
-        trial.set_user_attr("checkpoint", str(report.checkpoint))
     return _objective_values({**measures, **metrics}, settings)
+
+
+@contextlib.contextmanager
+def _staging(context: TrialContext) -> Iterator[Path | None]:
+    """A private folder the checkpoint is written to before upload (None: weights are not kept)."""
+    if context.artifacts is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="decoder-nas-weights-") as folder:
+        yield Path(folder) / "checkpoint"
+
+
+def architecture_facts(config: DecoderConfig) -> dict[str, int]:
+    """What the architecture is, in numbers a dashboard can plot: the sampled parameters include
+    per-layer slots that a shallow model never uses, so they explain little on their own."""
+    return {"depth": len(config.layers), "d_model": config.d_model, "final_width": config.final_width,
+            "narrowings": sum(layer.reduction is not None for layer in config.layers),
+            "parallel_layers": sum(layer.layout == "parallel" for layer in config.layers), "towers": config.towers}
+
+
+def latency_measures(latency: Latency) -> dict[str, Any]:
+    """The protocol's estimate, its spread, and what else ran while it was taken (docs/latency.md)."""
+    return {"latency_ms": latency.ms, "latency_p10_ms": latency.p10_ms, "latency_p90_ms": latency.p90_ms,
+            "latency_spread": latency.relative_spread, "latency_load_average": latency.load_average,
+            "latency_procs_running": latency.procs_running, "latency_peak_memory_bytes": latency.peak_memory_bytes}
 
 
 def _static_measures(config: DecoderConfig, model: torch.nn.Module, settings: StudySettings) -> dict[str, Any]:
     description = describe(config)
-    latency = measure_latency(model, LatencyProtocol(**settings.latency))
+    latency = measure_latency(model, settings.latency)
     return {
-        "params": description.params,
-        "non_embedding_params": description.non_embedding_params,
-        "flops_per_token": description.flops_per_token,
-        "latency_ms": latency.median_ms,
-        "latency_p10_ms": latency.p10_ms,
-        "latency_p90_ms": latency.p90_ms,
+        **{name: getattr(description, name) for name in STATIC_MEASURES},
+        **latency_measures(latency),
     }
 
 
@@ -201,10 +230,11 @@ def _check_constraints(trial: optuna.Trial, measures: dict[str, Any], settings: 
     """Cheap measures decide feasibility before any training is spent."""
     violations = []
     for name, limit in settings.constraints.items():
-        excess = measures[CONSTRAINTS[name]] - limit
+        measure = CONSTRAINTS[name]
+        excess = measures[measure.name] - limit * measure.constraint_scale
         trial.set_constraint(name, excess)
         if excess > 0:
-            violations.append(f"{CONSTRAINTS[name]} {measures[CONSTRAINTS[name]]:,.6g} > {name} {limit:,.6g}")
+            violations.append(f"{measure.name} {measures[measure.name]:,.6g} > {name} {limit:,.6g}")
     if violations:
         trial.set_user_attr("infeasible", True)
         raise optuna.TrialPruned("infeasible: " + "; ".join(violations))
@@ -225,17 +255,24 @@ def _trained_twin(context: TrialContext, arch_hash: str, number: int) -> tuple[F
     own = _twin_in(context.study, arch_hash, number, (TrialState.COMPLETE, TrialState.PRUNED), None)
     if own is not None:
         return own, None
-    wanted = {key: value for key, value in context.settings.to_dict().items() if key in TRAINING_KEYS}
     storage = context.study._storage  # noqa: SLF001 - Optuna exposes no public accessor
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        stored = summary.user_attrs.get(SETTINGS_KEY, {})
-        if summary.study_name == context.study.study_name or any(stored.get(k) != v for k, v in wanted.items()):
+        if summary.study_name == context.study.study_name or not _trains_alike(summary, context.settings):
             continue
         other = optuna.load_study(study_name=summary.study_name, storage=storage)
         twin = _twin_in(other, arch_hash, None, (TrialState.COMPLETE,), str(context.device))
         if twin is not None:
             return twin, summary.study_name
     return None, None
+
+
+def _trains_alike(summary: optuna.study.StudySummary, settings: StudySettings) -> bool:
+    """Whether a study's stored settings (any version's) match these on every key in TRAINING_KEYS."""
+    if SETTINGS_KEY not in summary.user_attrs:
+        return False
+    stored = StudySettings.from_dict(summary.user_attrs[SETTINGS_KEY]).to_dict()
+    wanted = settings.to_dict()
+    return all(stored[key] == wanted[key] for key in TRAINING_KEYS)
 
 
 def _twin_in(study: optuna.Study, arch_hash: str, number: int | None, states: tuple[TrialState, ...],
@@ -259,9 +296,9 @@ class _RungPruner:
     def __init__(self, trial: optuna.Trial, context: TrialContext, measures: dict[str, Any]):
         self.trial, self.context, self.measures = trial, context, measures
         pruning, steps = context.settings.pruning, context.settings.steps
-        self.rungs = sorted({max(1, int(f * steps)) for f in pruning.get("rungs", DEFAULT_RUNGS)} - {steps})
-        self.margin, self.steps = float(pruning.get("margin", DEFAULT_PRUNE_MARGIN)), steps
-        self.costs = [n for n in context.settings.objectives if n not in QUALITY_OBJECTIVES]  # all minimised
+        self.rungs = sorted({max(1, int(f * steps)) for f in pruning.rungs} - {steps})
+        self.margin, self.steps = pruning.margin, steps
+        self.costs = cost_objectives(context.settings.objectives)
         self.recent: list[float] = []
 
     def __call__(self, progress: Progress) -> None:
@@ -291,7 +328,9 @@ class _RungPruner:
             attrs = other.user_attrs
             if other.number == self.trial.number or key not in attrs:
                 continue
-            cheaper = all(attrs.get(cost, float("inf")) <= self.measures[cost] for cost in self.costs)
-            if cheaper and attrs[key] <= loss - margin:
+            # Dominated on (loss so far + margin, costs): the other trial's loss gets the margin added.
+            theirs = [attrs[key] + margin, *(OBJECTIVES[c].minimised(attrs.get(c, math.inf)) for c in self.costs)]
+            mine = [loss, *(OBJECTIVES[c].minimised(self.measures[c]) for c in self.costs)]
+            if dominates(theirs, mine) or theirs == mine:
                 return other
         return None

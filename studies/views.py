@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.table import Table
 
-from objectives import Description
 from search_space import DecoderConfig, summarize
 
+from .measures import OBJECTIVES
 
-def human(number: float) -> str:
-    """1234567 -> 1.23M: tables stay narrow, --json keeps the exact values."""
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(number) >= scale:
-            return f"{number / scale:.3g}{unit}"
-    return f"{number:g}"
+if TYPE_CHECKING:  # describe() needs torch; the front table does not
+    from objectives import Description
 
 
 def description_table(config: DecoderConfig, description: Description) -> Table:
@@ -44,30 +42,26 @@ def metrics_table(title: str, metrics: dict) -> Table:
     return table
 
 
-FRONT_COLUMNS = ("val_loss", "val_accuracy", "flops_per_token", "params", "latency_ms")
+# The architecture shorthand, explained wherever it is shown (table footers, the HTML front, README).
+SHORTHAND = ("architecture: dW = embedding width W; NL[...] = N layers: S/P = sequential/parallel block, then its "
+             "heads; mR = MLP ratio R (omitted: 4); >linW or >convK:W = the width narrows to W after the layer "
+             "(linear, or causal conv of kernel K); xT towers = T parallel towers")
 
 
 def front_table(front: list, settings, title: str) -> Table:
     """One row per front trial: its measures (objectives in bold) and a one-line architecture."""
-    table = Table(title=title, caption="objectives in bold; every measure is stored with each trial")
+    table = Table(title=title, caption=f"objectives in bold; every measure is stored with each trial\n{SHORTHAND}")
     table.add_column("trial", justify="right")
-    for column in FRONT_COLUMNS:
-        name = f"[bold]{column}[/bold]" if column in settings.objectives else column
+    columns = [o for o in OBJECTIVES.values() if o.name in settings.objectives
+               or any(o.name in t.user_attrs for t in front)]
+    for objective in columns:
+        name = f"[bold]{objective.name}[/bold]" if objective.name in settings.objectives else objective.name
         table.add_column(name, justify="right")
     table.add_column("architecture")
     for trial in front:
         attrs = trial.user_attrs
-        cells = []
-        for column in FRONT_COLUMNS:
-            value = attrs.get(column)
-            if value is None:
-                cells.append("")
-            elif column in ("val_loss", "val_accuracy", "latency_ms"):
-                cells.append(f"{value:.4f}" if column != "latency_ms" else f"{value:.2f}")
-            else:
-                cells.append(human(value))
         label = attrs.get("summary", "")
         if "preset" in attrs:
             label = f"[italic]{attrs['preset']}[/italic] {label}"
-        table.add_row(str(trial.number), *cells, label)
+        table.add_row(str(trial.number), *(o.format(attrs.get(o.name)) for o in columns), label)
     return table

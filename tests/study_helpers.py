@@ -22,6 +22,7 @@ import yaml
 from objectives import LatencyProtocol
 from studies.cli import main
 from studies.settings import StudySettings
+from studies.space import space_from_dict
 from trainer.loop import TrainingRecipe
 
 TEXT = "".join(f"Verse {i}: the rain in Spain stays mainly in the plain.\n" for i in range(80))  # ~4.6 kB
@@ -56,11 +57,10 @@ PRESETS_TRAINED = 3  # cgpt is lgpt with a kernel-1 conv, the same model: it reu
 def make_settings(objectives=("val_loss", "flops_per_token"), content_hash: str = "", data: str = "corpus",
                   **changes: Any) -> StudySettings:
     """The tiny study's settings, for tests that drive the Python API without the CLI."""
-    recipe = TrainingRecipe(steps=STEPS, batch_size=4, eval_windows=4, warmup_steps=2).to_dict()
-    fields = dict(objectives=objectives, space=TINY_SPACE, data=data, tokenizer="char", text_column="text",
-                  content_hash=content_hash, block_size=16, preset_shape={"n_layer": 2, "n_head": 2, "d_model": 16},
-                  recipe=recipe, latency=LatencyProtocol(warmup=1, repeats=3).to_dict(),
-                  pruning={"rungs": [1 / 3, 2 / 3], "margin": 0.05}, sampler="random", seed=0)
+    recipe = TrainingRecipe(steps=STEPS, batch_size=4, eval_windows=4, warmup_steps=2)
+    fields = dict(objectives=objectives, space=space_from_dict(TINY_SPACE), data=data, content_hash=content_hash,
+                  block_size=16, preset_shape={"n_layer": 2, "n_head": 2, "d_model": 16}, recipe=recipe,
+                  latency=LatencyProtocol(warmup=1, repeats=3), sampler="random", seed=0)
     return StudySettings(**{**fields, **changes})
 
 
@@ -79,8 +79,9 @@ class Tiny:
 
     def argv(self, command: str = "search", *extra: str, study: str | None = None) -> list[str]:
         """search/worker argv: study, data, space, preset shape and recipe of the tiny study."""
+        jobs = ["--jobs", "1"] if command == "search" else []  # in this process, where the test reads its output
         return [command, *self.study_flags(study), "--data", str(self.corpus), "--space", str(self.space),
-                *SHAPE, *RECIPE, "--device", "cpu", *extra]
+                *SHAPE, *RECIPE, "--device", "cpu", *jobs, *extra]
 
     def copy(self, root: Path) -> Tiny:
         """The same files under `root` (the journal copied): a study a test may change freely."""

@@ -8,7 +8,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from studies.evidence import promotion_agreement
+from studies.front import promotion_agreement
 from study_helpers import SHAPE, TINY_SPACE, assert_one_line_error, cli, make_tiny, quiet_datasets
 
 RECIPE = ["--steps", "6", "--batch-size", "4", "--eval-windows", "4", "--warmup-steps", "1"]
@@ -51,6 +51,11 @@ def test_calibrate_reports_rank_agreement_and_caches_the_long_runs(tiny):
     assert len(list((tiny.root.parent / "cache" / "calibration").glob("*.json"))) == 4 * 3 + 4
     again = json.loads(second.out.strip().splitlines()[-1])
     assert [a["long_loss"] for a in again["architectures"]] == [a["long_loss"] for a in report["architectures"]]
+    # a damaged cache entry (a write cut short) is retrained, not an internal error
+    cached[0].write_text('{"val_loss": 3.')
+    third = cli(*argv)
+    assert third.code == 0, third.err
+    assert json.loads(cached[0].read_text())["val_loss"] > 0
 
 
 def test_calibrate_needs_three_architectures(tiny):

@@ -9,9 +9,11 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from studies.errors import StudyError
-from studies.front import (front_trials, hypervolume, hypervolume_history, knee, normaliser_for, pareto_layers, pick,
+from studies.front import (REFERENCE, complete_trials, front_trials, hypervolume_history, knee, normaliser_for, pareto_layers, pick,
                            promotion_candidates)
+from studies.hypervolume import hypervolume as exact_hypervolume
 from studies.settings import StudySettings
+from trainer.loop import TrainingRecipe
 
 LOSS_FLOPS = ("val_loss", "flops_per_token")
 
@@ -26,8 +28,11 @@ def trial(values: list[float], objectives=LOSS_FLOPS, number: int = 0, state=Tri
 
 
 def settings(objectives=LOSS_FLOPS) -> StudySettings:
-    return StudySettings(objectives=objectives, space={}, data="x", tokenizer="char", text_column="text",
-                         content_hash="", block_size=16, preset_shape={}, recipe={"steps": 12})
+    return StudySettings(objectives=objectives, data="x", block_size=16, recipe=TrainingRecipe(steps=12))
+
+
+def hypervolume(points, reference=REFERENCE) -> float:
+    return exact_hypervolume(points, reference)
 
 
 # --- hypervolume ------------------------------------------------------------------------------------
@@ -166,10 +171,10 @@ def test_pareto_layers_peel_fronts_and_promotion_takes_them_in_order() -> None:
     for arch, values in points.items():
         study.add_trial(trial(values, arch_hash=arch))
     study.add_trial(trial([3.1, 350.0], arch_hash="gpt", preset="gpt"))  # a preset: never promoted
-    layers = [[t.user_attrs["arch_hash"] for t in layer] for layer in pareto_layers(study, settings())]
+    layers = [[t.user_attrs["arch_hash"] for t in layer]
+              for layer in pareto_layers(complete_trials(study, LOSS_FLOPS), LOSS_FLOPS)]
     assert layers == [["a", "gpt", "b", "d"], ["f", "c"], ["e"], ["g"]]  # each layer in objective order
     assert layers[0] == [t.user_attrs["arch_hash"] for t in front_trials(study, settings())]
-    assert pareto_layers(study, settings(), limit=2) == pareto_layers(study, settings())[:2]
     pick_hashes = lambda top: [t.user_attrs["arch_hash"] for t in promotion_candidates(study, settings(), top)]  # noqa: E731
     assert pick_hashes(None) == ["a", "b", "d"]
     assert pick_hashes(2) == ["a", "b"]  # the best quality within the front first

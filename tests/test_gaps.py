@@ -64,7 +64,7 @@ def test_a_gap_trial_is_the_untried_change_nearest_the_gaps_middle() -> None:
     study, (cheap, dear) = bounded_study()
     low, high = cheap.user_attrs["flops_per_token"], dear.user_attrs["flops_per_token"]
     assert high > gaps.GAP_RATIO * low
-    assert gaps.enqueue_gap_trial(study, make_settings(), SPACE, VOCAB)
+    assert gaps.enqueue_gap_trial(study, make_settings(), VOCAB)
     params, attrs = queued(study)
     assert attrs["gap_between"] == [cheap.number, dear.number]
     source = CHEAP if attrs["changed_from"] == cheap.number else DEAR
@@ -83,10 +83,10 @@ def test_a_gap_trial_is_the_untried_change_nearest_the_gaps_middle() -> None:
 def test_a_preset_on_the_front_comes_first_with_its_own_cheapest_change(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gaps, "GAP_RATIO", 100.0)  # no gap is wide enough, but a preset's counts at any width
     study, _ = bounded_study()
-    assert not gaps.enqueue_gap_trial(study, make_settings(), SPACE, VOCAB)
+    assert not gaps.enqueue_gap_trial(study, make_settings(), VOCAB)
 
     study, (cheap, dear) = bounded_study(dear_attrs={"preset": "gpt"})
-    assert gaps.enqueue_gap_trial(study, make_settings(), SPACE, VOCAB)
+    assert gaps.enqueue_gap_trial(study, make_settings(), VOCAB)
     params, attrs = queued(study)
     assert attrs["gap_between"] == [cheap.number, dear.number] and attrs["changed_from"] == dear.number
     low, high = cheap.user_attrs["flops_per_token"], dear.user_attrs["flops_per_token"]
@@ -100,7 +100,7 @@ def test_no_gap_trial_without_a_gap_while_one_waits_or_without_a_cost() -> None:
     write_settings(gaps_free, make_settings())
     told(gaps_free, CHEAP, 3.0)
     told(gaps_free, {**CHEAP, "layout": "parallel"}, 2.9)
-    assert not gaps.enqueue_gap_trial(gaps_free, make_settings(), SPACE, VOCAB)  # costs within GAP_RATIO
+    assert not gaps.enqueue_gap_trial(gaps_free, make_settings(), VOCAB)  # costs within GAP_RATIO
 
     loss_only = optuna.create_study(direction="minimize")
     for params, loss in ((CHEAP, 3.0), (DEAR, 2.0)):
@@ -108,10 +108,10 @@ def test_no_gap_trial_without_a_gap_while_one_waits_or_without_a_cost() -> None:
         trial = loss_only.ask()
         SPACE.sample(trial, VOCAB, 16)
         loss_only.tell(trial, loss)
-    assert not gaps.enqueue_gap_trial(loss_only, make_settings(objectives=("val_loss",)), SPACE, VOCAB)
+    assert not gaps.enqueue_gap_trial(loss_only, make_settings(objectives=("val_loss",)), VOCAB)
 
     study.enqueue_trial(CHEAP)  # something already queued (a preset, say) goes first
-    assert not gaps.enqueue_gap_trial(study, make_settings(), SPACE, VOCAB)
+    assert not gaps.enqueue_gap_trial(study, make_settings(), VOCAB)
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 1
 
 
@@ -119,11 +119,11 @@ def test_a_gap_trial_respects_the_cost_constraints() -> None:
     study, (cheap, dear) = bounded_study()
     low, high = cheap.user_attrs["flops_per_token"], dear.user_attrs["flops_per_token"]
     limit = math.sqrt(low * high) * 0.9  # below the middle: the nearest filler may be out of bounds
-    assert gaps.enqueue_gap_trial(study, make_settings(constraints={"max_flops": limit}), SPACE, VOCAB)
+    assert gaps.enqueue_gap_trial(study, make_settings(constraints={"max_flops": limit}), VOCAB)
     assert flops(queued(study)[0]) <= limit
 
     study, _ = bounded_study()
-    assert not gaps.enqueue_gap_trial(study, make_settings(constraints={"max_flops": low}), SPACE, VOCAB)
+    assert not gaps.enqueue_gap_trial(study, make_settings(constraints={"max_flops": low}), VOCAB)
 
 
 @pytest.mark.parametrize("gap_trials", [1, 0])
@@ -159,7 +159,8 @@ def test_promote_fills_a_gap_of_the_longer_front(encoding: str, tmp_path: Path) 
                           "--rungs")).code == 0
     result = cli("promote", *tiny.study_flags(), "--steps", "24", "--top", "3", "--gap-trials", "2", "--device", "cpu")
     assert result.code == 0, result.err
-    assert "then up to 2 gap trials" in result.out
+    assert "promoted 3 new architectures" in result.out and "Pareto front of 'tiny@24'" in result.out
+    assert "Next:" in result.out  # promote ends as search does
     storage = open_storage(str(tiny.storage))
     sibling = optuna.load_study(study_name="tiny@24", storage=storage)
     gap = [t for t in sibling.trials if "gap_between" in t.user_attrs]
@@ -175,5 +176,7 @@ def test_promote_fills_a_gap_of_the_longer_front(encoding: str, tmp_path: Path) 
     hashes = [t.user_attrs["arch_hash"] for t in gap]
     assert len(hashes) == len(set(hashes)) and not before & set(hashes)
     again = cli("promote", *tiny.study_flags(), "--steps", "24", "--gap-trials", str(len(gap)), "--device", "cpu")
-    assert "then up to 0 gap trials" in again.out
+    gaps_said = f"{len(gap)} gap trial{'s' if len(gap) != 1 else ''} in the study"
+    assert gaps_said in result.out and (len(gap) == 2 or "no front gap wider than" in result.out)
+    assert "promoted 0 new architectures" in again.out and "0 trained here" in again.out and gaps_said in again.out
     assert len(optuna.load_study(study_name="tiny@24", storage=storage).trials) == len(sibling.trials)

@@ -19,7 +19,6 @@ from study_helpers import RECIPE, SHAPE, Tiny, isolated_python_api, make_tiny  #
 from studies.jobs import job_devices, job_environment, run_jobs
 from studies.storage import open_storage
 
-PARENT = "import sys; from studies.jobs import run_jobs; sys.exit(run_jobs(sys.argv[1:], jobs=2, trials=100))"
 
 
 def worker_argv(tiny: Tiny, *extra: str) -> list[str]:
@@ -67,18 +66,20 @@ def test_cores_are_split_evenly_between_jobs(monkeypatch):
 
 
 @pytest.mark.slow
-def test_two_jobs_train_their_trials_each_in_one_study(tmp_path):
+def test_search_jobs_2_trains_its_trials_in_each_process_of_one_study(tmp_path):
     tiny = make_tiny(tmp_path)
-    out = io.StringIO()
-    assert run_jobs(worker_argv(tiny), jobs=2, trials=2, console=Console(file=out)) == 0, out.getvalue()
+    search = subprocess.run([sys.executable, "-m", "studies", "search", *worker_argv(tiny), "--jobs", "2",
+                             "--trials", "2", "--device", "cpu"], capture_output=True, text=True, timeout=300)
+    assert search.returncode == 0, search.stderr
+    assert "trained 4 trials in 2 processes" in search.stdout and "Pareto front of 'tiny'" in search.stdout
     trials = trials_of(tiny)
     assert sorted(t.number for t in trials) == list(range(len(trials)))
     trained = [t for t in trials if "reused_from" not in t.user_attrs]  # a repeat's result is reused, not trained
     assert len(trained) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
-    lines = out.getvalue().splitlines()
+    lines = search.stderr.splitlines()
     assert any(line.startswith("[job 1] trial ") for line in lines), lines
     assert any(line.startswith("[job 2] trial ") for line in lines), lines
-    assert lines[-1] == "4 trials trained by 2 jobs"
+    assert "4 trials trained by 2 jobs" in lines
 
 
 @pytest.mark.slow
@@ -86,8 +87,8 @@ def test_sigterm_stops_every_job_and_leaves_no_trial_running(tmp_path):
     tiny = make_tiny(tmp_path)
     # Trials that train for a while, so the signal lands mid-training.
     argv = worker_argv(tiny, "--steps", "100000", "--max-seconds", "60")
-    parent = subprocess.Popen([sys.executable, "-c", PARENT, *argv], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+    parent = subprocess.Popen([sys.executable, "-m", "studies", "search", *argv, "--jobs", "2", "--trials", "100"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 45
     while not training_started(tiny):
         assert parent.poll() is None, parent.communicate()[1]
@@ -99,7 +100,8 @@ def test_sigterm_stops_every_job_and_leaves_no_trial_running(tmp_path):
     parent.send_signal(signal.SIGTERM)
     _, err = parent.communicate(timeout=30)
     assert parent.returncode == 143, err
-    assert err.splitlines()[-1].startswith("SIGTERM: stopped 2 jobs"), err
+    assert any(line.startswith("SIGTERM: stopped 2 jobs") for line in err.splitlines()), err
+    assert err.splitlines()[-1].startswith("decoder-nas search: terminated"), err
     assert not [pid for pid in jobs if Path(f"/proc/{pid}").exists()]
     interrupted = [t for t in trials_of(tiny) if t.state != TrialState.COMPLETE]
     assert interrupted and all(t.state == TrialState.FAIL for t in interrupted)
@@ -109,8 +111,8 @@ def test_sigterm_stops_every_job_and_leaves_no_trial_running(tmp_path):
 def test_a_failing_job_makes_the_run_fail_with_its_error_line(tmp_path):
     tiny = make_tiny(tmp_path)
     out = io.StringIO()
-    code = run_jobs([*worker_argv(tiny), "--no-such-flag"], jobs=2, trials=1, console=Console(file=out))
-    assert code == 2
+    done = run_jobs([*worker_argv(tiny), "--no-such-flag"], jobs=2, trials=1, console=Console(file=out))
+    assert done.exit_code == 2 and done.trained == 0
     failures = [line for line in out.getvalue().splitlines() if line.startswith("job ")]
     assert len(failures) == 2, out.getvalue()
     for number, line in enumerate(failures, 1):

@@ -127,7 +127,7 @@ def test_the_readme_shows_commands_worth_checking():
                          ids=[f"{p.name}:{' '.join(a[:2])}" for p, _, a in COMMANDS])
 def test_every_command_parses(path, line, argv, capsys):
     try:
-        build_parser().parse_args(argv)
+        build_parser(argv[0]).parse_args(argv)
     except SystemExit as exit:
         pytest.fail(f"{path.name}: {line!r} does not parse (exit {exit.code}): {capsys.readouterr().err.strip()}")
 
@@ -153,3 +153,24 @@ def test_the_zero_shot_sample_loads():
     items = load_items(str(ROOT / "examples" / "zero-shot.jsonl"))
     assert len(items) >= 10
     assert all(0 <= item.label < len(item.choices) for item in items)
+
+
+def test_the_python_api_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's Python API block, run as written but with budgets a test can afford."""
+    import optuna
+
+    (python,) = [lines for language, lines in code_blocks(README.read_text()) if language == "python"]
+    code = "\n".join(python)
+    tiny_budgets = {"TrainingRecipe(steps=300, warmup_steps=30)": "TrainingRecipe(steps=4, warmup_steps=1, "
+                    "batch_size=2, eval_windows=2)", "trials=12": "trials=6, jobs=1", "promote(steps=2000)":
+                    "promote(steps=6, gap_trials=1)"}
+    for written, affordable in tiny_budgets.items():
+        assert written in code
+        code = code.replace(written, affordable)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DECODER_NAS_CACHE", str(tmp_path / "cache"))
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
+    assert (tmp_path / "best.yaml").is_file() and namespace["long"].name == "my-study@6"
+    assert namespace["front"] and len(namespace["df"]) >= 5  # the four presets and a sampled trial

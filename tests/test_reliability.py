@@ -165,7 +165,7 @@ def test_faults_inside_trials_are_recorded_and_the_study_goes_on(workdir, monkey
 
     monkeypatch.setattr(model.Decoder, "forward", flaky_forward)
     storage = str(workdir / "faults.journal")
-    assert main(["search", *study_args(workdir, storage, "faults"), "--trials", "3", "--no-presets",
+    assert main(["search", *study_args(workdir, storage, "faults"), "--trials", "3", "--no-presets", "--jobs", "1",
                  "--latency-mode", "forward"]) == 0
     trials = load(storage, "faults").get_trials(deepcopy=False)
     # latency timing calls forward too; the first two forwards of the whole run fail, in trial 0

@@ -215,5 +215,5 @@ def test_a_study_stored_by_an_earlier_version_reads_as_it_was_made() -> None:
     study = optuna.create_study(directions=["minimize", "minimize"])
     study.set_user_attr(SETTINGS_KEY, stored)
     settings = read_settings(study)
-    assert settings.space["encoding"] == "pattern" and "gap_trials" not in settings.to_dict()
+    assert settings.space.encoding == "pattern" and "gap_trials" not in settings.to_dict()
     assert settings.to_dict() == make_settings().to_dict()

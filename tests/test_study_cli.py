@@ -18,7 +18,6 @@ from studies import search as search_module
 from studies import trials as trials_module
 from studies.front import front_trials, knee
 from studies.settings import read_settings
-from studies.space import space_from_dict
 from studies.storage import open_storage
 from study_helpers import (PRESET_NAMES, PRESETS_TRAINED, SINGLE_SPACE, STEPS, TINY_SPACE, Result, Tiny,
                            assert_one_line_error, cli, make_tiny, quiet_datasets)
@@ -237,7 +236,7 @@ def test_worker_creates_the_study_and_max_complete_stops_it(tmp_path: Path, caps
     assert result.code == 0, result.err
     trials = load(tiny).get_trials()
     assert len(trials) == 2 and not any("preset" in t.user_attrs for t in trials)
-    assert read_settings(load(tiny)).pruning["rungs"] == []
+    assert read_settings(load(tiny)).pruning.rungs == ()
 
     result = run(capsys, *tiny.argv("worker", "--max-complete", "3"))  # --trials defaults to ~unbounded
     assert result.code == 0, result.err
@@ -245,7 +244,7 @@ def test_worker_creates_the_study_and_max_complete_stops_it(tmp_path: Path, caps
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
 
     result = run(capsys, *tiny.argv("worker", "--max-complete", "3"))  # already there: runs nothing
-    assert result.code == 0 and "0 trials trained here" in result.out
+    assert result.code == 0 and "trained 0 trials in this process" in result.out
     assert len(load(tiny).get_trials()) == 3
 
 
@@ -287,7 +286,7 @@ def test_an_architecture_seen_before_is_reused_not_retrained(
     # so the worker goes on until the sampler has proposed only repeats twice in a row
     result = run(capsys, *tiny.argv("search", "--trials", "2", "--no-presets"))
     assert result.code == 0, result.err
-    assert "space looks exhausted" in result.out and "1 trials trained here" in result.out
+    assert "space looks exhausted" in result.out and "trained 1 trial in this process" in result.out
     first, second, third = load(tiny).get_trials()
     assert len(calls) == 1
     assert first.state == second.state == third.state == TrialState.COMPLETE
@@ -307,7 +306,7 @@ def test_presets_the_space_can_build_carry_their_parameters(
     tiny = make_tiny(tmp_path, {**TINY_SPACE, "mlp_ratio": mlp_ratios})
     assert run(capsys, *tiny.argv("search", "--trials", str(PRESETS_TRAINED + 1), "--rungs")).code == 0
     study = load(tiny)
-    space = space_from_dict(read_settings(study).space)
+    space = read_settings(study).space
     for trial in study.get_trials()[:len(PRESET_NAMES)]:
         assert trial.state == TrialState.COMPLETE and trial.user_attrs["in_space"] == in_space
         if in_space:
@@ -363,7 +362,7 @@ def test_a_diverging_trial_fails_and_the_study_goes_on(tmp_path: Path, capsys: p
     for trial in trials:
         assert trial.state == TrialState.FAIL
         assert "non-finite" in trial.user_attrs["fail_reason"]
-    assert "2 trials trained here" in result.out and "Traceback" not in result.err
+    assert "trained 2 trials in this process" in result.out and "Traceback" not in result.err
     assert json.loads(run(capsys, "pareto", *tiny.study_flags(), "--json").out) == []
 
 
@@ -404,7 +403,7 @@ def test_promote_retrains_the_front_in_a_sibling_study(tmp_path: Path, capsys: p
 
     result = run(capsys, "promote", *tiny.study_flags(), "--steps", "24", "--gap-trials", "0", "--device", "cpu")
     assert result.code == 0, result.err
-    assert "promoting 1 architectures to 24 steps in study 'tiny@24'" in result.out
+    assert "promoted 1 new architectures" in result.out and "Pareto front of 'tiny@24'" in result.out
     sibling = load(tiny, "tiny@24")
     assert read_settings(sibling).steps == 24
     trials = sibling.get_trials()

@@ -17,8 +17,7 @@ from studies import trials as trials_module
 from studies.errors import StudyError
 from studies.leases import LEASE_KEY, MAX_RETRIES, RETRY_KEY, fail_expired_trials
 from studies.search import run_worker
-from studies.settings import StudySettings, write_settings
-from studies.space import space_from_dict
+from studies.settings import Pruning, StudySettings, write_settings
 from studies.trials import TrialContext, _RungPruner, run_trial
 from study_helpers import STEPS, TINY_SPACE, isolated_python_api, make_settings, make_tiny  # noqa: F401 - autouse fixture
 from trainer import prepare_data
@@ -49,7 +48,7 @@ def pruner_for(study: optuna.Study, settings: StudySettings, measures: dict, pre
     trial = study.ask()
     if preset:
         trial.set_user_attr("preset", preset)
-    context = TrialContext(study, settings, space_from_dict(TINY_SPACE), None, torch.device("cpu"))
+    context = TrialContext(study, settings, None, torch.device("cpu"))
     return trial, _RungPruner(trial, context, measures)
 
 
@@ -59,10 +58,12 @@ def pruner_for(study: optuna.Study, settings: StudySettings, measures: dict, pre
 def test_rungs_are_fractions_of_the_steps() -> None:
     _, pruner = pruner_for(make_study(), make_settings(), {"flops_per_token": 100})
     assert pruner.rungs == [4, 8] and pruner.margin == 0.05 and pruner.costs == ["flops_per_token"]
-    _, pruner = pruner_for(make_study(), make_settings(pruning={"rungs": [], "margin": 0.05}), {"flops_per_token": 1})
+    _, pruner = pruner_for(make_study(), make_settings(pruning=Pruning(rungs=(), margin=0.05)), {"flops_per_token": 1})
     assert pruner.rungs == []
-    _, pruner = pruner_for(make_study(), make_settings(pruning={"rungs": [1.0, 0.5]}), {"flops_per_token": 1})
-    assert pruner.rungs == [6]  # a rung at the last step is no rung
+    _, pruner = pruner_for(make_study(), make_settings(pruning=Pruning(rungs=(0.5, 0.5))), {"flops_per_token": 1})
+    assert pruner.rungs == [6]  # one rung per step
+    with pytest.raises(StudyError, match="between 0 and 1"):
+        Pruning(rungs=(1.0,))
 
 
 def test_worse_loss_at_no_greater_cost_is_pruned() -> None:
@@ -159,7 +160,7 @@ def context(tmp_path: Path) -> TrialContext:
     settings = make_settings(content_hash=data.content_hash, data=str(tiny.corpus))
     study = make_study()
     write_settings(study, settings)
-    return TrialContext(study, settings, space_from_dict(settings.space), data, torch.device("cpu"))
+    return TrialContext(study, settings, data, torch.device("cpu"))
 
 
 def test_a_trial_dominated_at_a_rung_stops_training(context: TrialContext) -> None:

@@ -19,12 +19,12 @@ from ..evidence import calibrate, reproduce, sample_architectures
 from ..progress import STDERR
 from ..registry import command
 from ..space import load_space
-from .study import SEARCH_RECIPE, SEARCH_SHAPE
+from ..settings import SEARCH_BLOCK_SIZE, SEARCH_RECIPE, SEARCH_SHAPE
 
 REPRODUCE_COLUMNS = ("name", "val_loss", "val_accuracy", "flops_per_token", "params", "latency_ms", "train_seconds")
 
 
-@command("reproduce", "train the paper's four models at one budget and compare them side by side")
+@command("reproduce")
 def reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     add_shape_arguments(parser.add_argument_group("shape (default: nanoGPT's CPU shape, 4 layers, 4 heads, d 128, block 64)"))
     add_data_arguments(parser)
@@ -34,7 +34,8 @@ def reproduce_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _shape(args: argparse.Namespace) -> dict[str, int]:
-    return {k: getattr(args, k) or SEARCH_SHAPE[k] for k in ("block_size", "n_layer", "n_head", "d_model")}
+    shape = {"block_size": SEARCH_BLOCK_SIZE, **SEARCH_SHAPE}
+    return {k: getattr(args, k) or default for k, default in shape.items()}
 
 
 def run_reproduce(args: argparse.Namespace, console: Console) -> None:
@@ -54,7 +55,7 @@ def run_reproduce(args: argparse.Namespace, console: Console) -> None:
     console.print(table)
 
 
-@command("calibrate", "check that the short proxy ranks architectures as long training does (Kendall τ)")
+@command("calibrate")
 def calibrate_arguments(parser: argparse.ArgumentParser) -> None:
     add_shape_arguments(parser.add_argument_group("shape (block size of every architecture)"))
     add_data_arguments(parser)
@@ -77,7 +78,7 @@ def run_calibrate(args: argparse.Namespace, console: Console) -> None:
                    batch_size=proxy.batch_size, eval_windows=proxy.eval_windows, seed=proxy.seed)
     data = prepare_data(data_spec, tokenizer, text_column=text_column)
     configs = sample_architectures(load_space(args.space), args.architectures, data.vocab_size,
-                                   args.block_size or SEARCH_SHAPE["block_size"], args.sample_seed)
+                                   args.block_size or SEARCH_BLOCK_SIZE, args.sample_seed)
     result = calibrate(configs, data, proxy, long, resolve_device(args.device), announce=STDERR.print)
     if args.json:
         print(json.dumps(result.to_dict()))

@@ -4,30 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
-import optuna
-from optuna.trial import TrialState
 from rich.console import Console
 from rich.table import Table
 
-from search_space import config_from_dict, save_config
-
+from ..api import Search, delete_study, list_studies, serve_dashboard
+from ..arguments import add_artifacts_argument, add_study_arguments
 from ..errors import StudyError
-from ..front import PICKS, front_trials, hypervolume_history, normaliser_for, pick, study_at_budget
+from ..front import PICKS, promotion_agreement
+from ..measures import OBJECTIVES, quality_objective
 from ..registry import command
-from ..evidence import promotion_agreement
-from ..storage import load_existing
-from ..settings import SETTINGS_KEY, StudySettings, quality_objective, read_settings
-from ..storage import open_storage
+from ..storage import display_storage
 from ..views import front_table
-from .study import add_study_arguments
-
-MEASURES = ("val_loss", "val_accuracy", "flops_per_token", "params", "latency_ms")
 
 
-@command("pareto", "show a study's Pareto front (table, --json, or an interactive --html page)")
+@command("pareto")
 def pareto_arguments(parser: argparse.ArgumentParser) -> None:
     add_study_arguments(parser)
     parser.add_argument("--steps", type=int, help="the budget to read (default: the longest with results)")
@@ -36,46 +28,62 @@ def pareto_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run_pareto)
 
 
-def front_records(front: list[optuna.trial.FrozenTrial], steps: int) -> list[dict]:
-    return [{"number": t.number, "steps": steps,
-             **{m: t.user_attrs[m] for m in MEASURES if m in t.user_attrs},
-             "preset": t.user_attrs.get("preset"), "summary": t.user_attrs.get("summary"),
-             "config": t.user_attrs.get("config")} for t in front]
-
-
 def run_pareto(args: argparse.Namespace, console: Console) -> None:
-    storage = open_storage(args.storage, create=False)
-    study, settings = study_at_budget(args.study, storage, args.steps)
-    front = front_trials(study, settings)
+    search = Search.open(args.study, args.storage, args.steps)
     if args.json:
-        print(json.dumps(front_records(front, settings.steps)))
+        print(json.dumps([point.to_dict() for point in search.front()]))
         return
+    front, settings = search.front_trials(), search.settings
     if args.html:
-        from ..plots import write_front_html
+        from ..plots import write_front_html  # plotly: imported only when drawn
 
-        write_front_html(study, settings, front, args.html)
+        write_front_html(search, args.html)
         console.print(f"wrote {args.html}")
-    console.print(front_table(front, settings, f"Pareto front of {study.study_name!r} ({settings.steps} steps)"))
-    if front and len(settings.objectives) > 1:
-        normalise = normaliser_for(settings.objectives, [t.values for t in front])
-        history = hypervolume_history(study, settings.objectives, normalise)
-        console.print(f"hypervolume {history[-1][1]:.4f} (objectives normalised over the front, reference 1.1)")
-    if study.study_name != args.study:  # a promoted budget: how well did the short one choose?
-        _print_promotion_agreement(load_existing(args.study, storage), study, settings, console)
+    console.print(front_table(front, settings, f"Pareto front of {search.name!r} ({settings.steps} steps)"))
+    hypervolume = search.hypervolume()
+    if hypervolume is not None:
+        console.print(f"hypervolume {hypervolume:.4f}: the share of the box up to 1.1 that this front dominates, each "
+                      "objective scaled to [0, 1] over this front's own range (so budgets are not compared by it)")
+    if search.name != args.study:  # a promoted budget: how well did the short one choose?
+        _print_promotion_agreement(Search.load(args.study, args.storage), search, console)
 
 
-def _print_promotion_agreement(short: optuna.Study, long: optuna.Study, settings: StudySettings,
-                               console: Console) -> None:
-    quality = quality_objective(settings.objectives) or "val_loss"  # val_loss is measured in every study
-    agreement = promotion_agreement(short, long, quality)
+def _print_promotion_agreement(short: Search, long: Search, console: Console) -> None:
+    quality = quality_objective(long.settings.objectives) or "val_loss"  # val_loss is measured in every study
+    agreement = promotion_agreement(short.study, long.study, quality)
     if agreement is not None:
         tau, count = agreement
-        console.print(f"the {read_settings(short).steps}-step proxy ranked the {count} promoted architectures at "
-                      f"Kendall τ {tau:.2f} on {quality} against {settings.steps} steps (1 = the same order; "
+        console.print(f"the {short.settings.steps}-step proxy ranked the {count} promoted architectures at "
+                      f"Kendall τ {tau:.2f} on {quality} against {long.settings.steps} steps (1 = the same order; "
                       "a low τ says promote more with --top)")
 
 
-@command("export", "write a front architecture as a config that describe and train accept unchanged")
+@command("measure")
+def measure_arguments(parser: argparse.ArgumentParser) -> None:
+    add_study_arguments(parser)
+    parser.add_argument("--steps", type=int, help="the budget whose front to re-time (default: the longest with results)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="interleaved rounds: each times every model for its share of the repeats (default: 5)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.set_defaults(run=run_measure)
+
+
+def run_measure(args: argparse.Namespace, console: Console) -> None:
+    if args.rounds < 1:
+        raise StudyError(f"--rounds: {args.rounds} must be at least 1")
+    search = Search.open(args.study, args.storage, args.steps)
+    print_joint_latency(search, search.measure(args.rounds, args.device), args.rounds, console)
+
+
+def print_joint_latency(search: Search, latencies: dict[int, float], rounds: int, console: Console) -> None:
+    console.print(f"re-timed {len(latencies)} front members and presets of {search.name!r} together "
+                  f"({rounds} interleaved rounds, {search.settings.latency.backend}): the front and export now use "
+                  "these latencies; each trial keeps its own as latency_ms_trial")
+    console.print(front_table(search.front_trials(), search.settings, f"Pareto front of {search.name!r} "
+                              f"({search.settings.steps} steps)"))
+
+
+@command("export")
 def export_arguments(parser: argparse.ArgumentParser) -> None:
     add_study_arguments(parser)
     which = parser.add_mutually_exclusive_group(required=True)
@@ -84,55 +92,48 @@ def export_arguments(parser: argparse.ArgumentParser) -> None:
                        "normalising each objective over the front; or the best on one measure")
     parser.add_argument("--steps", type=int, help="the budget to pick from (default: the longest with results)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="config file to write (.yaml or .json)")
+    add_artifacts_argument(parser)
+    parser.add_argument("--onnx", type=Path, metavar="FILE",
+                        help="also write the model as ONNX (with its kept weights if the study kept them), "
+                             "for ONNX Runtime (pip install -e '.[onnx]')")
     parser.set_defaults(run=run_export)
 
 
 def run_export(args: argparse.Namespace, console: Console) -> None:
-    study, settings = study_at_budget(args.study, open_storage(args.storage, create=False), args.steps)
-    if args.trial is not None:
-        matches = [t for t in study.get_trials(deepcopy=False) if t.number == args.trial]
-        if not matches:
-            raise StudyError(f"--trial {args.trial}: study {study.study_name!r} has no such trial "
-                             f"(it has {len(study.get_trials(deepcopy=False))})")
-        trial = matches[0]
-        if trial.state != TrialState.COMPLETE:
-            raise StudyError(f"--trial {args.trial}: the trial is {trial.state.name.lower()}, not complete")
-    else:
-        trial = pick(front_trials(study, settings), settings.objectives, args.pick)
-    metrics = {m: trial.user_attrs[m] for m in MEASURES if m in trial.user_attrs}
-    provenance = {"study": study.study_name, "trial": trial.number, "steps": settings.steps,
-                  "arch_hash": trial.user_attrs["arch_hash"], "data": settings.data,
-                  "content_hash": settings.content_hash, "metrics": metrics}
-    if args.pick:
-        provenance["pick"] = args.pick
-    config = config_from_dict(trial.user_attrs["config"]).replace(provenance=provenance)
-    save_config(config, args.output)
-    console.print(f"wrote {args.output}: trial {trial.number} ({trial.user_attrs.get('summary')}), "
-                  + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-    checkpoint = trial.user_attrs.get("checkpoint")
-    if checkpoint and Path(checkpoint).is_dir():
-        weights = args.output.with_suffix("").with_name(args.output.stem + "-checkpoint")
-        shutil.copytree(checkpoint, weights, dirs_exist_ok=True)
-        console.print(f"weights: {weights} (`decoder-nas generate {weights}`)")
+    if args.output.is_dir():
+        raise StudyError(f"-o {args.output}: is a folder; give a .yaml or .json file name")
+    if args.output.suffix.lower() not in (".yaml", ".yml", ".json"):
+        raise StudyError(f"-o {args.output}: give a .yaml or .json file name")
+    overwrites = args.output.exists()
+    search = Search.open(args.study, args.storage, args.steps, artifacts=args.artifacts)
+    done = search.export(args.pick or "knee", trial=args.trial, path=args.output, onnx=args.onnx)
+    metrics = ", ".join(f"{name} {OBJECTIVES[name].format(value)}" for name, value in done.metrics.items())
+    console.print(f"wrote {args.output}{' (overwritten)' if overwrites else ''}: trial {done.trial.number} "
+                  f"({done.trial.user_attrs.get('summary')}), {metrics}")
+    console.print(f"reproduce its {search.settings.steps}-step result: decoder-nas train {args.output}")
+    if done.weights is not None:
+        console.print(f"weights: {done.weights} (`decoder-nas generate {done.weights}`)")
+    if args.onnx is not None:
+        console.print(f"ONNX: {args.onnx} ({'trained' if done.weights else 'untrained: the study kept no'} weights)")
 
 
-@command("dashboard", "open optuna-dashboard on a study storage")
+@command("dashboard")
 def dashboard_arguments(parser: argparse.ArgumentParser) -> None:
-    add_study_arguments(parser)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
+    add_study_arguments(parser, study=False)  # the dashboard shows every study in the storage
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to serve on (default: 127.0.0.1, this machine only; 0.0.0.0: every interface)")
+    parser.add_argument("--port", type=int, default=8080, help="port to serve on (default: 8080)")
+    add_artifacts_argument(parser)
     parser.set_defaults(run=run_dashboard)
 
 
 def run_dashboard(args: argparse.Namespace, console: Console) -> None:
-    from optuna_dashboard import run_server
-
-    storage = open_storage(args.storage, create=False)
-    console.print(f"optuna-dashboard on http://{args.host}:{args.port} for {args.storage} (Ctrl-C stops)")
-    run_server(storage, host=args.host, port=args.port)
+    console.print(f"optuna-dashboard on http://{args.host}:{args.port} for {display_storage(args.storage)} "
+                  "(Ctrl-C stops)")
+    serve_dashboard(args.storage, host=args.host, port=args.port, artifacts=args.artifacts)
 
 
-@command("studies", "list the studies in a storage (trials, front size, settings), or delete one")
+@command("studies")
 def studies_arguments(parser: argparse.ArgumentParser) -> None:
     add_study_arguments(parser)
     parser.add_argument("--delete", metavar="NAME", help="delete study NAME and all its trials")
@@ -141,29 +142,16 @@ def studies_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_studies(args: argparse.Namespace, console: Console) -> None:
-    storage = open_storage(args.storage, create=False)
     if args.delete:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        if args.delete not in names:
-            raise StudyError(f"--delete: unknown study {args.delete!r} (this storage has: {', '.join(names) or 'none'})")
-        optuna.delete_study(study_name=args.delete, storage=storage)
-        console.print(f"deleted study {args.delete!r}")
+        running = delete_study(args.delete, args.storage)
+        warning = f" ({running} trials were running: their workers stop at their next write)" if running else ""
+        console.print(f"deleted study {args.delete!r}{warning}")
         return
-    rows = []
-    for summary in optuna.get_all_study_summaries(storage):
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        states = [t.state for t in study.get_trials(deepcopy=False)]
-        row = {"study": summary.study_name, "trials": len(states), "complete": states.count(TrialState.COMPLETE),
-               "front": None, "steps": None, "objectives": [], "data": "(not a decoder-nas study)"}
-        if SETTINGS_KEY in study.user_attrs:
-            settings = read_settings(study)
-            row.update(front=len(front_trials(study, settings)), steps=settings.steps,
-                       objectives=list(settings.objectives), data=settings.data)
-        rows.append(row)
+    rows = list_studies(args.storage)
     if args.json:
         print(json.dumps(rows))
         return
-    table = Table(title=f"studies in {args.storage}")
+    table = Table(title=f"studies in {display_storage(args.storage)}")
     for column in ("study", "trials", "complete", "front", "steps", "objectives", "data"):
         table.add_column(column)
     for row in rows:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -12,7 +13,7 @@ from objectives import count_flops, describe
 from trainer import prepare_data
 from trainer.checkpoint import load_checkpoint, read_run
 from trainer.generate import check_sampling, generate
-from trainer.loop import RecipeError, resolve_device
+from trainer.loop import RecipeError, TrainingRecipe, resolve_device
 from trainer.zeroshot import load_items, score_items
 from trainer.run import RunReport, resume_training, run_training
 
@@ -23,7 +24,7 @@ from ..registry import command
 from ..views import description_table, metrics_table
 
 
-@command("describe", "show an architecture's layers, parameters and FLOPs per token")
+@command("describe")
 def describe_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -39,7 +40,7 @@ def run_describe(args: argparse.Namespace, console: Console) -> None:
         console.print(description_table(config, description))
 
 
-@command("train", "train one architecture on a corpus and report validation loss, accuracy and speed")
+@command("train")
 def train_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     add_data_arguments(parser)
@@ -55,8 +56,7 @@ def run_train(args: argparse.Namespace, console: Console) -> None:
         report = _resume(args)
     else:
         config = resolve_config(args)
-        recipe = recipe_from_args(args)
-        data_spec, tokenizer, text_column = data_choice(args)
+        recipe, data_spec, tokenizer, text_column = _study_run(config, args)
         data = prepare_data(data_spec, tokenizer, text_column=text_column)
         with training_bar("train", recipe.steps) as on_progress:
             report = run_training(config, data, recipe, args.device, args.out, on_progress)
@@ -69,6 +69,19 @@ def run_train(args: argparse.Namespace, console: Console) -> None:
         print(json.dumps(summary))
     else:
         console.print(metrics_table("training result", summary))
+
+
+def _study_run(config: Any, args: argparse.Namespace) -> tuple[TrainingRecipe, str, str, str]:
+    """Recipe, data, tokenizer and text column: an exported config carries its study's (provenance),
+    so `train best.yaml` gets the study's number back; flags given here override them."""
+    study = config.provenance
+    data_spec, tokenizer, text_column = data_choice(args)
+    if "recipe" not in study:
+        return recipe_from_args(args), data_spec, tokenizer, text_column
+    STDERR.print(f"note: training as study {study.get('study')!r} trained trial {study.get('trial')} "
+                 f"({study['recipe']['steps']} steps on {study.get('data')}); flags given here override that")
+    return (recipe_from_args(args, TrainingRecipe(**study["recipe"])), args.data or study.get("data", data_spec),
+            args.tokenizer or study.get("tokenizer", tokenizer), text_column)
 
 
 def _resume(args: argparse.Namespace) -> RunReport:
@@ -104,7 +117,7 @@ def _same_setting(asked: object, trained: object) -> bool:
     return asked == trained
 
 
-@command("generate", "sample text from a checkpoint (KV-cached; reports ms per token)")
+@command("generate")
 def generate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="a folder written by `train --out`")
     parser.add_argument("--prompt", default="", help="text to continue (default: start from scratch)")
@@ -125,7 +138,7 @@ def run_generate(args: argparse.Namespace, console: Console) -> None:
     STDERR.print(f"{len(result.new_tokens)} tokens, {result.ms_per_token:.2f} ms per token (median, KV cache)")
 
 
-@command("evaluate", "score a checkpoint on zero-shot multiple choice (continuation log-likelihood)")
+@command("evaluate")
 def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="a folder written by `train --out`")
     parser.add_argument("--zero-shot", required=True, metavar="SPEC",

@@ -3,49 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import optuna
 from rich.console import Console
 
-from objectives import LatencyProtocol
-from trainer import DEFAULT_DATA_SPEC, prepare_data
-from trainer.loop import TrainingRecipe, resolve_device
+from objectives.protocol import BACKENDS
 
-from ..arguments import add_data_arguments, add_shape_arguments, add_training_arguments, explicit_recipe
+from ..api import Search, check_study_name, default_jobs, stored_settings
+from ..arguments import add_artifacts_argument, add_data_arguments, add_study_arguments, add_shape_arguments, add_training_arguments, explicit_recipe
 from ..errors import StudyError
-from ..front import front_trials, keep_front_checkpoints
-from ..gaps import gap_trials_in
+from ..gaps import GAP_RATIO, gap_trials_in
 from ..live import LiveReporter
+from ..measures import CONSTRAINTS, DEFAULT_OBJECTIVES, OBJECTIVES
 from ..registry import command
-from ..search import MAX_CONSECUTIVE_REPEATS, count_complete, open_study, promote, run_worker
-from ..settings import DEFAULT_OBJECTIVES, OBJECTIVES, StudySettings, check_objectives, read_settings
+from ..search import MAX_CONSECUTIVE_REPEATS
+from ..settings import DEFAULT_GAP_TRIALS, DEFAULT_TRIALS, SEARCH_RECIPE, WORKER_TRIALS, Pruning, StudySettings
 from ..space import load_space
-from ..storage import DEFAULT_STORAGE, load_existing, open_storage
-from ..trials import DEFAULT_PRUNE_MARGIN, DEFAULT_RUNGS
+from ..storage import display_storage, promoted_name
 from ..views import front_table
 
-DEFAULT_STUDY = "decoder-nas"
 TOP_HELP = ("promote K sampled trials: the front, then the next non-dominated layers behind it, best quality "
             "first (default: the front only)")
-DEFAULT_GAP_TRIALS = 4
 GAP_HELP = ("then train N gap trials at the longer budget, one at a time: each changes one parameter of a "
             f"front trial to fill the front's widest cost gap (default: {DEFAULT_GAP_TRIALS}; 0: none)")
-# The proxy: nanoGPT's CPU recipe compressed to 300 steps (warm-up and cosine scaled with it).
-SEARCH_RECIPE = TrainingRecipe(steps=300, warmup_steps=30)
-SEARCH_SHAPE = {"block_size": 64, "n_layer": 4, "n_head": 4, "d_model": 128}
-WORKER_TRIALS = 1_000_000  # a worker runs until the study is done (--max-complete) or it is stopped
-
-
-def add_study_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("study")
-    group.add_argument("--study", default=DEFAULT_STUDY, help=f"study name (default: {DEFAULT_STUDY})")
-    group.add_argument("--storage", default=DEFAULT_STORAGE,
-                       help="a journal file path (several processes on one machine; default: "
-                            f"./{DEFAULT_STORAGE}), sqlite:///FILE (one process) or "
-                            "postgresql://USER:PASSWORD@HOST/DB (many machines)")
 
 
 def add_search_arguments(parser: argparse.ArgumentParser, default_trials: int) -> None:
@@ -56,18 +39,22 @@ def add_search_arguments(parser: argparse.ArgumentParser, default_trials: int) -
                        help=f"any of {', '.join(OBJECTIVES)} (default: {' '.join(DEFAULT_OBJECTIVES)})")
     group.add_argument("--sampler", help="tpe (default), random, nsga2 or gp")
     group.add_argument("--sampler-seed", type=int, help="seed of the sampler (--seed seeds training)")
-    group.add_argument("--max-params", type=float, help="constraint: at most this many parameters")
-    group.add_argument("--max-flops", type=float, help="constraint: at most this many FLOPs per token")
-    group.add_argument("--max-latency-ms", type=float, help="constraint: at most this latency")
+    for objective in CONSTRAINTS.values():
+        unit = "MB" if objective.constraint_scale == 1e6 else objective.unit or "count"
+        group.add_argument("--" + objective.constraint.replace("_", "-"), type=float, metavar=unit.upper(),
+                           help=f"constraint: at most this much {objective.description} ({unit})")
     group.add_argument("--latency-mode", choices=("forward", "decode"),
                        help="forward: batch 1, full context (default); decode: one KV-cached token")
+    group.add_argument("--latency-backend", choices=BACKENDS,
+                       help="torch: eager PyTorch (default); onnxruntime: each candidate exported to ONNX and timed "
+                            "in ONNX Runtime, the usual CPU deployment target (pip install -e '.[onnx]')")
     group.add_argument("--rungs", type=float, nargs="*", metavar="FRACTION",
                        help=f"early-stopping rungs as fractions of --steps (default: "
-                            f"{' '.join(f'{r:.2f}' for r in DEFAULT_RUNGS)}; none: no early stopping)")
+                            f"{' '.join(f'{r:.2f}' for r in Pruning().rungs)}; none: no early stopping)")
     group.add_argument("--prune-margin", type=float,
                        help=f"loss margin (nats) by which a cheaper trial must lead at the rung at 2/3 of "
                             f"the steps to stop this one; earlier rungs scale it by (2/3)/fraction, since "
-                            f"gaps narrow with training (default: {DEFAULT_PRUNE_MARGIN})")
+                            f"gaps narrow with training (default: {Pruning().margin})")
     shape = parser.add_argument_group("shape: context length, and the paper presets run as baselines")
     add_shape_arguments(shape)
     add_data_arguments(parser)
@@ -76,8 +63,17 @@ def add_search_arguments(parser: argparse.ArgumentParser, default_trials: int) -
     until = "no limit: until --max-complete or Ctrl-C" if default_trials >= WORKER_TRIALS else str(default_trials)
     run.add_argument("--trials", type=int, default=default_trials,
                      help=f"trials this process trains; repeats and infeasible samples are free (default: {until})")
+    if default_trials < WORKER_TRIALS:  # search; a worker is one process by definition
+        run.add_argument("--jobs", type=int, metavar="N",
+                         help="worker processes on this machine sharing the study, each training --trials trials, "
+                              "the CPU cores split between them (default: 2 on a CPU-only machine with a journal "
+                              "storage, 1.6x the trials per hour of one process on 2 cores; else 1)")
+        run.add_argument("--devices", metavar="D1,D2,...",
+                         help="devices the jobs take in turn: --jobs 8 --devices cuda:0,cuda:1 puts 4 on each GPU "
+                              "(default: --device for every job)")
     run.add_argument("--max-complete", type=int, help="every process stops once the study holds N complete trials")
     run.add_argument("--no-presets", action="store_true", help="do not enqueue the paper's four models first")
+    add_artifacts_argument(run)
     run.add_argument("--keep-checkpoints", choices=("none", "front", "all"), default="none",
                      help="keep trial weights: none (default), those on the front, or all")
     run.add_argument("--promote-steps", type=int, metavar="S2",
@@ -86,102 +82,98 @@ def add_search_arguments(parser: argparse.ArgumentParser, default_trials: int) -
     run.add_argument("--gap-trials", type=int, metavar="N", help="with --promote-steps: " + GAP_HELP)
 
 
-@command("search", "run a multi-objective architecture search (with no flags: a small study on the built-in corpus)")
+@command("search")
 def search_arguments(parser: argparse.ArgumentParser) -> None:
-    add_search_arguments(parser, default_trials=12)
+    add_search_arguments(parser, default_trials=DEFAULT_TRIALS)
     parser.set_defaults(run=run_search)
 
 
-@command("worker", "join a study from another process or machine (creating it if needed) and run trials")
+@command("worker")
 def worker_arguments(parser: argparse.ArgumentParser) -> None:
     add_search_arguments(parser, default_trials=WORKER_TRIALS)
     parser.set_defaults(run=run_search)
 
 
-def requested_settings(args: argparse.Namespace, base: StudySettings | None) -> dict[str, Any]:
-    """The settings fields the user asked for explicitly, over `base` (a stored study) or defaults."""
-    explicit: dict[str, Any] = {}
+def requested_settings(args: argparse.Namespace, base: StudySettings) -> StudySettings:
+    """`base` (the stored study's settings, or the defaults) with what the user asked for explicitly."""
+    changes: dict[str, Any] = {}
     if args.objectives:
-        check_objectives(tuple(args.objectives))
-        explicit["objectives"] = tuple(args.objectives)
+        changes["objectives"] = tuple(args.objectives)
     if args.space:
-        explicit["space"] = load_space(args.space).to_dict()
+        changes["space"] = load_space(args.space)
     for name, flag in (("data", "data"), ("tokenizer", "tokenizer"), ("text_column", "text_column"),
                        ("sampler", "sampler"), ("seed", "sampler_seed"), ("block_size", "block_size")):
         if getattr(args, flag, None) is not None:
-            explicit[name] = getattr(args, flag)
-    if "data" in explicit and Path(explicit["data"]).exists():
+            changes[name] = getattr(args, flag)
+    if "data" in changes and Path(changes["data"]).exists():
         # A local corpus is stored by absolute path: workers started elsewhere find the same file.
-        explicit["data"] = str(Path(explicit["data"]).resolve())
+        changes["data"] = str(Path(changes["data"]).resolve())
     shape = {k: getattr(args, k) for k in ("n_layer", "n_head", "d_model") if getattr(args, k) is not None}
     if shape:
-        explicit["preset_shape"] = {**(base.preset_shape if base else _default_shape()), **shape}
+        changes["preset_shape"] = {**base.preset_shape, **shape}
     recipe = explicit_recipe(args)
     if recipe:
-        explicit["recipe"] = {**(base.recipe if base else SEARCH_RECIPE.to_dict()), **recipe}
-    constraints = {k: getattr(args, k) for k in ("max_params", "max_flops", "max_latency_ms") if getattr(args, k) is not None}
+        changes["recipe"] = replace(base.recipe, **recipe)
+    constraints = {o.constraint: getattr(args, o.constraint) for o in CONSTRAINTS.values()
+                   if getattr(args, o.constraint, None) is not None}
     if constraints:
-        explicit["constraints"] = constraints
-    if args.latency_mode:
-        explicit["latency"] = {**(base.latency if base else LatencyProtocol().to_dict()), "mode": args.latency_mode}
-    pruning = {}
-    if args.rungs is not None:
-        if any(not 0 < rung < 1 for rung in args.rungs):
-            raise StudyError(f"--rungs: {args.rungs} must be fractions of the steps, between 0 and 1")
-        pruning["rungs"] = args.rungs
-    if args.prune_margin is not None:
-        if args.prune_margin < 0:
-            raise StudyError(f"--prune-margin: {args.prune_margin} must not be negative")
-        pruning["margin"] = args.prune_margin
+        changes["constraints"] = constraints
+    latency = {key: value for key, value in (("mode", args.latency_mode), ("backend", args.latency_backend))
+               if value is not None}
+    if latency:
+        try:
+            changes["latency"] = replace(base.latency, **latency)
+        except ValueError as exc:  # e.g. decode mode with onnxruntime, which has no KV cache
+            raise StudyError(f"--latency-backend/--latency-mode: {exc}") from None
+    pruning = {key: value for key, value in (("rungs", args.rungs), ("margin", args.prune_margin)) if value is not None}
     if pruning:
-        explicit["pruning"] = {**(base.pruning if base else _default_pruning()), **pruning}
-    return explicit
-
-
-def _default_shape() -> dict[str, int]:
-    return {k: SEARCH_SHAPE[k] for k in ("n_layer", "n_head", "d_model")}
-
-
-def _default_pruning() -> dict[str, Any]:
-    return {"rungs": list(DEFAULT_RUNGS), "margin": DEFAULT_PRUNE_MARGIN}
-
-
-def _new_settings(explicit: dict[str, Any]) -> StudySettings:
-    defaults: dict[str, Any] = {
-        "objectives": DEFAULT_OBJECTIVES, "space": load_space().to_dict(), "data": DEFAULT_DATA_SPEC,
-        "tokenizer": "char", "text_column": "text", "content_hash": "", "block_size": SEARCH_SHAPE["block_size"],
-        "preset_shape": _default_shape(), "recipe": SEARCH_RECIPE.to_dict(), "constraints": {},
-        "latency": LatencyProtocol().to_dict(), "pruning": _default_pruning(), "sampler": "tpe", "seed": None,
-    }
-    return StudySettings(**{**defaults, **explicit})
+        changes["pruning"] = replace(base.pruning, **pruning)
+    return replace(base, **changes)
 
 
 def run_search(args: argparse.Namespace, console: Console) -> None:
-    if args.trials < 0:
-        raise StudyError(f"--trials: {args.trials} must not be negative")
     if args.top is not None and (args.top < 1 or not args.promote_steps):
         raise StudyError(f"--top {args.top}: needs --promote-steps and at least one trial to promote")
     if args.gap_trials is not None and not args.promote_steps:
         raise StudyError(f"--gap-trials {args.gap_trials}: needs --promote-steps (gap trials run at the longer budget)")
-    backend = open_storage(args.storage)
-    try:
-        stored = read_settings(load_existing(args.study, backend))
-    except StudyError:
-        stored = None  # a new study (or one another worker is creating right now)
-    explicit = requested_settings(args, stored)
-    settings = replace(stored, **explicit) if stored else _new_settings(explicit)
-    TrainingRecipe(**settings.recipe)  # validate the recipe before any data is read
-    data = prepare_data(settings.data, settings.tokenizer, text_column=settings.text_column)
-    if not stored:
-        settings = replace(settings, content_hash=data.content_hash)
-    study, settings = open_study(args.study, args.storage, settings, enqueue_presets=not args.no_presets)
-    device = resolve_device(args.device)
-    _run(study, settings, data, device, args.trials, args.max_complete, args, console)
+    if args.trials < 0:
+        raise StudyError(f"--trials: {args.trials} must not be negative")
+    check_study_name(args.study)
+    settings = requested_settings(args, stored_settings(args.study, args.storage) or StudySettings())
+    search = Search.create(args.study, args.storage, settings, presets=not args.no_presets, artifacts=args.artifacts)
+    _announce(search, console)
+    _run(search, args.trials, args, console, max_complete=args.max_complete)
     if args.promote_steps:
-        study, settings = _promote_and_run(args, args.promote_steps, data, device, console)
-    console.print(front_table(front_trials(study, settings), settings, title=f"Pareto front of {study.study_name!r} "
-                              f"({settings.steps} steps, {count_complete(study)} complete trials)"))
-    where = f"--study {args.study} --storage {args.storage}"
+        search = _promote_and_run(search, args, args.promote_steps, console)
+    _remeasure(search, args, console)
+    _print_front(search, console)
+    _print_next(search, args, console)
+
+
+def _announce(search: Search, console: Console) -> None:
+    """One line at the start, so a piped log says what runs before the first trial ends."""
+    settings = search.settings
+    console.print(f"study {search.name!r} in {display_storage(search.storage)}: data {settings.data}, "
+                  f"{settings.steps} steps per trial, objectives {' '.join(settings.objectives)}, "
+                  f"{search.count_complete()} complete trials so far")
+
+
+def _remeasure(search: Search, args: argparse.Namespace, console: Console) -> None:
+    """Latencies taken hours apart under other loads do not compare: the front and presets are re-timed
+    together before the front is shown (`decoder-nas measure` does it on demand)."""
+    latencies = search.measure(device=args.device)
+    console.print(f"re-timed the {len(latencies)} front members and presets together, so their latencies compare "
+                  "(each trial keeps its own as latency_ms_trial)")
+
+
+def _print_front(search: Search, console: Console) -> None:
+    console.print(front_table(search.front_trials(), search.settings,
+                              title=f"Pareto front of {search.name!r} ({search.settings.steps} steps, "
+                                    f"{search.count_complete()} complete trials)"))
+
+
+def _print_next(search: Search, args: argparse.Namespace, console: Console) -> None:
+    where = f"--study {shlex.quote(args.study)} --storage {shlex.quote(display_storage(args.storage))}"
     console.print("\n".join([
         "Next:",
         f"  more trials             decoder-nas search {where} --trials N",
@@ -189,56 +181,59 @@ def run_search(args: argparse.Namespace, console: Console) -> None:
         f"  train the front longer  decoder-nas promote {where} --steps 2000",
         f"  look at the front       decoder-nas pareto {where} --html front.html",
         f"  take one away           decoder-nas export {where} --pick knee -o best.yaml",
-    ]))
+    ]), soft_wrap=True)
 
 
-def _promote_and_run(args: argparse.Namespace, steps: int, data: Any, device: Any,
-                     console: Console) -> tuple[optuna.Study, StudySettings]:
+def _promote_and_run(search: Search, args: argparse.Namespace, steps: int, console: Console) -> Search:
     gap_trials = DEFAULT_GAP_TRIALS if args.gap_trials is None else args.gap_trials
-    if gap_trials < 0:
-        raise StudyError(f"--gap-trials {gap_trials}: must not be negative")
-    sibling, settings, added = promote(args.study, args.storage, steps, args.top)
-    if data is None:
-        data = prepare_data(settings.data, settings.tokenizer, text_column=settings.text_column)
-    waiting = len(sibling.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
-    gaps_to_go = max(gap_trials - gap_trials_in(sibling), 0)
-    console.print(f"promoting {added} architectures to {steps} steps in study {sibling.study_name!r} "
-                  f"({waiting} queued with the presets), then up to {gaps_to_go} gap trials")
-    _run(sibling, settings, data, device, waiting + gaps_to_go, None, args, console, queued_only=True,
-         gap_trials=gap_trials)
-    return sibling, settings
+    console.print(f"promoting {search.name!r} to {steps} steps in study {promoted_name(search.name, steps)!r}")
+    with LiveReporter(search.study, search.settings, None) as reporter:
+        done = search.promote(steps, top=args.top, gap_trials=gap_trials, device=args.device,
+                              keep_checkpoints=args.keep_checkpoints, reporter=reporter)
+    gaps = gap_trials_in(done.search.study)
+    console.print(f"promoted {done.added} new architectures ({done.queued} were queued with the presets); "
+                  f"{done.summary.trials_run} trained here; {gaps} gap trial{'s' if gaps != 1 else ''} in the study"
+                  + ("" if gaps >= gap_trials else " (no front gap wider than "
+                     f"{GAP_RATIO}x in cost left to fill)"))
+    return done.search
 
 
-def _run(study: optuna.Study, settings: StudySettings, data: Any, device: Any, trials: int,
-         max_complete: int | None, args: argparse.Namespace, console: Console, queued_only: bool = False,
-         gap_trials: int = 0) -> None:
-    checkpoints = None
-    if args.keep_checkpoints != "none":
-        root = Path(args.storage).resolve().parent if "://" not in args.storage else Path.cwd()
-        checkpoints = root / "checkpoints" / study.study_name
-    with LiveReporter(study, settings.objectives, trials if trials < WORKER_TRIALS else None) as reporter:
-        summary = run_worker(study, settings, data, device, trials, max_complete, args.storage, checkpoints, reporter,
-                             queued_only, gap_trials)
-    if checkpoints is not None and args.keep_checkpoints == "front":
-        keep_front_checkpoints(study, settings, checkpoints)
+def _run(search: Search, trials: int, args: argparse.Namespace, console: Console,
+         max_complete: int | None = None) -> None:
+    devices = args.devices.split(",") if getattr(args, "devices", None) else None
+    jobs = getattr(args, "jobs", 1)
+    jobs = default_jobs(search.storage, args.device, devices) if jobs is None else jobs
+    if jobs == 1:
+        total = trials if trials < WORKER_TRIALS else None
+        with LiveReporter(search.study, search.settings, total) as reporter:
+            summary = search.run(trials, jobs=1, max_complete=max_complete, device=args.device,
+                                 keep_checkpoints=args.keep_checkpoints, reporter=reporter)
+    else:  # the jobs' own view: one bar for all of them, each finished trial on a line
+        summary = search.run(trials, jobs=jobs, devices=devices, max_complete=max_complete, device=args.device,
+                             keep_checkpoints=args.keep_checkpoints)
     if summary.exhausted:
         console.print(f"stopped early: the sampler proposed {MAX_CONSECUTIVE_REPEATS} architectures in a row that "
                       "the study had already trained (their results were reused); the space looks exhausted")
-    console.print(f"{summary.trials_run} trials trained here; study {study.study_name!r} holds "
-                  f"{summary.complete_in_study} complete trials")
+    console.print(f"trained {summary.trials_run} trial{'s' if summary.trials_run != 1 else ''} in "
+                  f"{'this process' if jobs == 1 else f'{jobs} processes'}; the study now holds "
+                  f"{summary.complete_in_study} complete trials (repeats and presets included)")
 
 
-@command("promote", "retrain a study's front from scratch with a longer budget (in sibling study NAME@STEPS), "
-                    "then fill its widest cost gaps with gap trials")
+@command("promote")
 def promote_arguments(parser: argparse.ArgumentParser) -> None:
     add_study_arguments(parser)
     parser.add_argument("--steps", type=int, required=True, help="the longer budget in steps")
     parser.add_argument("--top", type=int, metavar="K", help=TOP_HELP)
     parser.add_argument("--gap-trials", type=int, metavar="N", help=GAP_HELP)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--keep-checkpoints", choices=("none", "front", "all"), default="none")
+    parser.add_argument("--keep-checkpoints", choices=("none", "front", "all"), default="none",
+                        help="keep trial weights as artifacts: none (default), those on the front, or all")
+    add_artifacts_argument(parser)
     parser.set_defaults(run=run_promote)
 
 
 def run_promote(args: argparse.Namespace, console: Console) -> None:
-    _promote_and_run(args, args.steps, None, resolve_device(args.device), console)
+    search = _promote_and_run(Search.load(args.study, args.storage, args.artifacts), args, args.steps, console)
+    _remeasure(search, args, console)
+    _print_front(search, console)
+    _print_next(search, args, console)

@@ -1,0 +1,400 @@
+"""The Python API: one `Search` per study. Every `decoder-nas` command is a thin layer over it.
+
+    >>> from studies import Search
+    >>> search = Search.create("my-study", storage="runs.journal", data="builtin:pydoc")  # doctest: +SKIP
+    >>> search.run(trials=12)                   # the engine of `decoder-nas search`  # doctest: +SKIP
+    >>> search.front()                          # typed records: number, config, measures, steps  # doctest: +SKIP
+    >>> search.dataframe()                      # every trial with its measures (pandas)  # doctest: +SKIP
+    >>> long = search.promote(steps=2000)       # the sibling study NAME@2000, trained  # doctest: +SKIP
+    >>> long.export(pick="knee", path="best.yaml")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Sequence
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search_space import DecoderConfig, config_from_dict, save_config
+
+from .artifacts import (WEIGHTS_KEY, default_artifacts, download_weights, open_store, remove_weights,
+                        study_artifacts)
+from .errors import StudyError, Terminated
+from .front import (JOINT_LATENCY_KEY, PICKS, complete_trials, front_hypervolume, front_trials, normaliser_for, pick,
+                    study_at_budget)
+from .measures import OBJECTIVES
+from .settings import (DEFAULT_GAP_TRIALS, DEFAULT_STUDY, DEFAULT_TRIALS, SETTINGS_KEY, StudySettings,
+                       read_settings)
+from .storage import DEFAULT_STORAGE, is_journal, load_existing, local_file, open_storage
+
+if TYPE_CHECKING:  # training needs torch; reading a study does not, so these load where a run starts
+    from trainer.data import TokenizedData
+
+    from .search import WorkerSummary
+    from .trials import Reporter
+
+KeepCheckpoints = Literal["none", "front", "all"]
+MEASURE_PASSES = 3
+
+
+@dataclass(frozen=True)
+class FrontPoint:
+    """One trial on a front: what `pareto --json` prints and `export` writes."""
+
+    number: int
+    steps: int
+    measures: dict[str, float]  # every registered measure the trial recorded
+    config: dict[str, Any]  # as stored with the trial (search_space.config_from_dict builds it)
+    summary: str
+    preset: str | None
+
+    @classmethod
+    def of(cls, trial: FrozenTrial, steps: int) -> FrontPoint:
+        attrs = trial.user_attrs
+        return cls(trial.number, steps, {name: attrs[name] for name in OBJECTIVES if name in attrs},
+                   attrs.get("config", {}), attrs.get("summary", ""), attrs.get("preset"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"number": self.number, "steps": self.steps, **self.measures, "preset": self.preset,
+                "summary": self.summary, "config": self.config}
+
+
+class Search:
+    """A study and its settings, with the data when it trains. Make one with `create` or `open`."""
+
+    def __init__(self, study: optuna.Study, settings: StudySettings, storage: str,
+                 data: TokenizedData | None = None, artifacts: str | None = None):
+        self.study, self.settings, self.storage, self._data = study, settings, storage, data
+        self._artifacts = artifacts  # the weights' store as this process reaches it, if not the study's own
+
+    @property
+    def artifacts(self) -> str | None:
+        """Where this study's kept weights are: `--artifacts`, else what the study recorded, else
+        `<storage>.artifacts` beside a journal or SQLite file (None for a server without one)."""
+        return study_artifacts(self.study, self.storage, self._artifacts)
+
+    @property
+    def name(self) -> str:
+        return self.study.study_name
+
+    @classmethod
+    def create(cls, name: str = DEFAULT_STUDY, storage: str = DEFAULT_STORAGE, settings: StudySettings | None = None,
+               *, presets: bool = True, artifacts: str | None = None, **changes: Any) -> Search:
+        """Create study `name`, or join it if it exists (several workers may start at once).
+
+        The settings are `settings` (default: the study's own if it exists, else `StudySettings()`)
+        with `changes` applied (any StudySettings field: objectives=..., data=..., recipe=...). Joining
+        with settings that differ from the study's is refused; everything is validated before a
+        study is created. `presets`: enqueue the paper's four models first. `artifacts`: where kept
+        weights go (a folder or s3://BUCKET; see `artifacts`)."""
+        from trainer.data import check_fits, prepare_data
+
+        from .search import open_study
+
+        check_study_name(name)
+        stored = stored_settings(name, storage)
+        settings = replace(settings or stored or StudySettings(), **changes)
+        data = prepare_data(settings.data, settings.tokenizer, text_column=settings.text_column)
+        if stored is None:
+            check_fits(data, settings.block_size)
+            if settings.latency.backend == "onnxruntime":
+                from objectives.onnx import require_onnx
+
+                require_onnx()
+            settings = replace(settings, content_hash=data.content_hash)
+        study, settings = open_study(name, storage, settings, enqueue_presets=presets)
+        return cls(study, settings, storage, data, artifacts)
+
+    @classmethod
+    def open(cls, name: str = DEFAULT_STUDY, storage: str = DEFAULT_STORAGE, steps: int | None = None,
+             artifacts: str | None = None) -> Search:
+        """An existing study's results at `steps` (default: the longest budget with results)."""
+        study, settings = study_at_budget(name, open_storage(storage, create=False), steps)
+        return cls(study, settings, storage, artifacts=artifacts)
+
+    @classmethod
+    def load(cls, name: str = DEFAULT_STUDY, storage: str = DEFAULT_STORAGE, artifacts: str | None = None) -> Search:
+        """Study `name` itself, whatever budgets its promoted siblings hold."""
+        study = load_existing(name, open_storage(storage, create=False))
+        return cls(study, read_settings(study), storage, artifacts=artifacts)
+
+    @property
+    def data(self) -> TokenizedData:
+        if self._data is None:
+            from trainer.data import prepare_data
+
+            settings = self.settings
+            self._data = prepare_data(settings.data, settings.tokenizer, text_column=settings.text_column)
+        return self._data
+
+    def run(self, trials: int = DEFAULT_TRIALS, *, jobs: int | None = None, devices: Sequence[str] | None = None,
+            max_complete: int | None = None, device: str = "auto", keep_checkpoints: KeepCheckpoints = "none",
+            reporter: Reporter | None = None, queued_only: bool = False, gap_trials: int = 0) -> WorkerSummary:
+        """Train up to `trials` trials in each of `jobs` processes (repeats and infeasible samples are
+        free); stop early once the study holds `max_complete` complete trials. `jobs` (default: see
+        `default_jobs`) > 1 starts that many worker processes on this machine, on `devices` in turn
+        (default: `device`); 1 trains here, where `reporter` sees each trial (studies.live.LiveReporter
+        draws the command line's live view)."""
+        jobs = default_jobs(self.storage, device, devices) if jobs is None else jobs
+        if jobs != 1:
+            return self._run_jobs(trials, jobs, devices or [device], max_complete, keep_checkpoints)
+        from trainer.loop import resolve_device
+
+        from .search import run_worker
+        from .trials import SilentReporter
+
+        if trials < 0:
+            raise StudyError(f"--trials: {trials} must not be negative")
+        store = self._weights_store() if keep_checkpoints != "none" else None
+        summary = run_worker(self.study, self.settings, self.data, resolve_device(device), trials, max_complete,
+                             self.storage, store, reporter or SilentReporter(), queued_only, gap_trials)
+        if store is not None and keep_checkpoints == "front":
+            front = {t.number for t in self.front_trials()}
+            remove_weights([t for t in self.study.get_trials(deepcopy=False) if t.number not in front], store)
+        return summary
+
+    def _run_jobs(self, trials: int, jobs: int, devices: Sequence[str], max_complete: int | None,
+                  keep_checkpoints: KeepCheckpoints) -> WorkerSummary:
+        from .jobs import run_jobs
+        from .search import WorkerSummary
+
+        if local_file(self.storage) is not None and not is_journal(self.storage):
+            raise StudyError(f"--jobs {jobs}: SQLite must not be shared by several processes; use a journal file "
+                             "or PostgreSQL storage")
+        if keep_checkpoints != "none":
+            self._weights_store()  # refused here, not once per job
+        # The study exists: its name and storage are all a worker needs to join it with its settings.
+        argv = ["--study", self.name, "--storage", self.storage, "--keep-checkpoints", keep_checkpoints]
+        argv += ["--artifacts", self._artifacts] if self._artifacts else []
+        argv += ["--max-complete", str(max_complete)] if max_complete is not None else []
+        done = run_jobs(argv, jobs, trials, devices)
+        if done.exit_code == 130:
+            raise KeyboardInterrupt
+        if done.exit_code == 143:
+            raise Terminated
+        if done.exit_code:
+            raise StudyError(f"--jobs {jobs}: a job failed (exit code {done.exit_code}; its last line is above)")
+        return WorkerSummary(done.trained, self.count_complete())
+
+    def _weights_store(self) -> Any:
+        if self.artifacts is None:
+            raise StudyError("--keep-checkpoints: a database storage has no folder beside it; give --artifacts "
+                             "(a folder every worker reaches, or s3://BUCKET)")
+        return open_store(self.artifacts)
+
+    def front(self) -> list[FrontPoint]:
+        """The front: complete, non-dominated trials, one per architecture, in objective order."""
+        return [FrontPoint.of(t, self.settings.steps) for t in self.front_trials()]
+
+    def front_trials(self) -> list[FrozenTrial]:
+        return front_trials(self.study, self.settings)
+
+    def hypervolume(self) -> float | None:
+        """Of the front, each objective normalised over the front, reference 1.1 (None: no front yet)."""
+        front = self.front_trials()
+        if not front or len(self.settings.objectives) < 2:
+            return None
+        return front_hypervolume(front, self.settings.objectives,
+                                 normaliser_for(self.settings.objectives, [t.values for t in front]))
+
+    def measure(self, rounds: int = 5, device: str = "auto") -> dict[int, float]:
+        """Re-time the front's members and the presets interleaved in one session, round-robin over
+        `rounds`, and store that as the latency the front and `export` use; each trial keeps its own
+        (taken under whatever load ran then) as `latency_ms_trial`. Returns trial number -> ms."""
+        from objectives.latency import measure_together
+        from trainer.loop import resolve_device
+        from trainer.run import initialised_model
+
+        target = resolve_device(device)
+        timed: dict[str, FrozenTrial] = {}
+        for _ in range(MEASURE_PASSES):  # new latencies can change the front: its newcomers join the next pass
+            members = self.front_trials() + [t for t in complete_trials(self.study, self.settings.objectives)
+                                             if "preset" in t.user_attrs]
+            if {t.user_attrs["arch_hash"] for t in members} <= timed.keys():
+                break
+            timed.update((t.user_attrs["arch_hash"], t) for t in members)
+            models = {arch: initialised_model(config_from_dict(t.user_attrs["config"]), self.settings.recipe.seed)
+                      .to(target) for arch, t in timed.items()}
+            latencies = measure_together(models, self.settings.latency, rounds)
+            self.study.set_user_attr(JOINT_LATENCY_KEY, {
+                "latency_ms": {arch: latency.ms for arch, latency in latencies.items()},
+                "rounds": rounds, "device": str(target), "measured_at": time.time(),
+                "load_average": next(iter(latencies.values())).load_average})
+        return {t.number: t.user_attrs["latency_ms"] for t in complete_trials(self.study, self.settings.objectives)
+                if t.user_attrs["arch_hash"] in timed}
+
+    def count_complete(self) -> int:
+        return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+    def dataframe(self) -> Any:
+        """A pandas DataFrame: one row per trial, its state, architecture and every registered measure."""
+        import pandas as pd  # an optional dependency, needed only here
+
+        rows = []
+        for trial in self.study.get_trials(deepcopy=False):
+            attrs = trial.user_attrs
+            rows.append({"number": trial.number, "state": trial.state.name.lower(), "preset": attrs.get("preset"),
+                         "summary": attrs.get("summary"), "arch_hash": attrs.get("arch_hash"),
+                         **{name: attrs.get(name) for name in OBJECTIVES},
+                         "reused_from": attrs.get("reused_from"), "steps": self.settings.steps})
+        return pd.DataFrame(rows).set_index("number") if rows else pd.DataFrame()
+
+    def promote(self, steps: int, *, top: int | None = None, gap_trials: int = DEFAULT_GAP_TRIALS,
+                device: str = "auto", keep_checkpoints: KeepCheckpoints = "none",
+                reporter: Reporter | None = None) -> Promotion:
+        """Retrain the front from scratch for `steps` in sibling study NAME@STEPS (the presets too),
+        then run up to `gap_trials` gap trials there (studies/gaps.py). Returns what was done."""
+        from .search import promote
+
+        if gap_trials < 0:
+            raise StudyError(f"--gap-trials {gap_trials}: must not be negative")
+        sibling, settings, added = promote(self.name, self.storage, steps, top)
+        long = Search(sibling, settings, self.storage, self._data, self._artifacts)
+        waiting = len(sibling.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        summary = long.run(waiting + gap_trials, jobs=1, device=device, keep_checkpoints=keep_checkpoints,
+                           reporter=reporter, queued_only=True, gap_trials=gap_trials)
+        return Promotion(long, added, waiting, summary)
+
+    def trial(self, number: int) -> FrozenTrial:
+        """A complete trial of this study by number."""
+        matches = [t for t in self.study.get_trials(deepcopy=False) if t.number == number]
+        if not matches:
+            raise StudyError(f"--trial {number}: study {self.name!r} has no such trial")
+        if matches[0].state != TrialState.COMPLETE:
+            raise StudyError(f"--trial {number}: the trial is {matches[0].state.name.lower()}, not complete")
+        return matches[0]
+
+    def export(self, pick: str = "knee", *, trial: int | None = None, path: str | Path | None = None,
+               onnx: str | Path | None = None) -> Export:
+        """The chosen front trial's config, with a provenance block (study, trial, budget, data and
+        recipe) that `train` uses to reproduce the trial's result; written to `path` if given, with
+        the trial's kept weights beside it (`<path stem>-checkpoint/`). `onnx`: also write the model
+        there as ONNX, with those weights when there are some."""
+        chosen = self.trial(trial) if trial is not None else self.pick(pick)
+        metrics = {name: chosen.user_attrs[name] for name in OBJECTIVES if name in chosen.user_attrs}
+        provenance = {"study": self.name, "trial": chosen.number, "steps": self.settings.steps,
+                      "arch_hash": chosen.user_attrs["arch_hash"], "data": self.settings.data,
+                      "content_hash": self.settings.content_hash, "metrics": metrics,
+                      "tokenizer": self.settings.tokenizer, "recipe": self.settings.recipe.to_dict()}
+        if trial is None:
+            provenance["pick"] = pick
+        config = config_from_dict(chosen.user_attrs["config"]).replace(provenance=provenance)
+        weights = None
+        if path is not None:
+            path = Path(path)
+            try:
+                save_config(config, path)
+            except OSError as exc:  # a full disk (/dev/full), a read-only folder
+                raise StudyError(f"-o {path}: cannot write ({exc.strerror or exc})") from None
+            if WEIGHTS_KEY in chosen.user_attrs and self.artifacts is not None:
+                weights = download_weights(chosen, open_store(self.artifacts), path.with_name(path.stem + "-checkpoint"))
+        if onnx is not None:
+            _write_onnx(config, weights, Path(onnx), self.settings.recipe.seed)
+        return Export(chosen, config, metrics, weights)
+
+    def pick(self, how: str = "knee") -> FrozenTrial:
+        """knee (nearest the ideal point, each objective normalised over the front), best-quality,
+        or min-COST: one of PICKS."""
+        if how not in PICKS:
+            raise StudyError(f"--pick: unknown choice {how!r} (choose from {', '.join(PICKS)})")
+        return pick(self.front_trials(), self.settings.objectives, how)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    search: Search  # the sibling study at the longer budget
+    added: int  # architectures newly queued from the short front
+    queued: int  # trials that were waiting when it started (the presets included)
+    summary: WorkerSummary
+
+
+@dataclass(frozen=True)
+class Export:
+    trial: FrozenTrial
+    config: DecoderConfig
+    metrics: dict[str, float]
+    weights: Path | None  # the copied checkpoint folder, when the trial's weights were kept
+
+
+def stored_settings(name: str, storage: str) -> StudySettings | None:
+    """Study `name`'s settings, or None if the storage holds no such study yet."""
+    backend = open_storage(storage)
+    try:
+        return read_settings(load_existing(name, backend))
+    except StudyError:
+        return None  # a new study (or one another worker is creating right now)
+
+
+def _write_onnx(config: DecoderConfig, weights: Path | None, path: Path, seed: int) -> None:
+    from objectives.onnx import export_onnx, require_onnx
+    from trainer.checkpoint import load_checkpoint
+    from trainer.run import initialised_model
+
+    require_onnx()
+    model = load_checkpoint(weights).model if weights is not None else initialised_model(config, seed)
+    export_onnx(model, path)
+
+
+def list_studies(storage: str) -> list[dict[str, Any]]:
+    """One row per study in the storage: trials, complete trials, front size, budget, objectives, data."""
+    backend = open_storage(storage, create=False)
+    rows = []
+    for summary in optuna.get_all_study_summaries(backend, include_best_trial=False):
+        row: dict[str, Any] = {"study": summary.study_name, "trials": summary.n_trials, "complete": None,
+                               "front": None, "steps": None, "objectives": [], "data": "(not a decoder-nas study)"}
+        if SETTINGS_KEY in summary.user_attrs:
+            search = Search(load_existing(summary.study_name, backend),
+                            StudySettings.from_dict(summary.user_attrs[SETTINGS_KEY]), storage)
+            row.update(complete=search.count_complete(), front=len(search.front_trials()), steps=search.settings.steps,
+                       objectives=list(search.settings.objectives), data=search.settings.data)
+        rows.append(row)
+    return rows
+
+
+def delete_study(name: str, storage: str) -> int:
+    """Delete study `name` and its trials; returns how many of them were running (their workers stop)."""
+    backend = open_storage(storage, create=False)
+    study = load_existing(name, backend)
+    running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    optuna.delete_study(study_name=name, storage=backend)
+    return running
+
+
+def serve_dashboard(storage: str, host: str = "127.0.0.1", port: int = 8080, artifacts: str | None = None) -> None:
+    """optuna-dashboard on the storage (every study in it), with the weights' artifact store (default:
+    the one beside the storage) so trials show their files, until interrupted."""
+    from optuna_dashboard import run_server
+
+    spec = artifacts or default_artifacts(storage)
+    store = open_store(spec) if spec and (artifacts or Path(spec).is_dir()) else None
+    run_server(open_storage(storage, create=False), host=host, port=port, artifact_store=store)
+
+
+def default_jobs(storage: str, device: str = "auto", devices: Sequence[str] | None = None) -> int:
+    """Worker processes when none are asked for: one per listed device; on a CPU-only machine with a
+    journal storage, 2 (on 2 cores, 1.6x the trials per hour of one process: docs/jobs.md); else 1."""
+    if devices:
+        return len(devices)
+    cpu_only = device == "cpu" or (device == "auto" and not _cuda_available())
+    return 2 if cpu_only and is_journal(storage) and (os.cpu_count() or 1) >= 2 else 1
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def check_study_name(name: str) -> None:
+    """NAME@STEPS names a promoted sibling, so `@` is refused in a user's name."""
+    if not name or not name.strip():
+        raise StudyError("--study: give a non-empty name")
+    if "@" in name:
+        raise StudyError(f"--study {name!r}: '@' is reserved for promoted studies (NAME@STEPS); choose another name")
+    if len(name) > 200 or any(not ch.isprintable() for ch in name):
+        raise StudyError(f"--study: names are at most 200 printable characters ({len(name)} given)")

@@ -1,0 +1,144 @@
+"""The Python API drives a whole study, as a notebook would, and agrees with the command line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search_space import load_config
+from studies import OBJECTIVES, Search, StudyError, StudySettings
+from studies.api import check_study_name
+from studies.settings import write_settings
+from study_helpers import STEPS, cli, isolated_python_api, make_settings, make_tiny  # noqa: F401 - autouse fixture
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def front_of(points) -> list[tuple[str, list[float]]]:
+    return [(p.summary, [p.measures[name] for name in ("val_loss", "flops_per_token")]) for p in points]
+
+
+def test_a_notebook_drives_a_whole_study_and_sees_the_cli_front(tmp_path: Path) -> None:
+    tiny = make_tiny(tmp_path / "files")
+    settings = make_settings(data=str(tiny.corpus), sampler="random", seed=3)
+    search = Search.create("nb", storage=str(tmp_path / "api.journal"), settings=settings)
+    assert search.study.metric_names == ["val_loss", "flops_per_token"]  # the dashboard shows names
+    summary = search.run(trials=5, jobs=1, device="cpu")
+    assert summary.trials_run == 5
+    front = search.front()
+    assert front and all(p.steps == STEPS and set(p.measures) >= {"val_loss", "flops_per_token"} for p in front)
+
+    frame = search.dataframe()
+    assert len(frame) == len(search.study.trials) and {"state", "summary", "val_loss", "params"} <= set(frame.columns)
+    assert (frame["state"] == "complete").sum() == search.count_complete()
+
+    # The CLI, on the same seed and settings, finds the same front.
+    assert cli(*tiny.argv("search", "--trials", "5", "--sampler", "random", "--sampler-seed", "3",
+                          "--objectives", "val_loss", "flops_per_token")).code == 0
+    cli_front = json.loads(cli("pareto", *tiny.study_flags(), "--json").out)
+    assert [(p["summary"], [p["val_loss"], p["flops_per_token"]]) for p in cli_front] == front_of(front)
+
+    promotion = search.promote(steps=2 * STEPS, top=1, gap_trials=0, device="cpu")
+    long = promotion.search
+    assert long.name == f"nb@{2 * STEPS}" and promotion.added == 1 and long.count_complete() >= 4
+    assert Search.open("nb", str(tmp_path / "api.journal")).name == long.name  # the longest budget by default
+
+    done = long.export(pick="knee", path=tmp_path / "best.yaml")
+    config = load_config(tmp_path / "best.yaml")
+    assert config.provenance["study"] == long.name and config.provenance["trial"] == done.trial.number
+    assert config.provenance["recipe"]["steps"] == 2 * STEPS  # what `train` needs to reproduce it
+
+
+def test_settings_are_typed_and_their_defaults_are_the_cli_defaults() -> None:
+    from studies.cli import build_parser
+
+    defaults = StudySettings()
+    assert defaults.recipe.steps == 300 and defaults.space.encoding == "per_layer"
+    args = build_parser("search").parse_args(["search"])
+    assert args.trials == 12 and args.study == "decoder-nas"
+    round_trip = StudySettings.from_dict(json.loads(json.dumps(defaults.to_dict())))
+    assert round_trip == defaults
+    with pytest.raises(StudyError, match="unknown objective"):
+        StudySettings(objectives=("val_loss", "speed"))
+    with pytest.raises(StudyError, match="max-flops"):
+        StudySettings(constraints={"max_flops": float("nan")})
+
+
+def test_a_study_written_by_0_1_0_opens_unchanged(tmp_path: Path) -> None:
+    storage = tmp_path / "old.journal"
+    shutil.copyfile(FIXTURES / "study-0.1.0.journal", storage)
+    for steps, expected in ((None, "study-0.1.0-pareto.json"), ("12", "study-0.1.0-pareto-12.json")):
+        flags = ["--steps", steps] if steps else []
+        result = cli("pareto", "--study", "tiny", "--storage", str(storage), "--json", *flags)
+        assert result.code == 0, result.err
+        assert json.loads(result.out) == json.loads((FIXTURES / expected).read_text())
+    old = Search.load("tiny", str(storage))
+    assert (old.settings.latency.estimator, old.settings.latency.clock) == ("median", "wall")  # timed as before
+    assert old.settings.space.encoding == "per_layer" and old.settings.objectives == ("val_loss", "flops_per_token", "params")
+    assert cli("export", "--study", "tiny", "--storage", str(storage), "--pick", "knee",
+               "-o", str(tmp_path / "old.yaml")).code == 0
+
+
+def test_a_worker_names_the_metrics_of_a_study_made_without_them(tmp_path: Path) -> None:
+    tiny = make_tiny(tmp_path)
+    settings = make_settings(data=str(tiny.corpus))
+    first = Search.create("named", str(tiny.storage), settings=settings, presets=False)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tiny.storage)))
+    unnamed = optuna.create_study(study_name="unnamed", storage=storage, directions=settings.directions)
+    write_settings(unnamed, first.settings)
+    assert unnamed.metric_names is None
+    assert Search.create("unnamed", str(tiny.storage), presets=False).study.metric_names == list(settings.objectives)
+
+
+def test_every_objective_is_registered_once_with_a_direction_and_kind() -> None:
+    assert list(OBJECTIVES)[:2] == ["val_loss", "val_accuracy"]
+    assert {o.kind for o in OBJECTIVES.values()} == {"quality", "cost"}
+    assert OBJECTIVES["val_accuracy"].minimised(0.5) == -0.5 and OBJECTIVES["params"].format(1234567) == "1.23M"
+
+
+@pytest.mark.parametrize("name", ["exp@laptop", "", "   ", "x" * 300, "tab\there"])
+def test_names_that_would_collide_or_mislead_are_refused(name: str) -> None:
+    with pytest.raises(StudyError):
+        check_study_name(name)
+
+
+def test_help_and_version_answer_without_importing_torch() -> None:
+    code = ("import sys, contextlib, io\nfrom studies.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n    main(['--help']); main(['--version'])\n"
+            "print(sorted(m for m in ('torch', 'datasets', 'plotly') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    version = subprocess.run([sys.executable, "-m", "studies", "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("decoder-nas ")
+
+
+def test_an_exported_config_trains_back_to_its_trials_result(tmp_path: Path) -> None:
+    tiny = make_tiny(tmp_path)
+    assert cli(*tiny.argv("search", "--trials", "2", "--no-presets", "--rungs")).code == 0
+    exported = cli("export", *tiny.study_flags(), "--pick", "knee", "-o", str(tmp_path / "best.yaml"))
+    assert exported.code == 0 and "decoder-nas train" in exported.out, exported.err
+    recorded = load_config(tmp_path / "best.yaml").provenance["metrics"]["val_loss"]
+    trained = cli("train", str(tmp_path / "best.yaml"), "--device", "cpu", "--json")
+    assert trained.code == 0, trained.err
+    assert abs(json.loads(trained.out.strip().splitlines()[-1])["val_loss"] - recorded) < 1e-4
+
+
+def test_export_refuses_a_file_name_it_cannot_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny = make_tiny(tmp_path)
+    assert cli(*tiny.argv("search", "--trials", "1", "--no-presets")).code == 0
+    for output, fragment in (("best.txt", ".yaml or .json"), (str(tmp_path), "is a folder"),
+                             ("/dev/full", ".yaml or .json")):
+        result = cli("export", *tiny.study_flags(), "--pick", "knee", "-o", output)
+        assert result.code == 2 and fragment in result.err and "Traceback" not in result.err
+    def disk_full(config, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("studies.api.save_config", disk_full)
+    result = cli("export", *tiny.study_flags(), "--pick", "knee", "-o", str(tmp_path / "best.yaml"))
+    assert result.code == 2 and "No space left on device" in result.err and "Traceback" not in result.err
