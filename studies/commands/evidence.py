@@ -15,13 +15,13 @@ from trainer.loop import TrainingRecipe, resolve_device
 
 from ..arguments import add_data_arguments, add_shape_arguments, add_training_arguments, data_choice, recipe_from_args
 from ..errors import StudyError
+from ..measures import OBJECTIVES
 from ..evidence import calibrate, reproduce, sample_architectures
 from ..progress import STDERR
 from ..registry import command
 from ..space import load_space
 from ..settings import SEARCH_BLOCK_SIZE, SEARCH_RECIPE, SEARCH_SHAPE
 
-REPRODUCE_COLUMNS = ("name", "val_loss", "val_accuracy", "flops_per_token", "params", "latency_ms", "train_seconds")
 
 
 @command("reproduce")
@@ -47,11 +47,12 @@ def run_reproduce(args: argparse.Namespace, console: Console) -> None:
         print(json.dumps(rows))
         return
     table = Table(title=f"the paper's four models, {recipe.steps} steps on {data_spec}")
-    for column in (*REPRODUCE_COLUMNS, "architecture"):
+    measures = [objective for objective in OBJECTIVES.values() if objective.name in rows[0]]
+    for column in ("name", *(objective.name for objective in measures), "train_seconds", "architecture"):
         table.add_column(column, justify="left" if column in ("name", "architecture") else "right")
     for row in rows:
-        table.add_row(row["name"], f"{row['val_loss']:.4f}", f"{row['val_accuracy']:.4f}", f"{row['flops_per_token']:,}",
-                      f"{row['params']:,}", f"{row['latency_ms']:.2f}", f"{row['train_seconds']:.1f}", row["summary"])
+        table.add_row(row["name"], *(objective.format(row[objective.name]) for objective in measures),
+                      f"{row['train_seconds']:.1f}", row["summary"] + (f" (= {row['reused_from']})" if "reused_from" in row else ""))
     console.print(table)
 
 
