@@ -1,35 +1,18 @@
 """Gap trials: local search along the promoted front, at the longer budget, where it can be trusted.
 
-A short proxy misranks families: parallel blocks and conv-k3 narrowing learn fast early and flatten
-by 2000 steps, plain sequential stacks the other way round. So a promoted front can stay bare over
-a wide range of cost, and a preset in that range is then beaten by nothing. On the CPU benchmark
-(README) the gpt preset stood alone between 0.7M and 1.72M FLOPs/token in one TPE study of five.
-
-A gap is two neighbours on the front whose costs differ by more than GAP_RATIO. Each gap trial is
-an untried one-parameter change (`SearchSpace.neighbours`: a depth or width one step up or down,
-another layout, another reduction...) of a front trial, whose cost lies inside a gap, chosen so:
+A short proxy misranks families (parallel blocks and conv-k3 narrowing learn fast early, plain
+stacks late), so a promoted front can stay bare over a wide range of cost. A gap is two neighbours
+on the front whose costs differ by more than GAP_RATIO. Each gap trial is an untried one-parameter
+change (`SearchSpace.neighbours`) of a front trial whose cost lies inside a gap, chosen so:
 
 1. A preset the front still holds (nothing beats it yet) comes first, whatever the width of the gap
-   below it: the preset's own cheapest change inside that gap, the biggest cut in cost that may
-   still keep its quality. On the CPU benchmark that is gpt at depth 3, which beats gpt.
+   below it: the preset's own cheapest change inside that gap.
 2. Then the widest gap by cost ratio: the change of either end whose cost lies nearest the gap's
    middle (in log cost).
 
 `promote --gap-trials N` runs N of them, one after another, each on the front the previous one left.
-
-Why presets first, and their cheapest change: replayed on the 16 promoted benchmark studies (every
-2000-step result looked up, training being deterministic per architecture), the widest-gap rule
-alone left a preset unbeaten in 2 studies, and taking the presets' gaps first with the preset's
-change nearest their middle still in 1; this rule beats every preset in all 16 (rerun for real where it
-picks differently), with a hypervolume no lower in any study (README).
-
-Why not during the short search: we tried one trial in three as a gap trial at 300 steps. It
-covered the 300-step front better (hypervolume 1.070 against 1.016 over five seeds) but followed the
-proxy's favourites, and the 2000-step fronts beat the gpt preset in 1 study of 5 instead of 4.
-
-Why by cost ratio and not by the hypervolume a gap could add: ordered by that rectangle (and filled
-from the better end first), gap trials went mostly to the cheapest models, where loss falls fastest
-per log FLOP, and fewer landed on the front (6 of 18 against 10 of 18, README).
+Why this rule, why after promotion and not during the search, and why by cost ratio: the replays and
+measurements in docs/decisions.md ("Gap trials after promotion", "The gap rule").
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Two encodings. `per_layer` (the default) draws each layer's layout, MLP ratio an
 narrows after it separately, for every layer slot up to the deepest `n_layer` (the unused slots
 too). `pattern` makes each choice once for all layers: one layout pattern, one reduction rule (kind,
 every how many layers, by what factor), one MLP ratio. Per-layer searched better once trained long
-(README, Benchmarks): the winners at 2000 steps were shallow stacks that mix block kinds and MLP
+(docs/decisions.md): the winners at 2000 steps were shallow stacks that mix block kinds and MLP
 ratios, which only it can express. Either way every parameter is sampled on every trial, so the
 sampler sees a fixed space (Optuna's GP and NSGA-II samplers fall back to random sampling on
 conditional parameters), and the decoder derived from any sample passes validation by

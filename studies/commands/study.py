@@ -34,7 +34,7 @@ GAP_HELP = ("then train N gap trials at the longer budget, one at a time: each c
 def add_search_arguments(parser: argparse.ArgumentParser, default_trials: int) -> None:
     add_study_arguments(parser)
     group = parser.add_argument_group("search (fixed when the study is created)")
-    group.add_argument("--space", type=Path, help="search space YAML (default: the one shipped, see README)")
+    group.add_argument("--space", type=Path, help="search space YAML (default: studies/default_space.yaml, documented inline)")
     group.add_argument("--objectives", nargs="+", metavar="NAME",
                        help=f"any of {', '.join(OBJECTIVES)} (default: {' '.join(DEFAULT_OBJECTIVES)})")
     group.add_argument("--sampler", help="tpe (default), random, nsga2 or gp")
