@@ -57,9 +57,11 @@ def open_store(spec: str) -> Any:
 
 
 def upload_weights(trial: optuna.Trial, store: Any, folder: Path, arch_hash: str) -> None:
-    """Upload every file of a checkpoint folder and record their ids, with the architecture they fit."""
-    files = {path.name: upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
-             for path in sorted(folder.iterdir()) if path.is_file()}
+    """Upload every file of a checkpoint folder (its tokenizer/ too) and record their ids by relative
+    path, with the architecture they fit."""
+    files = {path.relative_to(folder).as_posix(): upload_artifact(artifact_store=store, file_path=str(path),
+                                                                  study_or_trial=trial)
+             for path in sorted(folder.rglob("*")) if path.is_file()}
     trial.set_user_attr(WEIGHTS_KEY, {"files": files, "arch_hash": arch_hash})
 
 
@@ -69,6 +71,7 @@ def download_weights(trial: FrozenTrial, store: Any, folder: Path) -> Path:
     record = trial.user_attrs[WEIGHTS_KEY]
     folder.mkdir(parents=True, exist_ok=True)
     for name, artifact_id in record["files"].items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
         try:
             download_artifact(artifact_store=store, artifact_id=artifact_id, file_path=str(folder / name))
         except Exception as exc:  # the store's own error types differ (a missing file, a missing S3 key)

@@ -1,0 +1,141 @@
+"""Trial weights as Optuna artifacts (issue 14): kept by `--keep-checkpoints`, found by `export` on
+another machine through `--artifacts`, checked against the trial's architecture, shown by the dashboard.
+
+One tiny study that keeps every trial's weights (module fixture) is shared; a test that changes
+files works on its own copy of the journal and the artifact folder.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
+from optuna.trial import FrozenTrial, TrialState
+
+from search_space import architecture_hash
+from studies import api
+from studies.artifacts import CONFIG_FILE, WEIGHTS_KEY
+from studies.storage import open_storage
+from study_helpers import Tiny, assert_one_line_error, cli, isolated_python_api, make_tiny, quiet_datasets  # noqa: F401
+from trainer.checkpoint import load_checkpoint
+
+SEARCH = ("--trials", "4", "--no-presets", "--sampler", "random", "--sampler-seed", "0", "--rungs")
+
+
+def search_keeping(root: Path, keep: str) -> Tiny:
+    tiny = make_tiny(root)
+    with pytest.MonkeyPatch.context() as patch, quiet_datasets():
+        patch.setenv("DECODER_NAS_CACHE", str(root / "cache"))
+        result = cli(*tiny.argv("search", *SEARCH, "--keep-checkpoints", keep))
+    assert result.code == 0, result.err
+    return tiny
+
+
+@pytest.fixture(scope="module")
+def kept(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
+    """Four sampled trials, every one's weights kept."""
+    return search_keeping(tmp_path_factory.mktemp("kept"), "all")
+
+
+def complete(tiny: Tiny) -> list[FrozenTrial]:
+    study = optuna.load_study(study_name=tiny.study, storage=open_storage(str(tiny.storage)))
+    return [t for t in study.get_trials() if t.state == TrialState.COMPLETE and "reused_from" not in t.user_attrs]
+
+
+def artifact_files(folder: Path) -> set[str]:
+    return {path.name for path in folder.iterdir()} if folder.is_dir() else set()
+
+
+def test_kept_weights_are_optuna_artifacts_beside_the_storage(kept: Tiny) -> None:
+    store = Path(str(kept.storage) + ".artifacts")
+    trials = complete(kept)
+    assert len(trials) >= 2
+    for trial in trials:
+        record = trial.user_attrs[WEIGHTS_KEY]
+        assert record["arch_hash"] == trial.user_attrs["arch_hash"]
+        # the whole checkpoint, the tokenizer folder included: without it the weights do not load
+        assert {"model.safetensors", CONFIG_FILE, "run.json", "tokenizer/tokenizer_spec.json"} <= set(record["files"])
+        assert set(record["files"].values()) <= artifact_files(store)
+        metas = get_all_artifact_meta(trial, storage=open_storage(str(kept.storage)))
+        assert {m.artifact_id for m in metas} == set(record["files"].values())
+
+
+def test_export_on_a_second_machine_finds_the_weights_through_artifacts(
+    kept: Tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The journal and the store land in unrelated folders at another absolute path.
+    other = kept.copy(tmp_path / "machine2" / "db")
+    store = tmp_path / "machine2" / "weights"
+    shutil.copytree(str(kept.storage) + ".artifacts", store)
+    elsewhere = tmp_path / "machine2" / "work"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    trial = complete(kept)[0]
+
+    lost = cli("export", *other.study_flags(), "--trial", str(trial.number), "-o", "lost.yaml")
+    assert_one_line_error(lost, "export", "not in the artifact store", "--artifacts")  # nothing beside the copy
+
+    result = cli("export", *other.study_flags(), "--trial", str(trial.number), "-o", "best.yaml",
+                 "--artifacts", str(store))
+    assert result.code == 0, result.err
+    folder = elsewhere / "best-checkpoint"
+    assert "weights: best-checkpoint" in result.out
+    checkpoint = load_checkpoint(folder)
+    assert architecture_hash(checkpoint.config) == trial.user_attrs["arch_hash"]
+    assert checkpoint.record["metrics"]["val_loss"] == pytest.approx(trial.user_attrs["val_loss"])
+    assert checkpoint.tokenizer.vocab_size > 1
+
+
+def test_weights_of_another_architecture_are_refused(kept: Tiny, tmp_path: Path) -> None:
+    other = kept.copy(tmp_path / "copy")
+    store = tmp_path / "copy" / "weights"
+    shutil.copytree(str(kept.storage) + ".artifacts", store)
+    first, second = [t for t in complete(kept)][:2]
+    assert first.user_attrs["arch_hash"] != second.user_attrs["arch_hash"]
+    config_id = first.user_attrs[WEIGHTS_KEY]["files"][CONFIG_FILE]
+    shutil.copyfile(store / second.user_attrs[WEIGHTS_KEY]["files"][CONFIG_FILE], store / config_id)
+
+    result = cli("export", *other.study_flags(), "--trial", str(first.number), "-o", str(tmp_path / "x.yaml"),
+                 "--artifacts", str(store))
+    assert_one_line_error(result, "export", f"trial {first.number}'s weights", second.user_attrs["arch_hash"],
+                          first.user_attrs["arch_hash"])
+
+
+def test_keep_front_removes_the_weights_of_trials_off_the_front(tmp_path: Path) -> None:
+    tiny = search_keeping(tmp_path, "front")
+    search = api.Search.open(tiny.study, str(tiny.storage))
+    front = {t.number for t in search.front_trials()}
+    trials = complete(tiny)
+    off_front = [t for t in trials if t.number not in front]
+    assert front and off_front  # this seed leaves trials behind the front
+    kept_ids = {i for t in trials if t.number in front for i in t.user_attrs[WEIGHTS_KEY]["files"].values()}
+    assert artifact_files(Path(str(tiny.storage) + ".artifacts")) == kept_ids
+    exported = search.export(trial=min(front), path=tmp_path / "f.yaml")
+    assert exported.weights is not None and load_checkpoint(exported.weights).config is not None
+    with pytest.raises(api.StudyError, match="not in the artifact store"):
+        search.export(trial=off_front[0].number, path=tmp_path / "g.yaml")
+
+
+def test_the_dashboard_is_given_the_artifact_store(
+    kept: Tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import optuna_dashboard
+
+    calls: list[dict] = []
+    monkeypatch.setattr(optuna_dashboard, "run_server", lambda storage, **kwargs: calls.append(kwargs))
+    api.serve_dashboard(str(kept.storage))  # the store beside the storage
+    store = calls[-1]["artifact_store"]
+    assert isinstance(store, FileSystemArtifactStore)
+    assert Path(store._base_path) == Path(str(kept.storage) + ".artifacts").resolve()  # noqa: SLF001
+
+    elsewhere = tmp_path / "weights"
+    assert cli("dashboard", "--storage", str(kept.storage), "--artifacts", str(elsewhere)).code == 0
+    assert Path(calls[-1]["artifact_store"]._base_path) == elsewhere  # noqa: SLF001
+
+    bare = kept.copy(tmp_path / "bare")  # no folder beside it: no store, and none created
+    api.serve_dashboard(str(bare.storage))
+    assert calls[-1]["artifact_store"] is None
+    assert not Path(str(bare.storage) + ".artifacts").exists()
