@@ -1,12 +1,14 @@
 """The Python API: one `Search` per study. Every `decoder-nas` command is a thin layer over it.
 
-    >>> from studies import Search
-    >>> search = Search.create("my-study", storage="runs.journal", data="builtin:pydoc")  # doctest: +SKIP
-    >>> search.run(trials=12)                   # the engine of `decoder-nas search`  # doctest: +SKIP
-    >>> search.front()                          # typed records: number, config, measures, steps  # doctest: +SKIP
-    >>> search.dataframe()                      # every trial with its measures (pandas)  # doctest: +SKIP
-    >>> long = search.promote(steps=2000)       # the sibling study NAME@2000, trained  # doctest: +SKIP
-    >>> long.export(pick="knee", path="best.yaml")  # doctest: +SKIP
+    from studies import Search
+    search = Search.create("my-study", storage="runs.journal", data="builtin:pydoc")
+    search.run(trials=12)                        # the engine of `decoder-nas search`
+    search.front()                               # FrontPoint records: number, measures, config, steps
+    search.dataframe()                           # every trial with its measures (pandas)
+    long = search.promote(steps=2000).search     # the sibling study NAME@2000, trained
+    long.export(pick="knee", path="best.yaml")
+
+The README's "Python API" block runs as a test (tests/test_readme.py).
 """
 
 from __future__ import annotations
@@ -344,12 +346,14 @@ def list_studies(storage: str) -> list[dict[str, Any]]:
     """One row per study in the storage: trials, complete trials, front size, budget, objectives, data."""
     backend = open_storage(storage, create=False)
     rows = []
-    for summary in optuna.get_all_study_summaries(backend, include_best_trial=False):
-        row: dict[str, Any] = {"study": summary.study_name, "trials": summary.n_trials, "complete": None,
-                               "front": None, "steps": None, "objectives": [], "data": "(not a decoder-nas study)"}
-        if SETTINGS_KEY in summary.user_attrs:
-            search = Search(load_existing(summary.study_name, backend),
-                            StudySettings.from_dict(summary.user_attrs[SETTINGS_KEY]), storage)
+    # Not get_all_study_summaries: it deep-copies every trial of every study to count them.
+    for frozen in backend.get_all_studies():
+        study = load_existing(frozen.study_name, backend)
+        row: dict[str, Any] = {"study": frozen.study_name, "trials": len(study.get_trials(deepcopy=False)),
+                               "complete": None, "front": None, "steps": None, "objectives": [],
+                               "data": "(not a decoder-nas study)"}
+        if SETTINGS_KEY in frozen.user_attrs:
+            search = Search(study, StudySettings.from_dict(frozen.user_attrs[SETTINGS_KEY]), storage)
             row.update(complete=search.count_complete(), front=len(search.front_trials()), steps=search.settings.steps,
                        objectives=list(search.settings.objectives), data=search.settings.data)
         rows.append(row)
