@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import shutil
 import subprocess
 import sys
@@ -142,3 +143,17 @@ def test_export_refuses_a_file_name_it_cannot_write(tmp_path: Path, monkeypatch:
     monkeypatch.setattr("studies.api.save_config", disk_full)
     result = cli("export", *tiny.study_flags(), "--pick", "knee", "-o", str(tmp_path / "best.yaml"))
     assert result.code == 2 and "No space left on device" in result.err and "Traceback" not in result.err
+
+
+def test_joining_with_other_settings_is_refused_without_training(tmp_path: Path) -> None:
+    """Settings logic at the API level: no trial runs, so it takes milliseconds, not a search."""
+    tiny = make_tiny(tmp_path)
+    storage = str(tiny.storage)
+    created = Search.create("s", storage, make_settings(data=str(tiny.corpus)), presets=False)
+    assert Search.create("s", storage).settings == created.settings  # joining with no changes: the study's own
+    for change, key in ((dict(recipe=replace(created.settings.recipe, steps=13)), "recipe.steps"),
+                        (dict(objectives=("val_loss", "params")), "objectives"),
+                        (dict(constraints={"max_params": 1e6}), "constraints.max_params")):
+        with pytest.raises(StudyError, match=key.replace(".", r"\.")):
+            Search.create("s", storage, **change)
+    assert created.study.get_trials() == []
