@@ -15,6 +15,7 @@ per head.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import asdict, dataclass, fields
 from importlib import resources
 from pathlib import Path
@@ -255,8 +256,8 @@ def _parse_choice(where: str, name: str, value: Any, type_name: str) -> Any:
         if allowed is not None:
             if item not in allowed:
                 raise StudyError(f"{where}: {item!r} is not one of {list(allowed)}")
-        elif isinstance(item, bool) or not isinstance(item, (int, float)) or item <= 0:
-            raise StudyError(f"{where}: {item!r} is not a positive number")
+        elif isinstance(item, bool) or not isinstance(item, (int, float)) or not (math.isfinite(item) and item > 0):
+            raise StudyError(f"{where}: {item!r} is not a finite positive number")  # nan would fail every trial
         elif name == "reduce_factor" and not 0 < item < 1:
             raise StudyError(f"{where}: {item!r} must be between 0 and 1")
         elif name in ("d_model", "n_head", "conv_kernel", "towers") and not isinstance(item, int):
