@@ -155,7 +155,7 @@ def _announce(search: Search, console: Console) -> None:
     settings = search.settings
     console.print(f"study {search.name!r} in {display_storage(search.storage)}: data {settings.data}, "
                   f"{settings.steps} steps per trial, objectives {' '.join(settings.objectives)}, "
-                  f"{search.count_complete()} complete trials so far")
+                  f"{search.count_complete()} complete trials so far", soft_wrap=True)  # one line, however long
 
 
 def _remeasure(search: Search, args: argparse.Namespace, console: Console) -> None:
