@@ -81,7 +81,11 @@ def _requeue(study: optuna.Study, trial: FrozenTrial) -> None:
     chain = trial.user_attrs.get("retry_count", 0)
     if chain >= MAX_RETRIES:
         return
-    keep = {k: v for k, v in trial.user_attrs.items() if k in ("preset", "config", "promoted_from")}
+    # What the trial was queued as; the config every trial records is its source only when promoted
+    # (kept on a sampled trial, it would be retrained without its parameters, unseen by the sampler).
+    keep = {k: v for k, v in trial.user_attrs.items() if k in ("preset", "promoted_from")}
+    if "promoted_from" in keep:
+        keep["config"] = trial.user_attrs["config"]
     if trial.params and "preset" in keep:
         keep["in_space"] = trial.user_attrs.get("in_space", False)
     retry = {RETRY_KEY: trial.number, "retry_count": chain + 1, "retry_reason": "lease expired: its worker stopped"}
