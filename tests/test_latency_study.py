@@ -78,7 +78,6 @@ def test_a_study_timed_in_onnx_runtime_runs_end_to_end(tmp_path: Path, monkeypat
         assert trial.user_attrs["latency_ms"] > 0 and trial.values[1] == trial.user_attrs["latency_ms"]
     # each trial timed once in ONNX Runtime, then the front re-timed there too (no torch timing)
     assert len(runners) == 2 + len(study.user_attrs[JOINT_LATENCY_KEY]["latency_ms"])
-    assert "onnxruntime" not in result.err
 
 
 def test_onnx_runtime_cannot_time_decoding_and_no_study_is_made(tmp_path: Path) -> None:
