@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -81,15 +82,20 @@ def _requeue(study: optuna.Study, trial: FrozenTrial) -> None:
     chain = trial.user_attrs.get("retry_count", 0)
     if chain >= MAX_RETRIES:
         return
-    # What the trial was queued as; the config every trial records is its source only when promoted
-    # (kept on a sampled trial, it would be retrained without its parameters, unseen by the sampler).
-    keep = {k: v for k, v in trial.user_attrs.items() if k in ("preset", "promoted_from")}
-    if "promoted_from" in keep:
-        keep["config"] = trial.user_attrs["config"]
-    if trial.params and "preset" in keep:
-        keep["in_space"] = trial.user_attrs.get("in_space", False)
     retry = {RETRY_KEY: trial.number, "retry_count": chain + 1, "retry_reason": "lease expired: its worker stopped"}
-    study.enqueue_trial(trial.params, user_attrs={**keep, **retry})
+    study.enqueue_trial(trial.params, user_attrs={**queued_as(trial), **retry})
+
+
+def queued_as(trial: FrozenTrial) -> dict[str, Any]:
+    """What made the trial what it is, for enqueueing it again with its parameters: a preset (and
+    whether the space built it), or a promoted config. A sampled trial is its parameters alone: the
+    config every trial records, kept, would retrain it without them, unseen by the sampler."""
+    attrs = trial.user_attrs
+    if "preset" in attrs:
+        return {"preset": attrs["preset"], "in_space": attrs.get("in_space", False)}
+    if "promoted_from" in attrs:
+        return {"promoted_from": attrs["promoted_from"], "config": attrs["config"]}
+    return {}
 
 
 class LeaseReporter:

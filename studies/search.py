@@ -20,7 +20,7 @@ from trainer.data import TokenizedData
 from .errors import StudyError
 from .front import promotion_candidates
 from .gaps import enqueue_gap_trial, gap_trials_in
-from .leases import LeaseReporter, fail_expired_trials, trial_taken
+from .leases import LeaseReporter, fail_expired_trials, queued_as, trial_taken
 from .progress import STDERR
 from .settings import StudySettings, read_settings, write_settings
 from .storage import is_journal, load_existing, open_storage, promoted_name
@@ -81,9 +81,6 @@ def open_study(name: str, storage: str | None, settings: StudySettings | None,
     return study, stored
 
 
-QUEUE_KEYS = ("preset", "in_space", "config", "promoted_from")  # what makes an enqueued trial what it is
-
-
 def requeue_stopped(study: optuna.Study) -> int:
     """Enqueue again each preset or promoted architecture whose trial a Ctrl-C or SIGTERM stopped and
     that nothing else holds (a sampled trial is simply sampled anew); returns how many."""
@@ -93,7 +90,7 @@ def requeue_stopped(study: optuna.Study) -> int:
     for trial in trials:
         key = _queued_as(trial)
         if key is not None and stopped(trial) and key not in held:
-            study.enqueue_trial(trial.params, user_attrs={k: v for k, v in trial.user_attrs.items() if k in QUEUE_KEYS})
+            study.enqueue_trial(trial.params, user_attrs=queued_as(trial))
             held.add(key)
             requeued += 1
     return requeued

@@ -8,6 +8,7 @@ promoted config (`config`), or the search space.
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import platform
 import tempfile
@@ -36,7 +37,7 @@ TRAINING_KEYS = ("data", "tokenizer", "text_column", "content_hash", "block_size
 # margin: margin x MARGIN_FRACTION / fraction (measured: docs/decisions.md).
 MARGIN_FRACTION = 2 / 3
 TRAINING_METRICS = ("val_loss", "val_perplexity", "val_accuracy", "tokens_per_second", "train_seconds", "tokens")
-# What a trial measures (`_static_measures`, training, the rungs' `rung_N`): a repeat takes these over.
+# What a trial measures (static, latency, training, the rungs' `rung_N`): a repeat takes these over.
 STATIC_MEASURES = ("non_embedding_params", *(o.name for o in OBJECTIVES.values() if o.static))
 LATENCY_MEASURES = ("latency_ms", "latency_p10_ms", "latency_p90_ms", "latency_spread", "latency_load_average",
                     "latency_procs_running", "latency_peak_memory_bytes")
@@ -121,7 +122,9 @@ def run_trial(context: TrialContext) -> FrozenTrial:
         finished.append(trial)
         context.reporter.trial_finished(trial)
 
-    context.study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True, callbacks=[record])
+    context.study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[record])
+    if trained(finished[0]):  # a model was built: free it now (a full collection costs ~0.3 s, so not per sample)
+        gc.collect()
     return finished[0]
 
 
@@ -174,11 +177,15 @@ def _evaluate(trial: optuna.Trial, context: TrialContext) -> list[float]:
         return _objective_values(reused.user_attrs, settings)
 
     recipe = settings.recipe
+    description = describe(config)
+    measures = {name: getattr(description, name) for name in STATIC_MEASURES}
+    _record(trial, measures)
+    _check_constraints(trial, measures, settings, static=True)  # no model is built or timed for a refused sample
     model = initialised_model(config, recipe.seed).to(context.device)
-    measures = _static_measures(config, model, settings)
-    for key, value in measures.items():
-        trial.set_user_attr(key, value)
-    _check_constraints(trial, measures, settings)
+    latency = latency_measures(measure_latency(model, settings.latency))
+    _record(trial, latency)
+    measures.update(latency)
+    _check_constraints(trial, measures, settings, static=False)
 
     with _staging(context) as out_dir:  # weights go to the artifact store, not a folder named after the study
         report = run_training(config, context.data, recipe, str(context.device), out_dir,
@@ -217,20 +224,20 @@ def latency_measures(latency: Latency) -> dict[str, Any]:
             "latency_procs_running": latency.procs_running, "latency_peak_memory_bytes": latency.peak_memory_bytes}
 
 
-def _static_measures(config: DecoderConfig, model: torch.nn.Module, settings: StudySettings) -> dict[str, Any]:
-    description = describe(config)
-    latency = measure_latency(model, settings.latency)
-    return {
-        **{name: getattr(description, name) for name in STATIC_MEASURES},
-        **latency_measures(latency),
-    }
+def _record(trial: optuna.Trial, measures: dict[str, Any]) -> None:
+    for key, value in measures.items():
+        trial.set_user_attr(key, value)
 
 
-def _check_constraints(trial: optuna.Trial, measures: dict[str, Any], settings: StudySettings) -> None:
-    """Cheap measures decide feasibility before any training is spent."""
+def _check_constraints(trial: optuna.Trial, measures: dict[str, Any], settings: StudySettings,
+                       static: bool | None = None) -> None:
+    """Cheap measures decide feasibility before any training is spent: those the config alone
+    decides (static=True), then latency (static=False), or all at once (None)."""
     violations = []
     for name, limit in settings.constraints.items():
         measure = CONSTRAINTS[name]
+        if static is not None and measure.static != static:
+            continue
         excess = measures[measure.name] - limit * measure.constraint_scale
         trial.set_constraint(name, excess)
         if excess > 0:
@@ -256,21 +263,22 @@ def _trained_twin(context: TrialContext, arch_hash: str, number: int) -> tuple[F
     if own is not None:
         return own, None
     storage = context.study._storage  # noqa: SLF001 - Optuna exposes no public accessor
-    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        if summary.study_name == context.study.study_name or not _trains_alike(summary, context.settings):
+    # The studies themselves, not get_all_study_summaries: that deep-copies every trial of every study.
+    for frozen in storage.get_all_studies():
+        if frozen.study_name == context.study.study_name or not _trains_alike(frozen.user_attrs, context.settings):
             continue
-        other = optuna.load_study(study_name=summary.study_name, storage=storage)
+        other = optuna.load_study(study_name=frozen.study_name, storage=storage)
         twin = _twin_in(other, arch_hash, None, (TrialState.COMPLETE,), str(context.device))
         if twin is not None:
-            return twin, summary.study_name
+            return twin, frozen.study_name
     return None, None
 
 
-def _trains_alike(summary: optuna.study.StudySummary, settings: StudySettings) -> bool:
+def _trains_alike(study_attrs: dict[str, Any], settings: StudySettings) -> bool:
     """Whether a study's stored settings (any version's) match these on every key in TRAINING_KEYS."""
-    if SETTINGS_KEY not in summary.user_attrs:
+    if SETTINGS_KEY not in study_attrs:
         return False
-    stored = StudySettings.from_dict(summary.user_attrs[SETTINGS_KEY]).to_dict()
+    stored = StudySettings.from_dict(study_attrs[SETTINGS_KEY]).to_dict()
     wanted = settings.to_dict()
     return all(stored[key] == wanted[key] for key in TRAINING_KEYS)
 
