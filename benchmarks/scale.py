@@ -1,0 +1,271 @@
+"""How the views and one trial's bookkeeping grow with the study: 100, 1,000 and 10,000 complete trials.
+
+    python benchmarks/scale.py [--sizes 100 1000 10000] [--storages journal sqlite postgresql]
+                               [--repeats 3] [--postgres postgresql://USER@HOST/DB] [--scratch DIR]
+
+Real trials first: a tiny real search (6 trials of 12 steps, a 2-layer d16 shape, on a small
+generated corpus) in a scratch journal. Each size's study is built from copies of those trials:
+every copy gets its own arch_hash (so the front's one-per-architecture rule keeps them all) and its
+measures perturbed (val_loss by ~5%, FLOPs, params and latency by up to 2x either way); the study
+gets the real study's settings. A storage holds one study per size, so `studies` lists one study.
+Studies already built in --scratch (or in the --postgres database) are reused; the PostgreSQL
+database should be one of its own.
+
+Each command runs as a subprocess (`python -m studies ...`, so imports count) `--repeats` times;
+the table gives the median. Next to it: Optuna's own load_study + get_trials on the same storage,
+timed inside a subprocess (storage opening included, imports not): the floor of any view that reads
+every trial. "join" and "one trial" are what a worker spends besides training and evaluation,
+timed in this process: Search.create joining the study, then run_worker for one trial with the
+training, evaluation and latency timing stubbed out (sampling, the twin search, the rung pruner's
+scan, the recording all run). Slope: log(t at the largest size / t at the one before) over
+log(size ratio); 1 is linear in the trials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from unittest import mock
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState, create_trial
+from rich.console import Console
+from rich.table import Table
+
+from objectives.latency import Latency
+from studies.api import Search
+from studies.search import name_metrics, run_worker
+from studies.settings import StudySettings, read_settings, write_settings
+from studies.storage import open_storage
+from trainer.loop import Evaluation, Progress, TrainingResult
+from trainer.run import RunReport
+
+SEED_STUDY = "seed"
+TINY_SEARCH = ["--jobs", "1", "--trials", "6", "--steps", "12", "--batch-size", "4", "--eval-windows", "4",
+               "--block-size", "16", "--n-layer", "2", "--n-head", "2", "--d-model", "16", "--device", "cpu"]
+COSTS = ("flops_per_token", "params", "latency_ms")  # perturbed together: a copy is another architecture
+LOAD_PROBE = """
+import sys, time, optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+kind, spec, name = sys.argv[1:]
+start = time.perf_counter()
+storage = JournalStorage(JournalFileBackend(spec)) if kind == "journal" else spec
+optuna.load_study(study_name=name, storage=storage).get_trials()
+print(time.perf_counter() - start)
+"""
+TORCH_PROBE = "import sys; from studies.cli import main; main(sys.argv[1:]); print('torch' in sys.modules)"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
+    parser.add_argument("--storages", nargs="+", default=["journal", "sqlite", "postgresql"],
+                        choices=["journal", "sqlite", "postgresql"], help="postgresql only with --postgres")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each command; the median is shown")
+    parser.add_argument("--timeout", type=float, default=60, help="seconds after which a command is cut short "
+                        "and shown as > that (default: %(default)s)")
+    parser.add_argument("--postgres", help="a PostgreSQL URL (.ci/postgres.sh starts a server and prints one)")
+    parser.add_argument("--scratch", type=Path, default=Path("/tmp/decoder-nas-scale"),
+                        help="where the corpus, the journals and SQLite files go (kept for the next run)")
+    return parser.parse_args()
+
+
+def real_trials(scratch: Path) -> tuple[list[FrozenTrial], StudySettings]:
+    """The complete trials and settings of a tiny real search, run once per scratch folder."""
+    corpus, journal = scratch / "corpus.txt", scratch / "seed.journal"
+    if not journal.exists():
+        words = "the quick brown fox jumps over a lazy dog while small decoders learn text".split()
+        rng = random.Random(0)
+        corpus.write_text("\n".join(" ".join(rng.choice(words) for _ in range(12)) for _ in range(400)))
+        subprocess.run([sys.executable, "-m", "studies", "search", "--study", SEED_STUDY, "--storage", str(journal),
+                        "--data", str(corpus), *TINY_SEARCH], check=True, capture_output=True)
+    study = optuna.load_study(study_name=SEED_STUDY, storage=open_storage(str(journal)))
+    return study.get_trials(states=(TrialState.COMPLETE,)), read_settings(study)
+
+
+def perturbed_copy(trial: FrozenTrial, index: int, objectives: tuple[str, ...]) -> FrozenTrial:
+    """Copy `index` of a real trial: the first copies are the real trials themselves, the others new
+    architectures (own arch_hash, no preset label) with perturbed measures."""
+    attrs = dict(trial.user_attrs)
+    if index >= 0:
+        rng = random.Random(index)
+        for key in ("preset", "in_space", "reused_from"):
+            attrs.pop(key, None)
+        attrs["arch_hash"] = f"{attrs['arch_hash']}-{index}"
+        attrs["val_loss"] *= math.exp(rng.gauss(0, 0.05))
+        attrs["val_perplexity"] = math.exp(attrs["val_loss"])
+        for name in COSTS:
+            attrs[name] = type(attrs[name])(attrs[name] * math.exp(rng.uniform(-0.7, 0.7)))
+    return create_trial(values=[attrs[name] for name in objectives], params=trial.params,
+                        distributions=trial.distributions, user_attrs=attrs)
+
+
+def storage_spec(kind: str, size: int, scratch: Path, postgres: str | None) -> str:
+    if kind == "journal":
+        return str(scratch / f"scale-{size}.journal")
+    if kind == "sqlite":
+        return f"sqlite:///{scratch / f'scale-{size}.db'}"
+    return postgres
+
+
+def build_study(spec: str, name: str, size: int, seeds: list[FrozenTrial], settings: StudySettings) -> None:
+    """Study `name` with `size` complete trials, unless the storage already holds it."""
+    storage = open_storage(spec)
+    if name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
+        return
+    study = optuna.create_study(study_name=name, storage=storage, directions=settings.directions)
+    name_metrics(study, settings)
+    write_settings(study, settings)
+    copies = [perturbed_copy(seeds[i % len(seeds)], i - len(seeds), settings.objectives) for i in range(size)]
+    study.add_trials(copies)
+
+
+def commands(name: str, spec: str, scratch: Path) -> dict[str, list[str]]:
+    study = ["--study", name, "--storage", spec]
+    return {
+        "pareto": ["pareto", *study],
+        "pareto --json": ["pareto", *study, "--json"],
+        "pareto --html": ["pareto", *study, "--html", str(scratch / "front.html")],
+        "export --pick knee": ["export", *study, "--pick", "knee", "-o", str(scratch / "knee.yaml")],
+        "studies": ["studies", "--storage", spec],
+    }
+
+
+def median_seconds(argv: list[str], repeats: int, timeout: float) -> float:
+    """The median wall time, or inf once a run takes longer than `timeout` (it is not repeated)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return math.inf
+        times.append(time.perf_counter() - start)
+        if done.returncode:
+            raise SystemExit(f"{' '.join(argv)} failed: {done.stderr.strip()}")
+    return statistics.median(times)
+
+
+def optuna_load_seconds(kind: str, spec: str, name: str, repeats: int) -> float:
+    url = spec.replace("postgresql://", "postgresql+psycopg://", 1)  # the driver we ship
+    runs = [subprocess.run([sys.executable, "-c", LOAD_PROBE, kind, url, name], capture_output=True, text=True,
+                           check=True) for _ in range(repeats)]
+    return statistics.median(float(run.stdout) for run in runs)
+
+
+def imports_torch(argv: list[str]) -> bool:
+    done = subprocess.run([sys.executable, "-c", TORCH_PROBE, *argv], capture_output=True, text=True)
+    return done.stdout.strip().splitlines()[-1] == "True"
+
+
+def stub_training(config, data, recipe, device, out_dir, on_progress, model=None) -> RunReport:
+    """Every progress report a real run makes (so the rung pruner scans at each rung), no training.
+    Loss 0: never dominated, so every rung's scan runs."""
+    for step in range(1, recipe.steps + 1):
+        on_progress(Progress(step, recipe.steps, 0.0, step, 0.0))
+    result = TrainingResult(Evaluation(0.0, 1.0, 1.0), recipe.steps, recipe.steps, 1.0, 1.0, [0.0])
+    return RunReport(config, result, 1, str(device), data.data_spec, data.content_hash, "char")
+
+
+def stub_latency(model, protocol=None) -> Latency:
+    return Latency(1.0, 1.0, 1.0, 1, "cpu", ms=1.0, relative_spread=0.0)
+
+
+def bookkeeping_seconds(spec: str, name: str) -> tuple[float, float]:
+    """(Search.create joining the study, run_worker for one trial with training stubbed)."""
+    start = time.perf_counter()
+    search = Search.create(name, spec, presets=False)
+    joined = time.perf_counter()
+    with mock.patch("studies.trials.run_training", stub_training), \
+            mock.patch("studies.trials.measure_latency", stub_latency):
+        summary = run_worker(search.study, search.settings, search.data, torch.device("cpu"), 1, storage=spec)
+    if summary.trials_run != 1:
+        raise SystemExit(f"the stubbed trial did not run in {spec} ({summary})")
+    return joined - start, time.perf_counter() - joined
+
+
+def slope(times: dict[int, float]) -> str:
+    sizes = sorted(times)
+    if len(sizes) < 2:
+        return "-"
+    low, high = sizes[-2], sizes[-1]
+    if math.isinf(times[high]):
+        return "-"
+    return f"{math.log(times[high] / times[low]) / math.log(high / low):.2f}"
+
+
+def measure(kind: str, sizes: list[int], args: argparse.Namespace, seeds: list[FrozenTrial],
+            settings: StudySettings) -> dict[str, dict[int, float]]:
+    """Row name -> size -> median seconds, for one storage kind."""
+    rows: dict[str, dict[int, float]] = {}
+    for size in sizes:
+        name, spec = f"scale-{size}", storage_spec(kind, size, args.scratch, args.postgres)
+        start = time.perf_counter()
+        build_study(spec, name, size, seeds, settings)
+        print(f"{kind} {size}: study ready in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+        rows.setdefault("optuna load_study+get_trials", {})[size] = optuna_load_seconds(kind, spec, name, args.repeats)
+        for label, argv in commands(name, spec, args.scratch).items():
+            rows.setdefault(label, {})[size] = median_seconds([sys.executable, "-m", "studies", *argv], args.repeats,
+                                                              args.timeout)
+        runs = [bookkeeping_seconds(spec, name) for _ in range(args.repeats)]
+        rows.setdefault("join (Search.create)", {})[size] = statistics.median(join for join, _ in runs)
+        rows.setdefault("one trial, training stubbed", {})[size] = statistics.median(trial for _, trial in runs)
+    return rows
+
+
+def seconds(value: float, timeout: float) -> str:
+    return f"> {timeout:.0f}" if math.isinf(value) else f"{value:.2f}"
+
+
+def table(kind: str, sizes: list[int], rows: dict[str, dict[int, float]], timeout: float) -> Table:
+    largest = max(sizes)
+    floor = rows["optuna load_study+get_trials"][largest]
+    out = Table(title=f"{kind}: median seconds of {', '.join(f'{s:,}' for s in sizes)} complete trials")
+    out.add_column("what")
+    for size in sizes:
+        out.add_column(f"{size:,}", justify="right")
+    out.add_column(f"beyond Optuna's load at {largest:,}", justify="right")
+    out.add_column("slope", justify="right")
+    for label, times in rows.items():
+        beyond = seconds(times[largest] - floor, timeout) if label in VIEWS else ""
+        out.add_row(label, *(seconds(times[s], timeout) for s in sizes), beyond, slope(times))
+    return out
+
+
+VIEWS = ("pareto", "pareto --json", "pareto --html", "export --pick knee")
+
+
+def main() -> None:
+    args = parse_args()
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # the corpus is read by each join
+    args.scratch.mkdir(parents=True, exist_ok=True)
+    kinds = [k for k in args.storages if k != "postgresql" or args.postgres]
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    seeds, settings = real_trials(args.scratch)
+    console = Console(width=160)
+    console.print(f"{datetime.date.today()} {platform.machine()}, {os.cpu_count()} cores, "
+                  f"load {os.getloadavg()[0]:.1f}; Python {platform.python_version()}, Optuna {optuna.__version__}; "
+                  f"objectives {', '.join(settings.objectives)}; {len(seeds)} real trials copied")
+    for kind in kinds:
+        rows = measure(kind, sorted(args.sizes), args, seeds, settings)
+        console.print(table(kind, sorted(args.sizes), rows, args.timeout))
+    smallest = commands(f"scale-{min(args.sizes)}", storage_spec(kinds[0], min(args.sizes), args.scratch,
+                                                                   args.postgres), args.scratch)
+    probes = {"--help": ["--help"], **{k: v for k, v in smallest.items() if k != "pareto --html"}}
+    console.print("imports torch: " + ", ".join(f"{label} {'yes' if imports_torch(argv) else 'no'}"
+                                                for label, argv in probes.items()))
+
+
+if __name__ == "__main__":
+    main()
