@@ -99,7 +99,8 @@ class Search:
         from .search import open_study
 
         check_study_name(name)
-        stored = stored_settings(name, storage)
+        backend = open_storage(storage)
+        stored = stored_settings(name, backend)
         settings = replace(settings or stored or StudySettings(), **changes)
         data = prepare_data(settings.data, settings.tokenizer, text_column=settings.text_column)
         if stored is None:
@@ -109,7 +110,7 @@ class Search:
 
                 require_onnx()
             settings = replace(settings, content_hash=data.content_hash)
-        study, settings = open_study(name, storage, settings, enqueue_presets=presets)
+        study, settings = open_study(name, backend, settings, enqueue_presets=presets)
         return cls(study, settings, storage, data, artifacts)
 
     @classmethod
@@ -323,9 +324,9 @@ class Export:
     weights: Path | None  # the copied checkpoint folder, when the trial's weights were kept
 
 
-def stored_settings(name: str, storage: str) -> StudySettings | None:
+def stored_settings(name: str, storage: str | optuna.storages.BaseStorage) -> StudySettings | None:
     """Study `name`'s settings, or None if the storage holds no such study yet."""
-    backend = open_storage(storage)
+    backend = storage if isinstance(storage, optuna.storages.BaseStorage) else open_storage(storage)
     try:
         return read_settings(load_existing(name, backend))
     except StudyError:

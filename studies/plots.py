@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from plotly.subplots import make_subplots
 
 from .api import Search
-from .front import REFERENCE, Normaliser, complete_trials, hypervolume_history, normaliser_for
+from .front import REFERENCE, complete_trials, hypervolume_history, normaliser_for
 from .hypervolume import dominates
 from .measures import OBJECTIVES
 from .views import SHORTHAND
@@ -62,10 +62,11 @@ def front_figure_data(search: Search) -> FrontFigureData:
     on_front = {t.number for t in front}
     labels = _labels(search, trials, front)
     normalise = normaliser_for(objectives, [t.values for t in trials]) if trials else None
+    scaled = {t.number: normalise(t.values) for t in trials} if normalise else {}
     points = []
     for trial in trials:
         label, measures = labels.get(trial.number, ""), _measures(trial, objectives)
-        why = _why(trial, trials, objectives, normalise, trial.number in on_front)
+        why = _why(trial, trials if trial.number in on_front else front, objectives, scaled, trial.number in on_front)
         points.append(PlotPoint(trial.number, measures, trial.number in on_front, label, why,
                                 _hover(trial, measures, label, why)))
     history = []
@@ -107,12 +108,12 @@ def _labels(search: Search, trials: list[FrozenTrial], front: list[FrozenTrial])
     return labels
 
 
-def _why(trial: FrozenTrial, trials: list[FrozenTrial], objectives: Sequence[str], normalise: Normaliser,
+def _why(trial: FrozenTrial, others: list[FrozenTrial], objectives: Sequence[str], scaled: dict[int, list[float]],
          on_front: bool) -> str:
-    """Derived from the values: on the front, the trials nearest to dominating it and where they
-    fall short; off it, a trial that dominates it."""
-    mine = normalise(trial.values)
-    others = [(other, normalise(other.values)) for other in trials if other is not trial]
+    """Derived from the values: on the front, the trials (`others`: all of them) nearest to dominating
+    it and where they fall short; off it, a front trial (`others`: the front) that dominates it."""
+    mine = scaled[trial.number]
+    others = [(other, scaled[other.number]) for other in others if other.number != trial.number]
     if not on_front:
         dominator = next(other for other, theirs in others if dominates(theirs, mine))
         return f"not on the front: trial {dominator.number} is at least as good on every objective and better on one"

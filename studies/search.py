@@ -45,13 +45,15 @@ def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
     return samplers[name]()
 
 
-def open_study(name: str, storage: str | None, settings: StudySettings | None,
+def open_study(name: str, storage: str | optuna.storages.BaseStorage | None, settings: StudySettings | None,
                enqueue_presets: bool = True) -> tuple[optuna.Study, StudySettings]:
     """Join study `name`, creating it with `settings` if it does not exist yet.
 
-    With settings=None the study must exist (pareto, export, promote read it as it is).
+    With settings=None the study must exist (pareto, export, promote read it as it is). `storage`
+    may be one already open (a journal is replayed once per open).
     """
-    backend = open_storage(storage, create=settings is not None)
+    backend = storage if isinstance(storage, optuna.storages.BaseStorage) else (
+        open_storage(storage, create=settings is not None))
     if settings is None:
         study = load_existing(name, backend)
         return study, read_settings(study)
