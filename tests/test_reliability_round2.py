@@ -20,10 +20,17 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
+from study_helpers import (  # noqa: F401 - autouse fixture
+    SINGLE_SPACE,
+    TINY_SPACE,
+    Tiny,
+    assert_one_line_error,
+    cli,
+    isolated_python_api,
+    make_tiny,
+)
 
 import studies.trials
-from study_helpers import (SINGLE_SPACE, TINY_SPACE, Tiny, assert_one_line_error, cli, isolated_python_api,  # noqa: F401 - autouse fixture
-                           make_tiny)
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "SuperSecret123"
@@ -275,7 +282,7 @@ def test_a_killed_workers_trial_is_failed_after_its_lease_and_retried(tmp_path: 
 
     time.sleep(6)  # past its last renewal's lease
     second = spawn(t, "worker", storage, *SLOW_RECIPE, "--max-seconds", "2", "--trials", "1", env=lease)
-    out, err = second.communicate(timeout=300)
+    _, err = second.communicate(timeout=300)
     assert second.returncode == 0, err
 
     trials = load(storage, "tiny").get_trials(deepcopy=False)
