@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "measure": ("front", "re-time a study's front and the presets together, so their latencies compare"),
     "pareto": ("front", "show a study's Pareto front (table, --json, or an interactive --html page)"),
     "export": ("front", "write a front architecture as a config that describe and train accept unchanged"),
-    "studies": ("front", "list the studies in a storage (trials, front size, settings), or delete one"),
+    "studies": ("front", "list the studies in a storage (trial counts, budget, settings), or delete one"),
     "dashboard": ("front", "open optuna-dashboard on a study storage"),
     "describe": ("model", "show an architecture's layers, parameters and FLOPs per token"),
     "train": ("model", "train one architecture on a corpus and report validation loss, accuracy and speed"),

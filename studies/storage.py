@@ -34,14 +34,17 @@ import re
 import stat
 import time
 import warnings
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
 import optuna
+import sqlalchemy
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from .errors import StudyError
@@ -277,6 +280,21 @@ def _append_or_undo(path: str, records: bytes) -> None:
         except OSError:
             journal.truncate(start)  # a cut record would spoil the next one appended after it
             raise
+
+
+def trial_counts(backend: optuna.storages.BaseStorage) -> dict[int, Counter[TrialState]]:
+    """study id -> trials by state. A database counts them in one query (Optuna would send every
+    trial: ~12 s for 10,000 from PostgreSQL); a journal already holds them in memory."""
+    counts: dict[int, Counter[TrialState]] = defaultdict(Counter)
+    if isinstance(backend, RDBStorage):
+        with backend.engine.connect() as connection:
+            query = "SELECT study_id, state, COUNT(*) FROM trials GROUP BY study_id, state"
+            for study_id, state, count in connection.execute(sqlalchemy.text(query)):
+                counts[study_id][TrialState[str(state).split(".")[-1]]] = count
+        return counts
+    for study in backend.get_all_studies():
+        counts[study._study_id] = Counter(t.state for t in backend.get_all_trials(study._study_id, deepcopy=False))  # noqa: SLF001
+    return counts
 
 
 def local_file(storage: str) -> Path | None:

@@ -144,7 +144,8 @@ def studies_arguments(parser: argparse.ArgumentParser) -> None:
 def run_studies(args: argparse.Namespace, console: Console) -> None:
     if args.delete:
         running = delete_study(args.delete, args.storage)
-        warning = f" ({running} trials were running: their workers stop at their next write)" if running else ""
+        warning = (f" ({running} trial{' was' if running == 1 else 's were'} running: their workers stop at their "
+                   "next write)") if running else ""
         console.print(f"deleted study {args.delete!r}{warning}")
         return
     rows = list_studies(args.storage)
@@ -152,7 +153,7 @@ def run_studies(args: argparse.Namespace, console: Console) -> None:
         print(json.dumps(rows))
         return
     table = Table(title=f"studies in {display_storage(args.storage)}")
-    for column in ("study", "trials", "complete", "front", "steps", "objectives", "data"):
+    for column in ("study", "trials", "complete", "steps", "objectives", "data"):
         table.add_column(column)
     for row in rows:
         table.add_row(*(", ".join(v) if isinstance(v, list) else str(v) for v in row.values()))
