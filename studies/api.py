@@ -103,13 +103,14 @@ class Search:
         stored = stored_settings(name, backend)
         settings = replace(settings or stored or StudySettings(), **changes)
         data = prepare_data(settings.data, settings.tokenizer, text_column=settings.text_column)
-        if stored is None:
-            check_fits(data, settings.block_size)
-            if settings.latency.backend == "onnxruntime":
-                from objectives.onnx import require_onnx
+        check_fits(data, settings.block_size)
+        if settings.latency.backend == "onnxruntime":
+            from objectives.onnx import require_onnx
 
-                require_onnx()
-            settings = replace(settings, content_hash=data.content_hash)
+            require_onnx()
+        # The corpus as read now: a study made from other text is refused (content_hash differs),
+        # and a worker that raced another to create the study compares like with like.
+        settings = replace(settings, content_hash=data.content_hash)
         study, settings = open_study(name, backend, settings, enqueue_presets=presets)
         return cls(study, settings, storage, data, artifacts)
 

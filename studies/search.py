@@ -74,6 +74,10 @@ def open_study(name: str, storage: str | optuna.storages.BaseStorage | None, set
                 study.enqueue_trial(params or {}, user_attrs={"preset": preset_name, "in_space": params is not None})
             return study, settings
     stored = read_settings(study)
+    if stored.data == settings.data and stored.content_hash != settings.content_hash:
+        raise StudyError(f"the corpus {settings.data} changed since study {name!r} was created (content hash "
+                         f"{settings.content_hash[:12]}, the study's {stored.content_hash[:12]}); restore it or use "
+                         "another --study name")
     differences = stored.differences(settings)
     if differences:
         raise StudyError(f"study {name!r} was created with other settings: " + "; ".join(differences)

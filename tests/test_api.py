@@ -157,3 +157,11 @@ def test_joining_with_other_settings_is_refused_without_training(tmp_path: Path)
         with pytest.raises(StudyError, match=key.replace(".", r"\.")):
             Search.create("s", storage, **change)
     assert created.study.get_trials() == []
+
+
+def test_a_corpus_edited_since_the_study_was_made_is_refused(tmp_path: Path) -> None:
+    tiny = make_tiny(tmp_path)
+    Search.create("s", str(tiny.storage), make_settings(data=str(tiny.corpus)), presets=False)
+    tiny.corpus.write_text(tiny.corpus.read_text() + "one more line\n")
+    with pytest.raises(StudyError, match="changed since study 's' was created"):
+        Search.create("s", str(tiny.storage))
