@@ -199,3 +199,11 @@ def test_the_hub_probe_reports_a_failed_connection(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(trainer.hub.socket, "create_connection", refuse)
     assert not trainer.hub.hub_reachable()
+
+
+def test_a_saved_spec_missing_its_key_is_one_error_naming_the_file(tmp_path: Path) -> None:
+    from trainer.tokenizers import SPEC_FILE, load_tokenizer
+
+    (tmp_path / SPEC_FILE).write_text('{"kind": "char"}')
+    with pytest.raises(TokenizerError, match="without 'chars'"):
+        load_tokenizer(tmp_path)

@@ -153,7 +153,10 @@ def load_tokenizer(directory: Path) -> Tokenizer:
         spec = json.loads(spec_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise TokenizerError(f"no saved tokenizer readable at {spec_path} ({type(exc).__name__})") from exc
-    kind = spec.get("kind")
+    kind = spec.get("kind") if isinstance(spec, dict) else None
+    needs = {"char": "chars", "huggingface": "name"}.get(kind)
+    if needs is not None and needs not in spec:
+        raise TokenizerError(f"{spec_path}: a {kind} tokenizer spec without {needs!r}; the file was edited or cut short")
     if kind == "char":
         return CharTokenizer(spec["chars"])
     if kind == "byte":
