@@ -94,6 +94,7 @@ def _base() -> dict:
         (lambda d: d.update(block_size=10**9), "block_size", "at most"),
         (lambda d: d.update(towers=100_000), "towers", "at most 64"),
         (lambda d: d.update(layers=[{"n_head": 4}] * 10_000), "layers", "at most 1024"),
+        (lambda d: d.update(layers=[{"n_head": 4}] * 32, towers=64), "layers", "2048 blocks"),
         (lambda d: d["layers"][0].update(reduction={"kind": "conv", "width": 32, "kernel_size": 10**8}),
          "layers[0].reduction.kernel_size", "at most 32"),  # the base config's block_size
         (lambda d: d["layers"][0].update(reduction={"kind": "conv", "width": 10**6}), "layers[0].reduction.width",
@@ -165,3 +166,4 @@ def test_a_kernel_1_conv_hashes_like_the_linear_map_it_computes():
         torch.manual_seed(0)
         outputs.append(build_decoder(config)(tokens))
     torch.testing.assert_close(outputs[0], outputs[1])  # same weights drawn, same function
+
