@@ -32,17 +32,20 @@ MAX_CONSECUTIVE_REPEATS = 10  # the sampler keeps proposing what the study alrea
 
 def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
     # TPE models the parameters jointly (they interact: reduction kind with kernel, layout with
-    # depth) and starts guiding after 8 random trials: on the CPU benchmark its 300-step front's
-    # hypervolume was 1.03, against 0.57 for Optuna's independent default and 0.92 for random.
+    # depth) and starts guiding after 8 random trials (measured: docs/decisions.md). group=True, or
+    # one preset the space cannot build (no parameters) empties Optuna's intersection search space
+    # and TPE silently samples each parameter alone; with every trial sharing them it is the same.
     samplers = {
-        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=8),
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=8),
         "random": lambda: optuna.samplers.RandomSampler(seed=seed),
         "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
         "gp": lambda: optuna.samplers.GPSampler(seed=seed),
     }
     if name not in samplers:
         raise StudyError(f"--sampler: unknown sampler {name!r} (choose from {', '.join(samplers)})")
-    return samplers[name]()
+    with warnings.catch_warnings():  # Optuna marks multivariate and group TPE experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return samplers[name]()
 
 
 def open_study(name: str, storage: str | optuna.storages.BaseStorage | None, settings: StudySettings | None,

@@ -165,3 +165,17 @@ def test_a_corpus_edited_since_the_study_was_made_is_refused(tmp_path: Path) -> 
     tiny.corpus.write_text(tiny.corpus.read_text() + "one more line\n")
     with pytest.raises(StudyError, match="changed since study 's' was created"):
         Search.create("s", str(tiny.storage))
+
+
+def test_tpe_models_the_parameters_jointly_even_beside_a_preset_without_them() -> None:
+    """A preset the space cannot build completes with no parameters; Optuna's plain intersection
+    search space then empties and multivariate TPE silently samples each parameter on its own."""
+    from studies.search import make_sampler
+
+    space = StudySettings().space
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=make_sampler("tpe", 0))
+    study.enqueue_trial({})
+    study.optimize(lambda t: (1.0, 1.0) if t.number == 0 else (2.0, float(space.sample(t, 65, 64).d_model)),
+                   n_trials=3)
+    joint = study.sampler.infer_relative_search_space(study, study.ask())
+    assert len(joint) == len(space.choices())
