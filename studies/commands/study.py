@@ -62,7 +62,8 @@ def add_search_arguments(parser: argparse.ArgumentParser, default_trials: int) -
     run = parser.add_argument_group("this process")
     until = "no limit: until --max-complete or Ctrl-C" if default_trials >= WORKER_TRIALS else str(default_trials)
     run.add_argument("--trials", type=int, default=default_trials,
-                     help=f"trials this process trains; repeats and infeasible samples are free (default: {until})")
+                     help=f"trials each worker process trains (--jobs N: N times this in all); repeats and "
+                          f"infeasible samples are free (default: {until})")
     if default_trials < WORKER_TRIALS:  # search; a worker is one process by definition
         run.add_argument("--jobs", type=int, metavar="N",
                          help="worker processes on this machine sharing the study, each training --trials trials, "
