@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -77,3 +78,14 @@ def tiny_config() -> DecoderConfig:
         ),
         towers=2,
     )
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The PostgreSQL server .ci/run starts; tests that need one skip without it (fail in CI)."""
+    url = os.environ.get("DECODER_NAS_TEST_POSTGRES")
+    if not url:
+        if os.environ.get("DECODER_NAS_REQUIRE_POSTGRES") == "1":
+            pytest.fail("DECODER_NAS_REQUIRE_POSTGRES=1 but DECODER_NAS_TEST_POSTGRES is not set")
+        pytest.skip("no PostgreSQL server (set DECODER_NAS_TEST_POSTGRES, as .ci/run does)")
+    return url

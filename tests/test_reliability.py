@@ -40,16 +40,6 @@ min_head_dim: 4
 """
 
 
-@pytest.fixture(scope="module")
-def postgres_url() -> str:
-    url = os.environ.get("DECODER_NAS_TEST_POSTGRES")
-    if not url:
-        if os.environ.get("DECODER_NAS_REQUIRE_POSTGRES") == "1":
-            pytest.fail("DECODER_NAS_REQUIRE_POSTGRES=1 but DECODER_NAS_TEST_POSTGRES is not set")
-        pytest.skip("no PostgreSQL server (set DECODER_NAS_TEST_POSTGRES, as .ci/run does)")
-    return url
-
-
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DECODER_NAS_CACHE", str(tmp_path / "cache"))

@@ -182,16 +182,6 @@ def test_a_space_refuses_non_finite_choices() -> None:
 
 # 7. Secrets stay secret; env:VAR names a journal.
 
-@pytest.fixture
-def postgres_url() -> str:
-    url = os.environ.get("DECODER_NAS_TEST_POSTGRES")
-    if not url:
-        if os.environ.get("DECODER_NAS_REQUIRE_POSTGRES") == "1":
-            pytest.fail("DECODER_NAS_REQUIRE_POSTGRES=1 but DECODER_NAS_TEST_POSTGRES is not set")
-        pytest.skip("no PostgreSQL server (set DECODER_NAS_TEST_POSTGRES, as .ci/run does)")
-    return url
-
-
 def with_password(url: str, password: str) -> str:
     """The URL with `password` for its user (the CI server trusts loopback: any password is accepted)."""
     scheme, rest = url.split("://", 1)
