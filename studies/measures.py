@@ -14,8 +14,8 @@ from optuna.study import StudyDirection
 
 from .hypervolume import dominates
 
-__all__ = ["OBJECTIVES", "DEFAULT_OBJECTIVES", "Objective", "check_objectives", "dominates", "human", "minimised",
-           "quality_objective"]
+__all__ = ["CONSTRAINTS", "DEFAULT_OBJECTIVES", "OBJECTIVES", "Objective", "check_objectives", "cost_objectives",
+           "dominates", "human", "minimised", "quality_objective"]
 
 
 def human(number: float) -> str:
