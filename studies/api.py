@@ -27,8 +27,8 @@ from search_space import DecoderConfig, config_from_dict, save_config
 from .artifacts import (WEIGHTS_KEY, default_artifacts, download_weights, open_store, remove_weights,
                         study_artifacts)
 from .errors import StudyError, Terminated
-from .front import (JOINT_LATENCY_KEY, PICKS, complete_trials, front_hypervolume, front_trials, normaliser_for, pick,
-                    study_at_budget)
+from .front import (JOINT_LATENCY_KEY, PICKS, complete_trials, count_complete, front_hypervolume, front_trials,
+                    normaliser_for, pick, study_at_budget)
 from .measures import OBJECTIVES
 from .settings import (DEFAULT_GAP_TRIALS, DEFAULT_STUDY, DEFAULT_TRIALS, SETTINGS_KEY, StudySettings,
                        read_settings)
@@ -233,7 +233,7 @@ class Search:
                 if t.user_attrs["arch_hash"] in timed}
 
     def count_complete(self) -> int:
-        return len(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        return count_complete(self.study)
 
     def dataframe(self) -> Any:
         """A pandas DataFrame: one row per trial, its state, architecture and every registered measure."""
@@ -296,7 +296,8 @@ class Search:
             except OSError as exc:  # a full disk (/dev/full), a read-only folder
                 raise StudyError(f"-o {path}: cannot write ({exc.strerror or exc})") from None
             if WEIGHTS_KEY in chosen.user_attrs and self.artifacts is not None:
-                weights = download_weights(chosen, open_store(self.artifacts), path.with_name(path.stem + "-checkpoint"))
+                folder = path.with_name(path.stem + "-checkpoint")
+                weights = download_weights(chosen, open_store(self.artifacts), folder)
         if onnx is not None:
             _write_onnx(config, weights, Path(onnx), self.settings.recipe.seed)
         return Export(chosen, config, metrics, weights)

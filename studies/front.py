@@ -28,13 +28,18 @@ from .settings import StudySettings, read_settings
 
 REFERENCE = 1.1
 JOINT_LATENCY_KEY = "joint_latency"  # study attribute: latencies of the front re-measured in one session
-PICKS = ("knee", "best-quality", *(f"min-{o.short}" for o in OBJECTIVES.values() if o.kind == "cost"))
+COST_PICKS = {f"min-{o.short}": o.name for o in OBJECTIVES.values() if o.kind == "cost"}  # min-flops -> flops_per_token
+PICKS = ("knee", "best-quality", *COST_PICKS)
 
 
 def front_trials(study: optuna.Study, settings: StudySettings) -> list[FrozenTrial]:
     """The front: complete, non-dominated trials, one per architecture, in objective order. The one
     definition every view, the gap trials and the promotion use."""
     return next(pareto_layers(complete_trials(study, settings.objectives), settings.objectives), [])
+
+
+def count_complete(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
 def complete_trials(study: optuna.Study, objectives: Sequence[str]) -> list[FrozenTrial]:
@@ -49,12 +54,11 @@ def complete_trials(study: optuna.Study, objectives: Sequence[str]) -> list[Froz
 
 def _with_latency(trial: FrozenTrial, latency_ms: float, objectives: Sequence[str]) -> FrozenTrial:
     """A copy of the trial carrying the jointly measured latency; its own stays as latency_ms_trial."""
-    copy = FrozenTrial(
+    return FrozenTrial(
         trial.number, trial.state, None, trial.datetime_start, trial.datetime_complete, trial.params,
         trial.distributions, {**trial.user_attrs, "latency_ms": latency_ms, "latency_ms_trial": trial.user_attrs.get("latency_ms")},
         trial.system_attrs, trial.intermediate_values, trial._trial_id,  # noqa: SLF001 - a copy keeps its id
         values=[latency_ms if name == "latency_ms" else value for name, value in zip(objectives, trial.values)])
-    return copy
 
 
 def pareto_layers(trials: Sequence[FrozenTrial], objectives: Sequence[str]) -> Iterator[list[FrozenTrial]]:
@@ -162,10 +166,10 @@ def pick(front: list[FrozenTrial], objectives: Sequence[str], how: str) -> Froze
     if how == "best-quality":
         quality = OBJECTIVES[quality_objective(objectives) or "val_loss"]
         return min(front, key=lambda t: quality.minimised(t.user_attrs[quality.name]))
-    costs = {f"min-{o.short}": o.name for o in OBJECTIVES.values() if o.kind == "cost"}
-    if how not in costs:
+    if how not in COST_PICKS:
         raise StudyError(f"--pick: unknown choice {how!r} (choose from {', '.join(PICKS)})")
-    return min(front, key=lambda t: (t.user_attrs.get(costs[how], math.inf), t.user_attrs.get("val_loss", 0.0)))
+    cost = COST_PICKS[how]
+    return min(front, key=lambda t: (t.user_attrs.get(cost, math.inf), t.user_attrs.get("val_loss", 0.0)))
 
 
 def hypervolume_history(study: optuna.Study, objectives: Sequence[str], normalise: Normaliser) -> list[tuple[int, float]]:

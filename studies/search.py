@@ -18,7 +18,7 @@ from search_space import PRESETS, preset
 from trainer.data import TokenizedData
 
 from .errors import StudyError
-from .front import promotion_candidates
+from .front import count_complete, promotion_candidates
 from .gaps import enqueue_gap_trial, gap_trials_in
 from .leases import LeaseReporter, fail_expired_trials, queued_as, trial_taken
 from .progress import STDERR
@@ -94,21 +94,21 @@ def requeue_stopped(study: optuna.Study) -> int:
     """Enqueue again each preset or promoted architecture whose trial a Ctrl-C or SIGTERM stopped and
     that nothing else holds (a sampled trial is simply sampled anew); returns how many."""
     trials = study.get_trials(deepcopy=False)
-    held = {_queued_as(t) for t in trials if not stopped(t)}
+    held = {_queue_identity(t) for t in trials if not stopped(t)}
     requeued = 0
     for trial in trials:
-        key = _queued_as(trial)
-        if key is not None and stopped(trial) and key not in held:
+        identity = _queue_identity(trial)
+        if identity is not None and stopped(trial) and identity not in held:
             study.enqueue_trial(trial.params, user_attrs=queued_as(trial))
-            held.add(key)
+            held.add(identity)
             requeued += 1
     return requeued
 
 
-def _queued_as(trial: FrozenTrial) -> tuple[str, object] | None:
-    attrs = trial.user_attrs
-    return ("preset", attrs["preset"]) if "preset" in attrs else (
-        ("promoted_from", attrs["promoted_from"]) if "promoted_from" in attrs else None)
+def _queue_identity(trial: FrozenTrial) -> tuple[object, object] | None:
+    """(preset, promoted_from) of a queued trial; None for a sampled one."""
+    queued = queued_as(trial)
+    return (queued.get("preset"), queued.get("promoted_from")) if queued else None
 
 
 def name_metrics(study: optuna.Study, settings: StudySettings) -> None:
@@ -194,7 +194,7 @@ def _run_one(context: TrialContext) -> FrozenTrial | None:
         return run_trial(context)
     except KeyError as exc:  # the storage no longer knows the study
         name = context.study.study_name
-        if name not in {s.study_name for s in optuna.get_all_study_summaries(context.study._storage)}:  # noqa: SLF001
+        if name not in optuna.get_all_study_names(context.study._storage):  # noqa: SLF001
             raise StudyError(f"study {name!r} was deleted while this worker was running it") from exc
         raise
     except Exception as exc:
@@ -203,10 +203,6 @@ def _run_one(context: TrialContext) -> FrozenTrial | None:
         STDERR.print("a trial of this worker was taken by another one after its lease ran out (this worker "
                      "stalled); it is re-queued there, going on")
         return None
-
-
-def count_complete(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
 def promote(name: str, storage: str | None, steps: int, top: int | None = None) -> tuple[optuna.Study, StudySettings, int]:

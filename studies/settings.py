@@ -91,9 +91,6 @@ class StudySettings:
     def steps(self) -> int:
         return self.recipe.steps
 
-    def replace(self, **changes: Any) -> StudySettings:
-        return replace(self, **changes)
-
     def to_dict(self) -> dict[str, Any]:
         """The JSON stored with the study."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}

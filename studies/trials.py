@@ -42,8 +42,8 @@ STATIC_MEASURES = ("non_embedding_params", *(o.name for o in OBJECTIVES.values()
 LATENCY_MEASURES = ("latency_ms", "latency_p10_ms", "latency_p90_ms", "latency_spread", "latency_load_average",
                     "latency_procs_running", "latency_peak_memory_bytes")
 MEASURES = (*STATIC_MEASURES, *LATENCY_MEASURES, *TRAINING_METRICS, "loss_curve")
-RUNG_SMOOTHING_REPORTS = 3
-INTERRUPTED, TERMINATED = "interrupted by the user", "terminated"  # fail reasons of a stopped worker's trial  # a rung's loss is the mean of the last few progress reports
+RUNG_SMOOTHING_REPORTS = 3  # a rung's loss is the mean of the last few progress reports
+INTERRUPTED, TERMINATED = "interrupted by the user", "terminated"  # fail reasons of a stopped worker's trial
 
 
 class Reporter(Protocol):

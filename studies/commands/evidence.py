@@ -51,8 +51,9 @@ def run_reproduce(args: argparse.Namespace, console: Console) -> None:
     for column in ("name", *(objective.name for objective in measures), "train_seconds", "architecture"):
         table.add_column(column, justify="left" if column in ("name", "architecture") else "right")
     for row in rows:
+        same_as = f" (= {row['reused_from']})" if "reused_from" in row else ""
         table.add_row(row["name"], *(objective.format(row[objective.name]) for objective in measures),
-                      f"{row['train_seconds']:.1f}", row["summary"] + (f" (= {row['reused_from']})" if "reused_from" in row else ""))
+                      f"{row['train_seconds']:.1f}", row["summary"] + same_as)
     console.print(table)
 
 
