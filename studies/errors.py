@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from search_space import ConfigError
 from trainer.corpora import DataError
@@ -16,6 +20,32 @@ class StudyError(ValueError):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (kill, systemd, Kubernetes, SLURM), raised in the main thread: a trial stops as on Ctrl-C."""
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def stops_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the body has run, then act as they would have.
+
+    For a journal append: a stop raised inside Optuna's lock release leaves the lock file behind and
+    comes out as a FileNotFoundError (the trial then fails as an error instead of being re-queued);
+    raised while waiting for the lock, it deletes the lock of the worker that holds it."""
+    handlers = [signal.getsignal(signum) for signum in STOP_SIGNALS]
+    if threading.current_thread() is not threading.main_thread() or None in handlers:
+        yield  # handlers can only be swapped from the main thread, and only back to Python-set ones
+        return
+    caught: list[int] = []
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda received, _frame: caught.append(received))
+    try:
+        yield
+    finally:
+        for signum, handler in zip(STOP_SIGNALS, handlers, strict=True):
+            signal.signal(signum, handler)
+        for signum in caught:
+            signal.raise_signal(signum)  # now through the handler that was set before
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

@@ -47,7 +47,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
-from .errors import StudyError
+from .errors import StudyError, stops_held
 
 DEFAULT_STORAGE = "decoder-nas.journal"
 ENV_PREFIX = "env:"
@@ -221,15 +221,16 @@ class CheckedJournalBackend(JournalFileBackend):
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         records = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode("utf-8")
-        self._lock.acquire()  # so a line a live process is writing is never taken for a cut one
-        try:
-            backup = _cut_damaged_tail(self._file_path)
-            _append_or_undo(self._file_path, records)
-        except OSError as exc:
-            raise StudyError(f"--storage {self._file_path}: cannot write ({exc.strerror or exc}); "
-                             "the journal keeps every change made before this one") from exc
-        finally:
-            self._lock.release()
+        with stops_held():  # a stop comes after the lock is released, with the records whole
+            self._lock.acquire()  # so a line a live process is writing is never taken for a cut one
+            try:
+                backup = _cut_damaged_tail(self._file_path)
+                _append_or_undo(self._file_path, records)
+            except OSError as exc:
+                raise StudyError(f"--storage {self._file_path}: cannot write ({exc.strerror or exc}); "
+                                 "the journal keeps every change made before this one") from exc
+            finally:
+                self._lock.release()
         if backup is not None:
             warnings.warn(f"--storage {self._file_path}: its last line was cut short (a full disk or a killed "
                           f"writer); moved it to {backup}, every complete record is kept", JournalRepaired)

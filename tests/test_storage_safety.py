@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,8 @@ import optuna
 import pytest
 from optuna.storages.journal import JournalFileSymlinkLock
 
-from studies.errors import StudyError
+from studies import storage
+from studies.errors import StudyError, Terminated
 from studies.storage import (
     JournalRepaired,
     display_storage,
@@ -80,6 +82,34 @@ def test_a_line_spoiled_by_an_old_append_after_a_cut_is_moved_aside(tmp_path: Pa
         study.set_user_attr("after", 1)
     assert reload(journal).user_attrs == {"after": 1}
     assert next(tmp_path.glob("*.damaged-*")).read_bytes() == spoiled
+
+
+@pytest.mark.parametrize("where", ["_cut_damaged_tail", "_append_or_undo"])
+def test_a_stop_during_an_append_comes_after_it_and_the_lock_is_released(tmp_path: Path, where: str,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGTERM that reached Optuna's lock release once left the lock file behind and failed the
+    trial with a FileNotFoundError: a stop now waits for the append to end."""
+    journal = tmp_path / "studies.journal"
+    study = new_study(journal)
+    step = getattr(storage, where)
+
+    def stopped_midway(*args: object) -> object:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return step(*args)
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    monkeypatch.setattr(storage, where, stopped_midway)
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        with pytest.raises(Terminated):
+            study.set_user_attr("written", 1)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert [path.name for path in tmp_path.iterdir()] == ["studies.journal"]  # no lock file left behind
+    assert reload(journal).user_attrs == {"written": 1}
 
 
 def test_a_failed_write_is_one_study_error_and_leaves_the_journal_whole(tmp_path: Path) -> None:
