@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from dataclasses import replace
 import shutil
@@ -32,6 +33,7 @@ def test_a_notebook_drives_a_whole_study_and_sees_the_cli_front(tmp_path: Path) 
     assert search.study.metric_names == ["val_loss", "flops_per_token"]  # the dashboard shows names
     summary = search.run(trials=5, jobs=1, device="cpu")
     assert summary.trials_run == 5
+    assert gc.get_freeze_count() == 0  # a worker freezes what outlives each trial, not the notebook's objects after
     front = search.front()
     assert front and all(p.steps == STEPS and set(p.measures) >= {"val_loss", "flops_per_token"} for p in front)
 
