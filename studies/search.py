@@ -23,12 +23,13 @@ from .front import count_complete, promotion_candidates
 from .gaps import enqueue_gap_trial, gap_trials_in
 from .leases import LeaseReporter, fail_expired_trials, queued_as, trial_taken
 from .progress import STDERR
+from .repeats import enqueue_untried_neighbour
 from .settings import StudySettings, read_settings, write_settings
 from .storage import is_journal, load_existing, open_storage, promoted_name
 from .trials import Reporter, SilentReporter, TrialContext, run_trial, stopped, trained
 
 MAX_CONSECUTIVE_INFEASIBLE = 200
-MAX_CONSECUTIVE_REPEATS = 10  # the sampler keeps proposing what the study already trained: it is done
+MAX_CONSECUTIVE_REPEATS = 10  # repeats with nothing untried next to them (studies/repeats.py): it is done
 
 
 def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
@@ -190,6 +191,8 @@ def _run_trials(context: TrialContext, n_trials: int, max_complete: int | None, 
         infeasible_in_a_row = infeasible_in_a_row + 1 if trial.user_attrs.get("infeasible") else 0
         repeat = "reused_from" in trial.user_attrs and "reused_from_study" not in trial.user_attrs
         repeats_in_a_row = repeats_in_a_row + 1 if repeat else 0
+        if repeat and not queued_only:  # a promotion runs its queue only
+            enqueue_untried_neighbour(study, settings, trial, context.data.vocab_size)
         if infeasible_in_a_row >= MAX_CONSECUTIVE_INFEASIBLE:
             raise StudyError(f"{infeasible_in_a_row} samples in a row broke the constraints "
                              f"{settings.constraints}; loosen them or narrow the space")

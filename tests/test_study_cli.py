@@ -17,6 +17,7 @@ from search_space import architecture_hash, config_from_dict, load_config
 from studies import search as search_module
 from studies import trials as trials_module
 from studies.front import front_trials, knee
+from studies.repeats import enqueue_untried_neighbour
 from studies.settings import read_settings
 from studies.storage import open_storage
 from study_helpers import (PRESET_NAMES, PRESETS_TRAINED, SINGLE_SPACE, STEPS, TINY_SPACE, Result, Tiny,
@@ -295,6 +296,30 @@ def test_an_architecture_seen_before_is_reused_not_retrained(
     for key in ("train_seconds", "val_loss", "loss_curve", "params"):
         assert second.user_attrs[key] == first.user_attrs[key]
     assert len(json.loads(run(capsys, "pareto", *tiny.study_flags(), "--json").out)) == 1  # one architecture
+
+
+def test_a_repeat_is_followed_by_an_untried_architecture_one_change_away(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two architectures in the space: a large study's TPE proposes trained ones again and again
+    # (studies/repeats.py), so the worker tries the architecture next to a repeat instead.
+    tiny = make_tiny(tmp_path, {**SINGLE_SPACE, "mlp_ratio": [2, 4]})
+    assert run(capsys, *tiny.argv("search", "--trials", "1", "--no-presets")).code == 0
+    study = load(tiny)
+    [first] = study.get_trials()
+    study.enqueue_trial(first.params)  # what TPE proposes once it has settled on a trained architecture
+    result = run(capsys, *tiny.argv("search", "--trials", "1", "--no-presets"))
+    assert result.code == 0, result.err
+    first, repeat, neighbour = load(tiny).get_trials()
+    assert repeat.user_attrs["reused_from"] == first.number
+    assert neighbour.user_attrs["neighbour_of"] == repeat.number and "reused_from" not in neighbour.user_attrs
+    assert neighbour.state == TrialState.COMPLETE and trials_module.trained(neighbour)
+    [changed] = [name for name in first.params if neighbour.params[name] != first.params[name]]
+    assert changed.startswith("mlp_ratio") and neighbour.user_attrs["arch_hash"] != first.user_attrs["arch_hash"]
+    # Nothing untried is left next to either: a repeat now enqueues nothing, and the worker stops.
+    study = load(tiny)
+    assert not enqueue_untried_neighbour(study, read_settings(study), repeat, first.user_attrs["config"]["vocab_size"])
+    assert len(study.get_trials()) == 3
 
 
 @pytest.mark.parametrize("mlp_ratios, in_space", [([2, 4], True), ([2], False)])
