@@ -3,8 +3,9 @@
 A repeat reuses its twin's result and costs no training, but TPE keeps proposing it: its good group
 is the best 25 trials once a study holds 250, and an exact copy of one of them scores highest. On a
 synthetic landscape (benchmarks/repeats.py; docs/decisions.md, "After a repeat, an untried
-neighbour") every run stopped as "exhausted" at about 500 trained architectures of 1,000 asked. After a repeat, the worker enqueues an untried one-parameter change of
-it (`SearchSpace.neighbours`): local search around what TPE found good, which TPE then learns from.
+neighbour") every run stopped as "exhausted" at about 500 trained architectures of 1,000 asked.
+After a repeat, the worker enqueues an untried one-parameter change of it (`SearchSpace.neighbours`):
+local search around what TPE found good, which TPE then learns from.
 """
 
 from __future__ import annotations
