@@ -18,13 +18,14 @@ measurements in docs/decisions.md ("Gap trials after promotion", "The gap rule")
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from objectives import describe
-from search_space import architecture_hash, config_from_dict
+from search_space import DecoderConfig, architecture_hash, config_from_dict
 
 from .front import front_trials
 from .settings import StudySettings
@@ -54,7 +55,7 @@ def enqueue_gap_trial(study: optuna.Study, settings: StudySettings, vocab_size: 
     trials = study.get_trials(deepcopy=False)
     if axis is None or any(t.state == TrialState.WAITING for t in trials):
         return False
-    tried = {t.user_attrs["arch_hash"] for t in trials if "arch_hash" in t.user_attrs}
+    tried = tried_architectures(trials)
     front = sorted((t for t in front_trials(study, settings) if axis in t.user_attrs),
                    key=lambda t: t.user_attrs[axis])
     widest_first = sorted(zip(front, front[1:]), key=lambda pair: pair[0].user_attrs[axis] / pair[1].user_attrs[axis])
@@ -88,20 +89,31 @@ def _changes_inside(settings: StudySettings, axis: str, vocab_size: int,
                     bounds: tuple[float, float], sources: tuple[FrozenTrial, ...], tried: set[str]) -> list[Change]:
     """The untried one-parameter changes of the sources whose cost lies strictly between the bounds."""
     found: list[Change] = []
-    seen = set(tried)  # many changes leave the architecture as it was (a kernel size, unused)
-    space = settings.space
+    seen = set(tried)
     for source in sources:
-        for params in space.neighbours(_params_of(source, space)):
-            config = space.config_from_params(params, vocab_size, settings.block_size)
-            arch_hash = architecture_hash(config) if config is not None else None
-            if arch_hash is None or arch_hash in seen:
-                continue
-            seen.add(arch_hash)
+        for params, config in untried_changes(settings, _params_of(source, settings.space), vocab_size, seen):
             description = describe(config)
             measures = {o.name: getattr(description, o.name) for o in OBJECTIVES.values() if o.static}
             if bounds[0] < measures[axis] < bounds[1] and not _breaks_limits(measures, settings):
                 found.append((measures[axis], params, source))
     return found
+
+
+def tried_architectures(trials: list[FrozenTrial]) -> set[str]:
+    return {t.user_attrs["arch_hash"] for t in trials if "arch_hash" in t.user_attrs}
+
+
+def untried_changes(settings: StudySettings, params: dict[str, Any], vocab_size: int,
+                    seen: set[str]) -> Iterator[tuple[dict[str, Any], DecoderConfig]]:
+    """The one-parameter changes of `params` (`SearchSpace.neighbours`) that build an architecture
+    not in `seen`, each architecture once: many changes leave it as it was (a kernel size, unused).
+    Adds what it yields to `seen`."""
+    for change in settings.space.neighbours(params):
+        config = settings.space.config_from_params(change, vocab_size, settings.block_size)
+        arch_hash = architecture_hash(config) if config is not None else None
+        if arch_hash is not None and arch_hash not in seen:
+            seen.add(arch_hash)
+            yield change, config
 
 
 def _params_of(trial: FrozenTrial, space: SearchSpace) -> dict[str, Any]:

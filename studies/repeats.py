@@ -15,8 +15,7 @@ import random
 import optuna
 from optuna.trial import FrozenTrial
 
-from search_space import architecture_hash
-
+from .gaps import tried_architectures, untried_changes
 from .settings import StudySettings
 
 
@@ -24,13 +23,9 @@ def enqueue_untried_neighbour(study: optuna.Study, settings: StudySettings, repe
                               vocab_size: int) -> bool:
     """Enqueue an untried one-parameter change of `repeat`'s parameters, chosen at random (seeded by
     its number); False if every change builds an architecture the study holds already."""
-    space = settings.space
-    tried = {t.user_attrs["arch_hash"] for t in study.get_trials(deepcopy=False) if "arch_hash" in t.user_attrs}
-    changes = space.neighbours(repeat.params)
-    random.Random(repeat.number).shuffle(changes)
-    for params in changes:
-        config = space.config_from_params(params, vocab_size, settings.block_size)
-        if config is not None and architecture_hash(config) not in tried:
-            study.enqueue_trial(params, user_attrs={"neighbour_of": repeat.number})
-            return True
-    return False
+    tried = tried_architectures(study.get_trials(deepcopy=False))
+    changes = [params for params, _ in untried_changes(settings, repeat.params, vocab_size, tried)]
+    if not changes:
+        return False
+    study.enqueue_trial(random.Random(repeat.number).choice(changes), user_attrs={"neighbour_of": repeat.number})
+    return True
