@@ -172,11 +172,15 @@ def _run_trials(context: TrialContext, n_trials: int, max_complete: int | None, 
                 gap_trials: int) -> WorkerSummary:
     study, settings = context.study, context.settings
     ran, infeasible_in_a_row, repeats_in_a_row = 0, 0, 0
+    repeat: FrozenTrial | None = None
     while ran < n_trials:
         if max_complete is not None and count_complete(study) >= max_complete:
             break
         if journal:
             fail_expired_trials(study)  # journal storage has no heartbeat: expired leases are dead workers
+        if repeat is not None and not queued_only:  # only when a trial follows; a promotion runs its queue only
+            enqueue_untried_neighbour(study, settings, repeat, context.data.vocab_size)
+        repeat = None
         if queued_only and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             if gap_trials_in(study) >= gap_trials or not enqueue_gap_trial(study, settings,
                                                                             context.data.vocab_size):
@@ -189,10 +193,8 @@ def _run_trials(context: TrialContext, n_trials: int, max_complete: int | None, 
             ran, infeasible_in_a_row, repeats_in_a_row = ran + 1, 0, 0
             continue
         infeasible_in_a_row = infeasible_in_a_row + 1 if trial.user_attrs.get("infeasible") else 0
-        repeat = "reused_from" in trial.user_attrs and "reused_from_study" not in trial.user_attrs
+        repeat = trial if "reused_from" in trial.user_attrs and "reused_from_study" not in trial.user_attrs else None
         repeats_in_a_row = repeats_in_a_row + 1 if repeat else 0
-        if repeat and not queued_only:  # a promotion runs its queue only
-            enqueue_untried_neighbour(study, settings, trial, context.data.vocab_size)
         if infeasible_in_a_row >= MAX_CONSECUTIVE_INFEASIBLE:
             raise StudyError(f"{infeasible_in_a_row} samples in a row broke the constraints "
                              f"{settings.constraints}; loosen them or narrow the space")
