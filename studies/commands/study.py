@@ -214,8 +214,8 @@ def _run(search: Search, trials: int, args: argparse.Namespace, console: Console
                              keep_checkpoints=args.keep_checkpoints)
     if summary.exhausted:
         console.print(f"stopped early: the sampler proposed {MAX_CONSECUTIVE_REPEATS} architectures in a row that "
-                      "the study had already trained (their results were reused), with nothing untried one change away; "
-                      "the space looks exhausted")
+                      "the study had already trained (their results were reused), with nothing untried one "
+                      "change away; the space looks exhausted")
     console.print(f"trained {summary.trials_run} trial{'s' if summary.trials_run != 1 else ''} in "
                   f"{'this process' if jobs == 1 else f'{jobs} processes'}; the study now holds "
                   f"{summary.complete_in_study} complete trials (repeats and presets included)")
