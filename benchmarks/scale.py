@@ -1,12 +1,13 @@
-"""How the views and one trial's bookkeeping grow with the study: 100, 1,000 and 10,000 complete trials.
+"""How the views and a trial's bookkeeping grow with the study: 100, 1,000 and 10,000 complete trials.
 
     python benchmarks/scale.py [--sizes 100 1000 10000] [--storages journal sqlite postgresql]
                                [--repeats 3] [--postgres postgresql://USER@HOST/DB] [--scratch DIR]
 
 Real trials first: a tiny real search (6 trials of 12 steps, a 2-layer d16 shape, on a small
 generated corpus) in a scratch journal. Each size's study is built from copies of those trials:
-every copy gets its own arch_hash (so the front's one-per-architecture rule keeps them all) and its
-measures perturbed (val_loss by ~5%, FLOPs, params and latency by up to 2x either way); the study
+every copy is an architecture drawn at random from the space (its parameters, config and arch_hash)
+with a real trial's measures perturbed (val_loss by ~5%, FLOPs, params and latency by up to 2x
+either way); the study
 gets the real study's settings. A storage holds one study per size, so `studies` lists one study.
 Studies already built in --scratch (or in the --postgres database) are reused; the PostgreSQL
 database should be one of its own.
@@ -14,10 +15,12 @@ database should be one of its own.
 Each command runs as a subprocess (`python -m studies ...`, so imports count) `--repeats` times;
 the table gives the median. Next to it: Optuna's own load_study + get_trials on the same storage,
 timed inside a subprocess (storage opening included, imports not): the floor of any view that reads
-every trial. "join" and "one trial" are what a worker spends besides training and evaluation,
-timed in this process: Search.create joining the study, then run_worker for one trial with the
-training, evaluation and latency timing stubbed out (sampling, the twin search, the rung pruner's
-scan, the recording all run). Slope: log(t at the largest size / t at the one before) over
+every trial. "join" and the trials are what a worker spends besides training and evaluation,
+timed in this process: Search.create joining the study, then one run_worker for 1 + LATER_TRIALS
+trials with the training, evaluation and latency timing stubbed out (sampling, the twin search, the
+rung pruner's scan, the recording, the collection after each model all run). The first trial pays
+once per worker (TPE's first fit, filling the storage's cache, torch's lazy imports); the later
+ones are what every further trial costs. Slope: log(t at the largest size / t at the one before) over
 log(size ratio); 1 is linear in the trials.
 """
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import math
 import os
 import platform
@@ -43,16 +47,19 @@ from rich.console import Console
 from rich.table import Table
 
 from objectives.latency import Latency
+from search_space import architecture_hash, config_to_dict
 from studies.api import Search
 from studies.search import name_metrics, run_worker
 from studies.settings import StudySettings, read_settings, write_settings
 from studies.storage import open_storage
+from studies.trials import SilentReporter, trained
 from trainer.loop import Evaluation, Progress, TrainingResult
 from trainer.run import RunReport
 
 SEED_STUDY = "seed"
 TINY_SEARCH = ["--jobs", "1", "--trials", "6", "--steps", "12", "--batch-size", "4", "--eval-windows", "4",
                "--block-size", "16", "--n-layer", "2", "--n-head", "2", "--d-model", "16", "--device", "cpu"]
+LATER_TRIALS = 4  # after a worker's first trial, which pays for TPE's first fit and the storage's cache
 COSTS = ("flops_per_token", "params", "latency_ms")  # perturbed together: a copy is another architecture
 LOAD_PROBE = """
 import sys, time, optuna
@@ -94,21 +101,25 @@ def real_trials(scratch: Path) -> tuple[list[FrozenTrial], StudySettings]:
     return study.get_trials(states=(TrialState.COMPLETE,)), read_settings(study)
 
 
-def perturbed_copy(trial: FrozenTrial, index: int, objectives: tuple[str, ...]) -> FrozenTrial:
-    """Copy `index` of a real trial: the first copies are the real trials themselves, the others new
-    architectures (own arch_hash, no preset label) with perturbed measures."""
-    attrs = dict(trial.user_attrs)
-    if index >= 0:
-        rng = random.Random(index)
-        for key in ("preset", "in_space", "reused_from"):
-            attrs.pop(key, None)
-        attrs["arch_hash"] = f"{attrs['arch_hash']}-{index}"
-        attrs["val_loss"] *= math.exp(rng.gauss(0, 0.05))
-        attrs["val_perplexity"] = math.exp(attrs["val_loss"])
-        for name in COSTS:
-            attrs[name] = type(attrs[name])(attrs[name] * math.exp(rng.uniform(-0.7, 0.7)))
-    return create_trial(values=[attrs[name] for name in objectives], params=trial.params,
-                        distributions=trial.distributions, user_attrs=attrs)
+def perturbed_copy(trial: FrozenTrial, index: int, settings: StudySettings, architectures: optuna.Study) -> FrozenTrial:
+    """Copy `index` of a real trial: the first copies are the real trials themselves, the others an
+    architecture drawn at random from the study's space (its parameters, config and arch_hash) with
+    the real trial's measures perturbed. Drawn, not copied: a study whose trials share a handful of
+    parameter sets has TPE propose those again and again, which no real study of that size does."""
+    if index < 0:
+        return create_trial(values=[trial.user_attrs[name] for name in settings.objectives], params=trial.params,
+                            distributions=trial.distributions, user_attrs=trial.user_attrs)
+    rng = random.Random(index)
+    drawn = architectures.ask()
+    config = settings.space.sample(drawn, trial.user_attrs["config"]["vocab_size"], settings.block_size)
+    attrs = {key: value for key, value in trial.user_attrs.items() if key not in ("preset", "in_space", "reused_from")}
+    attrs.update(config=config_to_dict(config), arch_hash=architecture_hash(config))
+    attrs["val_loss"] *= math.exp(rng.gauss(0, 0.05))
+    attrs["val_perplexity"] = math.exp(attrs["val_loss"])
+    for name in COSTS:
+        attrs[name] = type(attrs[name])(attrs[name] * math.exp(rng.uniform(-0.7, 0.7)))
+    return create_trial(values=[attrs[name] for name in settings.objectives], params=drawn.params,
+                        distributions=drawn.distributions, user_attrs=attrs)
 
 
 def storage_spec(kind: str, size: int, scratch: Path, postgres: str | None) -> str:
@@ -127,7 +138,8 @@ def build_study(spec: str, name: str, size: int, seeds: list[FrozenTrial], setti
     study = optuna.create_study(study_name=name, storage=storage, directions=settings.directions)
     name_metrics(study, settings)
     write_settings(study, settings)
-    copies = [perturbed_copy(seeds[i % len(seeds)], i - len(seeds), settings.objectives) for i in range(size)]
+    architectures = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=size))
+    copies = [perturbed_copy(seeds[i % len(seeds)], i - len(seeds), settings, architectures) for i in range(size)]
     study.add_trials(copies)
 
 
@@ -170,11 +182,13 @@ def imports_torch(argv: list[str]) -> bool:
 
 
 def stub_training(config, data, recipe, device, out_dir, on_progress, model=None) -> RunReport:
-    """Every progress report a real run makes (so the rung pruner scans at each rung), no training.
-    Loss 0: never dominated, so every rung's scan runs."""
+    """Every progress report a real run makes at loss 0 (never dominated, so the rung pruner's scan
+    runs in full at each rung), no training. The final loss varies, as real ones do: with one loss
+    for all, TPE would keep proposing the architecture it already has."""
     for step in range(1, recipe.steps + 1):
         on_progress(Progress(step, recipe.steps, 0.0, step, 0.0))
-    result = TrainingResult(Evaluation(0.0, 1.0, 1.0), recipe.steps, recipe.steps, 1.0, 1.0, [0.0])
+    loss = random.uniform(1.0, 3.0)
+    result = TrainingResult(Evaluation(loss, math.exp(loss), 0.5), recipe.steps, recipe.steps, 1.0, 1.0, [loss])
     return RunReport(config, result, 1, str(device), data.data_spec, data.content_hash, "char")
 
 
@@ -182,17 +196,39 @@ def stub_latency(model, protocol=None) -> Latency:
     return Latency(1.0, 1.0, 1.0, 1, "cpu", ms=1.0, relative_spread=0.0)
 
 
-def bookkeeping_seconds(spec: str, name: str) -> tuple[float, float]:
-    """(Search.create joining the study, run_worker for one trial with training stubbed)."""
+class TrialTimes(SilentReporter):
+    """How long each trial took since the one before ended, trained (True) or a repeat reused (False)."""
+
+    def __init__(self) -> None:
+        self.last, self.times = time.perf_counter(), []
+
+    def trial_finished(self, trial: FrozenTrial) -> None:
+        now = time.perf_counter()
+        self.times.append((trained(trial), now - self.last))
+        self.last = now
+
+
+def bookkeeping_seconds(spec: str, name: str) -> tuple[float, float, float, float]:
+    """Search.create joining the study, then a worker's first trained trial and the medians of its next
+    LATER_TRIALS trained trials and of the repeats (architectures already trained, result reused)
+    the sampler proposed meanwhile; nan if none. Training, evaluation and latency timing are stubbed
+    out. A large study holds many repeats: TPE's good group is its best 25 trials, which it proposes
+    again, so a worker is kept going past MAX_CONSECUTIVE_REPEATS here."""
     start = time.perf_counter()
     search = Search.create(name, spec, presets=False)
-    joined = time.perf_counter()
+    joined = time.perf_counter() - start
+    times = TrialTimes()
     with mock.patch("studies.trials.run_training", stub_training), \
-            mock.patch("studies.trials.measure_latency", stub_latency):
-        summary = run_worker(search.study, search.settings, search.data, torch.device("cpu"), 1, storage=spec)
-    if summary.trials_run != 1:
-        raise SystemExit(f"the stubbed trial did not run in {spec} ({summary})")
-    return joined - start, time.perf_counter() - joined
+            mock.patch("studies.trials.measure_latency", stub_latency), \
+            mock.patch("studies.search.MAX_CONSECUTIVE_REPEATS", 10**6):
+        run_worker(search.study, search.settings, search.data, torch.device("cpu"), 1 + LATER_TRIALS, storage=spec,
+                   reporter=times)
+    first_trained = next(index for index, (was, _) in enumerate(times.times) if was)
+    first = sum(seconds for _, seconds in times.times[:first_trained + 1])  # with any samples before it
+    later = times.times[first_trained + 1:]
+    trained_ones, repeats = [t for was, t in later if was], [t for was, t in later if not was]
+    return (joined, first, statistics.median(trained_ones) if trained_ones else math.nan,
+            statistics.median(repeats) if repeats else math.nan)
 
 
 def slope(times: dict[int, float]) -> str:
@@ -219,8 +255,8 @@ def measure(kind: str, sizes: list[int], args: argparse.Namespace, seeds: list[F
             rows.setdefault(label, {})[size] = median_seconds([sys.executable, "-m", "studies", *argv], args.repeats,
                                                               args.timeout)
         runs = [bookkeeping_seconds(spec, name) for _ in range(args.repeats)]
-        rows.setdefault("join (Search.create)", {})[size] = statistics.median(join for join, _ in runs)
-        rows.setdefault("one trial, training stubbed", {})[size] = statistics.median(trial for _, trial in runs)
+        for label, column in zip(BOOKKEEPING, zip(*runs, strict=True), strict=True):
+            rows.setdefault(label, {})[size] = statistics.median(column)
     return rows
 
 
@@ -243,6 +279,8 @@ def table(kind: str, sizes: list[int], rows: dict[str, dict[int, float]], timeou
     return out
 
 
+BOOKKEEPING = ("join (Search.create)", "a worker's first trial, training stubbed",
+               f"its next {LATER_TRIALS} trained trials (median)", "its repeats meanwhile (median)")
 VIEWS = ("pareto", "pareto --json", "pareto --html", "export --pick knee")
 
 
@@ -253,6 +291,7 @@ def main() -> None:
     kinds = [k for k in args.storages if k != "postgresql" or args.postgres]
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     seeds, settings = real_trials(args.scratch)
+    import torch._dynamo  # noqa: F401 - a worker's first model build imports it, once, whatever the study's size
     console = Console(width=160)
     console.print(f"{datetime.date.today()} {platform.machine()}, {os.cpu_count()} cores, "
                   f"load {os.getloadavg()[0]:.1f}; Python {platform.python_version()}, Optuna {optuna.__version__}; "
