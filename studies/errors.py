@@ -1,4 +1,5 @@
-"""The exceptions a user can cause; the CLI turns each into one line on stderr and exit code 2."""
+"""The exceptions a user can cause; the CLI turns each into one line on stderr and exit code 2.
+Also how a stop (Ctrl-C, SIGTERM) is raised, and held back where raising it would do harm."""
 
 from __future__ import annotations
 
