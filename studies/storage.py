@@ -25,6 +25,7 @@ change made before it.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -42,7 +43,7 @@ from urllib.parse import quote, unquote
 
 import optuna
 import sqlalchemy
-from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
@@ -126,7 +127,7 @@ def open_storage(storage: str | None, create: bool = True) -> optuna.storages.Ba
     if match is None:
         path = Path(storage)
         _check_local_file(path, shown, create, "an Optuna journal", _starts_with_record)
-        return JournalStorage(CheckedJournalBackend(str(path)))
+        return StopSafeJournalStorage(CheckedJournalBackend(str(path)))
     scheme = match["scheme"].lower()
     if scheme not in _RDB_SCHEMES:
         raise StudyError(f"--storage {shown}: unknown scheme {scheme!r}; use sqlite:///FILE (one process), "
@@ -152,7 +153,7 @@ def _open_rdb(url: str, shown: str, heartbeat: tuple[float, float] | None) -> RD
                     "grace_period": heartbeat[1],
                     "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
                 }
-                return RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **beating)
+                return StopSafeRDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **beating)
         except Exception as exc:  # SQLAlchemy / driver errors: say which storage and why, in one line
             racing = "already exists" in str(exc) or "duplicate key" in str(exc)
             if racing and attempt < SCHEMA_ATTEMPTS:
@@ -216,21 +217,51 @@ def _is_record(line: bytes) -> bool:
     return isinstance(record, dict) and "op_code" in record
 
 
+def _stops_held_in(storage_class: type[BaseStorage]) -> type[BaseStorage]:
+    """Every storage method of `storage_class` runs with Ctrl-C and SIGTERM held until it returns.
+
+    Raised inside the storage, a stop did harm: in Optuna's journal lock release it left the lock
+    file behind and came out as a FileNotFoundError (while waiting for the lock, it deletes another
+    worker's); inside SQLAlchemy it left a session that made Optuna's tell fail with "Should not
+    reach" instead of recording the trial as stopped. Held, it comes a few milliseconds later."""
+    for name, method in vars(BaseStorage).items():
+        if callable(method) and not name.startswith("_"):
+            setattr(storage_class, name, _held(getattr(storage_class, name)))
+    return storage_class
+
+
+def _held(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with stops_held():
+            return method(*args, **kwargs)
+    return call
+
+
+@_stops_held_in
+class StopSafeJournalStorage(JournalStorage):
+    pass
+
+
+@_stops_held_in
+class StopSafeRDBStorage(RDBStorage):
+    pass
+
+
 class CheckedJournalBackend(JournalFileBackend):
     """Optuna's journal file; each append repairs a cut last line first and is undone if it fails."""
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         records = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode("utf-8")
-        with stops_held():  # a stop comes after the lock is released, with the records whole
-            self._lock.acquire()  # so a line a live process is writing is never taken for a cut one
-            try:
-                backup = _cut_damaged_tail(self._file_path)
-                _append_or_undo(self._file_path, records)
-            except OSError as exc:
-                raise StudyError(f"--storage {self._file_path}: cannot write ({exc.strerror or exc}); "
-                                 "the journal keeps every change made before this one") from exc
-            finally:
-                self._lock.release()
+        self._lock.acquire()  # so a line a live process is writing is never taken for a cut one
+        try:
+            backup = _cut_damaged_tail(self._file_path)
+            _append_or_undo(self._file_path, records)
+        except OSError as exc:
+            raise StudyError(f"--storage {self._file_path}: cannot write ({exc.strerror or exc}); "
+                             "the journal keeps every change made before this one") from exc
+        finally:
+            self._lock.release()
         if backup is not None:
             warnings.warn(f"--storage {self._file_path}: its last line was cut short (a full disk or a killed "
                           f"writer); moved it to {backup}, every complete record is kept", JournalRepaired)

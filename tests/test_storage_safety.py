@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.storages._rdb import models as rdb_models
 from optuna.storages.journal import JournalFileSymlinkLock
 
 from studies import storage
@@ -84,14 +85,21 @@ def test_a_line_spoiled_by_an_old_append_after_a_cut_is_moved_aside(tmp_path: Pa
     assert next(tmp_path.glob("*.damaged-*")).read_bytes() == spoiled
 
 
-@pytest.mark.parametrize("where", ["_cut_damaged_tail", "_append_or_undo"])
-def test_a_stop_during_an_append_comes_after_it_and_the_lock_is_released(tmp_path: Path, where: str,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """A SIGTERM that reached Optuna's lock release once left the lock file behind and failed the
-    trial with a FileNotFoundError: a stop now waits for the append to end."""
-    journal = tmp_path / "studies.journal"
-    study = new_study(journal)
-    step = getattr(storage, where)
+STOP_POINTS = [  # (storage, a function the write calls, the module it is looked up in)
+    ("studies.journal", "_cut_damaged_tail", storage),  # in the journal's lock, before the write
+    ("studies.journal", "_append_or_undo", storage),  # the write itself, then the lock's release
+    ("sqlite:///studies.db", "find_or_raise_by_id", rdb_models.StudyModel),  # inside SQLAlchemy's session
+]
+
+
+@pytest.mark.parametrize("file, where, owner", STOP_POINTS)
+def test_a_stop_during_a_storage_write_comes_after_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, file: str,
+                                                      where: str, owner: object) -> None:
+    """A SIGTERM raised inside the storage once left a journal's lock file behind and failed the trial
+    with a FileNotFoundError, and inside SQLAlchemy made Optuna's tell fail: now it waits for the write."""
+    spec = file.replace("///", f"///{tmp_path}/") if file.startswith("sqlite") else str(tmp_path / file)
+    study = optuna.create_study(study_name="s", storage=open_storage(spec))
+    step = getattr(owner, where)
 
     def stopped_midway(*args: object) -> object:
         os.kill(os.getpid(), signal.SIGTERM)
@@ -100,16 +108,19 @@ def test_a_stop_during_an_append_comes_after_it_and_the_lock_is_released(tmp_pat
     def terminate(signum: int, frame: object) -> None:
         raise Terminated
 
-    monkeypatch.setattr(storage, where, stopped_midway)
+    monkeypatch.setattr(owner, where, stopped_midway)
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
         with pytest.raises(Terminated):
             study.set_user_attr("written", 1)
     finally:
         signal.signal(signal.SIGTERM, previous)
+    monkeypatch.undo()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    assert [path.name for path in tmp_path.iterdir()] == ["studies.journal"]  # no lock file left behind
-    assert reload(journal).user_attrs == {"written": 1}
+    assert sorted(path.name for path in tmp_path.iterdir()) == [file.rsplit("/", 1)[-1]]  # no lock file behind
+    study.set_user_attr("after", 2)  # the storage goes on working
+    reopened = optuna.load_study(study_name="s", storage=open_storage(spec, create=False))
+    assert reopened.user_attrs == {"written": 1, "after": 2}
 
 
 def test_a_failed_write_is_one_study_error_and_leaves_the_journal_whole(tmp_path: Path) -> None:
