@@ -28,11 +28,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 @contextmanager
 def stops_held() -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait until the body has run, then act as they would have.
-
-    For a journal append: a stop raised inside Optuna's lock release leaves the lock file behind and
-    comes out as a FileNotFoundError (the trial then fails as an error instead of being re-queued);
-    raised while waiting for the lock, it deletes the lock of the worker that holds it."""
+    """Ctrl-C and SIGTERM wait until the body has run, then act as they would have: around every
+    storage call (studies/storage.py says what a stop raised inside one did)."""
     handlers = [signal.getsignal(signum) for signum in STOP_SIGNALS]
     if threading.current_thread() is not threading.main_thread() or None in handlers:
         yield  # handlers can only be swapped from the main thread, and only back to Python-set ones
