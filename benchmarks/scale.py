@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import itertools
 import math
 import os
 import platform
