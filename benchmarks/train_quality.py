@@ -21,7 +21,7 @@ from rich.table import Table
 from train_speed import BATCH_SIZE, DEFAULT_DATA, SHAPE  # this script's folder is on sys.path
 
 from search_space import preset
-from studies.progress import training_bar
+from studies.cli.progress import training_bar
 from trainer.data import prepare_data
 from trainer.loop import TrainingRecipe
 from trainer.run import run_training

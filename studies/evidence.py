@@ -9,35 +9,41 @@ data), so calibrating a new proxy costs only the proxy runs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 import optuna
 import torch
-from rich.console import Console
 
 from objectives import LatencyProtocol, count_flops, measure_latency
 from search_space import PRESETS, DecoderConfig, architecture_hash, preset, summarize
 from trainer.data import TokenizedData, default_cache_dir
-from trainer.loop import TrainingRecipe
+from trainer.loop import Progress, TrainingRecipe
 from trainer.run import fit_vocabulary, initialised_model, run_training
 
-from .progress import STDERR, training_bar
 from .ranking import kendall_tau, spearman_rho
 from .space import SearchSpace
 
 Announce = Callable[[str], None]
+# (name, steps) -> a context yielding trainer.loop's on_progress callback: how a view shows training.
+TrainingBar = Callable[[str, int], ContextManager[Callable[[Progress], None]]]
 
 
 def _quiet(_: str) -> None:
     pass
 
 
+@contextlib.contextmanager
+def no_bar(name: str, steps: int) -> Iterator[Callable[[Progress], None]]:
+    yield lambda progress: None
+
+
 def reproduce(data: TokenizedData, recipe: TrainingRecipe, shape: dict[str, int], device: torch.device,
-              announce: Announce = _quiet, progress: bool = True) -> list[dict[str, Any]]:
+              announce: Announce = _quiet, training_bar: TrainingBar = no_bar) -> list[dict[str, Any]]:
     """Train gpt, pgpt, lgpt and cgpt at `shape` with one recipe; one row of measures each. A preset
     that computes the same function as one already trained (cgpt's kernel-1 conv is lgpt's linear
     map: one architecture hash) reuses its row, as a study would."""
@@ -53,7 +59,7 @@ def reproduce(data: TokenizedData, recipe: TrainingRecipe, shape: dict[str, int]
         announce(f"training {name}: {summarize(config)}")
         model = initialised_model(config, recipe.seed).to(device)
         latency = measure_latency(model, LatencyProtocol())  # weights do not matter: time it before training
-        with training_bar(name, recipe.steps, STDERR if progress else Console(quiet=True)) as on_progress:
+        with training_bar(name, recipe.steps) as on_progress:
             metrics = run_training(config, data, recipe, str(device), model=model, on_progress=on_progress).metrics()
         trained[arch_hash] = {"name": name, "val_loss": metrics["val_loss"], "val_accuracy": metrics["val_accuracy"],
                               "flops_per_token": count_flops(config), "params": metrics["params"],

@@ -25,7 +25,7 @@ from typing import IO
 from rich.console import Console
 
 from .errors import StudyError
-from .progress import STDERR, progress_bar
+from .cli.progress import STDERR, progress_bar
 
 STOP_SECONDS = 15.0  # how long a stopped job may take to record its interrupted trial before it is killed
 ERROR_LINES = 20  # the last stderr lines kept per job, to say why it failed

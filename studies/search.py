@@ -22,7 +22,6 @@ from .errors import StudyError
 from .front import count_complete, promotion_candidates
 from .gaps import enqueue_gap_trial, gap_trials_in
 from .leases import LeaseReporter, fail_expired_trials, queued_as, trial_taken
-from .progress import STDERR
 from .repeats import enqueue_untried_neighbour
 from .settings import StudySettings, read_settings, write_settings
 from .storage import is_journal, load_existing, open_storage, promoted_name
@@ -224,8 +223,8 @@ def _run_one(context: TrialContext) -> FrozenTrial | None:
     except Exception as exc:
         if not trial_taken(exc):
             raise
-        STDERR.print("a trial of this worker was taken by another one after its lease ran out (this worker "
-                     "stalled); it is re-queued there, going on")
+        warnings.warn("a trial of this worker was taken by another one after its lease ran out (this worker "
+                      "stalled); it is re-queued there, going on", stacklevel=2)
         return None
 
 

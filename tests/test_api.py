@@ -59,7 +59,7 @@ def test_a_notebook_drives_a_whole_study_and_sees_the_cli_front(tmp_path: Path) 
 
 
 def test_settings_are_typed_and_their_defaults_are_the_cli_defaults() -> None:
-    from studies.cli import build_parser
+    from studies.cli.main import build_parser
 
     defaults = StudySettings()
     assert defaults.recipe.steps == 300 and defaults.space.encoding == "per_layer"

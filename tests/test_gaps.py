@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from objectives import describe
 from search_space import architecture_hash
 from studies import gaps
-from studies.live import trial_line
+from studies.cli.live import trial_line
 from studies.search import run_worker
 from studies.settings import write_settings
 from studies.space import space_from_dict

@@ -12,9 +12,9 @@ from optuna.trial import create_trial
 
 from studies.api import Search
 from studies.measures import OBJECTIVES
-from studies.plots import front_figure_data, write_front_html
+from studies.cli.plots import front_figure_data, write_front_html
 from studies.settings import StudySettings, write_settings
-from studies.views import SHORTHAND
+from studies.cli.views import SHORTHAND
 from trainer.loop import TrainingRecipe
 
 THREE = ("val_loss", "flops_per_token", "latency_ms")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from studies.cli import build_parser, main
+from studies.cli.main import build_parser, main
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

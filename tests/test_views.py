@@ -17,7 +17,7 @@ from rich.console import Console
 from search_space import config_from_dict
 from studies import evidence as evidence_module
 from studies.cli import main
-from studies.live import LiveReporter
+from studies.cli.live import LiveReporter
 from studies.storage import open_storage
 from study_helpers import (PRESET_NAMES, PRESETS_TRAINED, RECIPE, SHAPE, STEPS, Tiny, cli, isolated_python_api,  # noqa: F401
                            make_settings, make_tiny, quiet_datasets)

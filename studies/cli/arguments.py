@@ -13,8 +13,8 @@ from search_space import PRESETS, SHAPE_KEYS, ConfigError, DecoderConfig, load_c
 from trainer import BUILTIN_CORPORA, DEFAULT_DATA_SPEC
 from trainer.recipe import TrainingRecipe
 
-from .settings import DEFAULT_STUDY
-from .storage import DEFAULT_STORAGE
+from ..settings import DEFAULT_STUDY
+from ..storage import DEFAULT_STORAGE
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

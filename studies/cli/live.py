@@ -13,11 +13,11 @@ from rich.table import Table
 
 from trainer.loop import Progress
 
-from .front import front_trials
-from .measures import OBJECTIVES
+from ..front import front_trials
+from ..measures import OBJECTIVES
 from .progress import STDERR, progress_bar
-from .settings import StudySettings
-from .trials import trained
+from ..settings import StudySettings
+from ..trials import trained
 
 RECENT_ROWS = 10
 

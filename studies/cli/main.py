@@ -17,7 +17,7 @@ from typing import Sequence
 import optuna
 from rich.console import Console
 
-from .errors import Terminated, user_errors
+from ..errors import Terminated, user_errors
 from .registry import ARGUMENTS, COMMANDS
 
 
@@ -44,7 +44,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
         if name == command:
-            importlib.import_module(f"studies.commands.{module}")
+            importlib.import_module(f"studies.cli.commands.{module}")
             sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show tracebacks instead of one-line errors")
             ARGUMENTS[name](sub)
@@ -115,6 +115,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,10 +19,10 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 from plotly.subplots import make_subplots
 
-from .api import Search
-from .front import REFERENCE, complete_trials, hypervolume_history, normaliser_for
-from .hypervolume import dominates
-from .measures import OBJECTIVES
+from ..api import Search
+from ..front import REFERENCE, complete_trials, hypervolume_history, normaliser_for
+from ..hypervolume import dominates
+from ..measures import OBJECTIVES
 from .views import SHORTHAND
 
 PICK_LABELS = {"knee": "knee", "best-quality": "best quality"}  # the picks `export` offers first

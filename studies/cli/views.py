@@ -8,7 +8,7 @@ from rich.table import Table
 
 from search_space import DecoderConfig, summarize
 
-from .measures import OBJECTIVES
+from ..measures import OBJECTIVES
 
 if TYPE_CHECKING:  # describe() needs torch; the front table does not
     from objectives import Description

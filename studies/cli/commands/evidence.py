@@ -14,13 +14,13 @@ from trainer import prepare_data
 from trainer.loop import TrainingRecipe, resolve_device
 
 from ..arguments import add_data_arguments, add_shape_arguments, add_training_arguments, data_choice, recipe_from_args
-from ..errors import StudyError
-from ..measures import OBJECTIVES
-from ..evidence import calibrate, reproduce, sample_architectures
-from ..progress import STDERR
+from ...errors import StudyError
+from ...measures import OBJECTIVES
+from ...evidence import calibrate, reproduce, sample_architectures
+from ..progress import STDERR, training_bar
 from ..registry import command
-from ..space import load_space
-from ..settings import SEARCH_BLOCK_SIZE, SEARCH_RECIPE, SEARCH_SHAPE
+from ...space import load_space
+from ...settings import SEARCH_BLOCK_SIZE, SEARCH_RECIPE, SEARCH_SHAPE
 
 
 
@@ -42,7 +42,8 @@ def run_reproduce(args: argparse.Namespace, console: Console) -> None:
     data_spec, tokenizer, text_column = data_choice(args)
     recipe = recipe_from_args(args)
     data = prepare_data(data_spec, tokenizer, text_column=text_column)
-    rows = reproduce(data, recipe, _shape(args), resolve_device(args.device), announce=STDERR.print)
+    rows = reproduce(data, recipe, _shape(args), resolve_device(args.device), announce=STDERR.print,
+                     training_bar=training_bar)
     if args.json:
         print(json.dumps(rows))
         return

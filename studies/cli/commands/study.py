@@ -12,17 +12,17 @@ from rich.console import Console
 
 from objectives.protocol import BACKENDS
 
-from ..api import Search, check_study_name, default_jobs, stored_settings
+from ...api import Search, check_study_name, default_jobs, stored_settings
 from ..arguments import add_artifacts_argument, add_data_arguments, add_study_arguments, add_shape_arguments, add_training_arguments, explicit_recipe
-from ..errors import StudyError
-from ..gaps import GAP_RATIO, gap_trials_in
+from ...errors import StudyError
+from ...gaps import GAP_RATIO, gap_trials_in
 from ..live import LiveReporter
-from ..measures import CONSTRAINTS, DEFAULT_OBJECTIVES, OBJECTIVES
+from ...measures import CONSTRAINTS, DEFAULT_OBJECTIVES, OBJECTIVES
 from ..registry import command
-from ..search import MAX_CONSECUTIVE_REPEATS
-from ..settings import DEFAULT_GAP_TRIALS, DEFAULT_TRIALS, SEARCH_RECIPE, WORKER_TRIALS, Pruning, StudySettings
-from ..space import load_space
-from ..storage import display_storage, promoted_name
+from ...search import MAX_CONSECUTIVE_REPEATS
+from ...settings import DEFAULT_GAP_TRIALS, DEFAULT_TRIALS, SEARCH_RECIPE, WORKER_TRIALS, Pruning, StudySettings
+from ...space import load_space
+from ...storage import display_storage, promoted_name
 from ..views import front_table
 
 TOP_HELP = ("promote K sampled trials: the front, then the next non-dominated layers behind it, best quality "

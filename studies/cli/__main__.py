@@ -1,0 +1,7 @@
+"""`python -m studies.cli` is `decoder-nas`."""
+
+import sys
+
+from .main import main
+
+sys.exit(main())
