@@ -27,7 +27,7 @@ from search_space import DecoderConfig, config_from_dict, save_config
 from .artifacts import (WEIGHTS_KEY, default_artifacts, download_weights, open_store, remove_weights,
                         study_artifacts)
 from .errors import StudyError, Terminated
-from .front import (JOINT_LATENCY_KEY, PICKS, complete_trials, count_complete, front_hypervolume, front_trials,
+from .front import (JOINT_LATENCY_KEY, complete_trials, count_complete, front_hypervolume, front_trials,
                     normaliser_for, pick, study_at_budget)
 from .measures import OBJECTIVES
 from .settings import (DEFAULT_GAP_TRIALS, DEFAULT_STUDY, DEFAULT_TRIALS, SETTINGS_KEY, StudySettings,
@@ -305,8 +305,6 @@ class Search:
     def pick(self, how: str = "knee") -> FrozenTrial:
         """knee (nearest the ideal point, each objective normalised over the front), best-quality,
         or min-COST: one of PICKS."""
-        if how not in PICKS:
-            raise StudyError(f"--pick: unknown choice {how!r} (choose from {', '.join(PICKS)})")
         return pick(self.front_trials(), self.settings.objectives, how)
 
 

@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial
 
 from search_space import architecture_hash, load_config
 
-from .errors import StudyError
+from .errors import ArgumentError, StudyError
 from .storage import local_file
 
 ARTIFACTS_KEY = "artifact_store"  # study attribute: where its trials' weights are kept
@@ -46,12 +46,12 @@ def open_store(spec: str) -> Any:
         try:
             return Boto3ArtifactStore(spec.removeprefix("s3://").strip("/"))
         except ImportError as exc:  # boto3 is optional
-            raise StudyError(f"--artifacts {spec}: S3 stores need boto3 (pip install boto3)") from exc
+            raise ArgumentError("artifacts", spec, "S3 stores need boto3 (pip install boto3)") from exc
     if "://" in spec:
-        raise StudyError(f"--artifacts {spec}: give a folder path or s3://BUCKET")
+        raise ArgumentError("artifacts", spec, "give a folder path or s3://BUCKET")
     folder = Path(spec)
     if folder.exists() and not folder.is_dir():
-        raise StudyError(f"--artifacts {spec}: is a file; give a folder")
+        raise ArgumentError("artifacts", spec, "is a file; give a folder")
     folder.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(str(folder))
 

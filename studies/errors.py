@@ -19,6 +19,15 @@ class StudyError(ValueError):
     """A study that cannot be created, opened or continued as asked."""
 
 
+class ArgumentError(StudyError):
+    """One argument's value refused, named as the API calls it (`trials=-1: must not be negative`);
+    the command line names the flag instead (studies/cli/main.py, `flag_error`)."""
+
+    def __init__(self, argument: str, value: object, problem: str) -> None:
+        self.argument, self.value, self.problem = argument, value, problem
+        super().__init__(f"{argument}={value!r}: {problem}")
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (kill, systemd, Kubernetes, SLURM), raised in the main thread: a trial stops as on Ctrl-C."""
 

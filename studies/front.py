@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .errors import StudyError
+from .errors import ArgumentError, StudyError
 from .storage import PROMOTED_SEPARATOR, load_existing
 from .hypervolume import hypervolume, incremental_hypervolume, non_dominated
 from .ranking import kendall_tau
@@ -124,7 +124,7 @@ def study_at_budget(name: str, storage: optuna.storages.BaseStorage,
         steps = max(available)
     if steps not in available:
         known = ", ".join(str(s) for s in sorted(available)) or "none yet"
-        raise StudyError(f"--steps {steps}: study {name!r} has no results at that budget (budgets with results: {known})")
+        raise ArgumentError("steps", steps, f"study {name!r} has no results at that budget (budgets with results: {known})")
     return available[steps], read_settings(available[steps])
 
 
@@ -159,6 +159,8 @@ def knee(front: list[FrozenTrial], objectives: Sequence[str]) -> FrozenTrial:
 
 def pick(front: list[FrozenTrial], objectives: Sequence[str], how: str) -> FrozenTrial:
     """knee, best-quality (the study's quality objective, else val_loss) or min-COST (PICKS)."""
+    if how not in PICKS:
+        raise ArgumentError("pick", how, f"unknown choice (choose from {', '.join(PICKS)})")
     if not front:
         raise StudyError("the study has no complete trials yet")
     if how == "knee":
@@ -166,8 +168,6 @@ def pick(front: list[FrozenTrial], objectives: Sequence[str], how: str) -> Froze
     if how == "best-quality":
         quality = OBJECTIVES[quality_objective(objectives) or "val_loss"]
         return min(front, key=lambda t: quality.minimised(t.user_attrs[quality.name]))
-    if how not in COST_PICKS:
-        raise StudyError(f"--pick: unknown choice {how!r} (choose from {', '.join(PICKS)})")
     cost = COST_PICKS[how]
     return min(front, key=lambda t: (t.user_attrs.get(cost, math.inf), t.user_attrs.get("val_loss", 0.0)))
 

@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search_space import PRESETS, preset
 from trainer.data import TokenizedData
 
-from .errors import StudyError
+from .errors import ArgumentError, StudyError
 from .front import count_complete, promotion_candidates
 from .gaps import enqueue_gap_trial, gap_trials_in
 from .leases import LeaseReporter, fail_expired_trials, queued_as, trial_taken
@@ -43,7 +43,7 @@ def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
         "gp": lambda: optuna.samplers.GPSampler(seed=seed),
     }
     if name not in samplers:
-        raise StudyError(f"--sampler: unknown sampler {name!r} (choose from {', '.join(samplers)})")
+        raise ArgumentError("sampler", name, f"unknown sampler (choose from {', '.join(samplers)})")
     with warnings.catch_warnings():  # Optuna marks multivariate and group TPE experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return samplers[name]()
@@ -235,10 +235,10 @@ def promote(name: str, storage: str | None, steps: int, top: int | None = None) 
     its settings and how many trials were enqueued (already enqueued architectures are skipped).
     """
     if top is not None and top < 1:
-        raise StudyError(f"--top {top}: promote at least one trial")
+        raise ArgumentError("top", top, "promote at least one trial")
     study, settings = open_study(name, storage, None)
     if steps <= settings.steps:
-        raise StudyError(f"--steps {steps}: promotion needs a longer budget than the study's {settings.steps}")
+        raise ArgumentError("steps", steps, f"promotion needs a longer budget than the study's {settings.steps}")
     front = promotion_candidates(study, settings, top)
     if not front:
         raise StudyError(f"study {name!r} has no complete sampled trials to promote yet")

@@ -19,7 +19,7 @@ from objectives.protocol import LatencyProtocol
 from trainer import DEFAULT_DATA_SPEC
 from trainer.recipe import TrainingRecipe
 
-from .errors import StudyError
+from .errors import ArgumentError, StudyError
 from .measures import CONSTRAINTS, DEFAULT_OBJECTIVES, OBJECTIVES, check_objectives
 from .space import SearchSpace, load_space, space_from_dict
 
@@ -48,9 +48,9 @@ class Pruning:
     def __post_init__(self) -> None:
         object.__setattr__(self, "rungs", tuple(float(r) for r in self.rungs))
         if any(not 0 < rung < 1 for rung in self.rungs):
-            raise StudyError(f"--rungs: {list(self.rungs)} must be fractions of the steps, between 0 and 1")
+            raise ArgumentError("rungs", list(self.rungs), "must be fractions of the steps, between 0 and 1")
         if not math.isfinite(self.margin) or self.margin < 0:
-            raise StudyError(f"--prune-margin: {self.margin} must be a finite number >= 0")
+            raise ArgumentError("margin", self.margin, "must be a finite number >= 0")
 
 
 @dataclass(frozen=True)
@@ -74,14 +74,14 @@ class StudySettings:
         try:
             object.__setattr__(self, "objectives", check_objectives(self.objectives))
         except ValueError as exc:
-            raise StudyError(f"--objectives: {exc}") from None
+            raise ArgumentError("objectives", list(self.objectives), str(exc)) from None
         for name, limit in self.constraints.items():
             if name not in CONSTRAINTS:
-                raise StudyError(f"unknown constraint {name!r} (known: {', '.join(CONSTRAINTS)})")
+                raise ArgumentError("constraints", name, f"unknown constraint (known: {', '.join(CONSTRAINTS)})")
             if not (isinstance(limit, (int, float)) and math.isfinite(limit) and limit > 0):
-                raise StudyError(f"--{name.replace('_', '-')}: {limit!r} must be a positive number")
+                raise ArgumentError(name, limit, "must be a positive number")
         if not isinstance(self.block_size, int) or self.block_size < 1:
-            raise StudyError(f"--block-size: {self.block_size!r} must be a whole number >= 1")
+            raise ArgumentError("block_size", self.block_size, "must be a whole number >= 1")
 
     @property
     def directions(self) -> list[optuna.study.StudyDirection]:

@@ -48,7 +48,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
-from .errors import StudyError, stops_held
+from .errors import ArgumentError, StudyError, stops_held
 
 DEFAULT_STORAGE = "decoder-nas.journal"
 ENV_PREFIX = "env:"
@@ -92,7 +92,7 @@ def resolve_storage(spec: str | None) -> str:
         return spec
     name = spec.removeprefix(ENV_PREFIX)
     if not os.environ.get(name):
-        raise StudyError(f"--storage {spec}: environment variable {name} is not set")
+        raise ArgumentError("storage", spec, f"environment variable {name} is not set")
     return os.environ[name]
 
 
@@ -130,7 +130,7 @@ def open_storage(storage: str | None, create: bool = True) -> optuna.storages.Ba
         return StopSafeJournalStorage(CheckedJournalBackend(str(path)))
     scheme = match["scheme"].lower()
     if scheme not in _RDB_SCHEMES:
-        raise StudyError(f"--storage {shown}: unknown scheme {scheme!r}; use sqlite:///FILE (one process), "
+        raise ArgumentError("storage", shown, f"unknown scheme {scheme!r}; use sqlite:///FILE (one process), "
                          "postgresql://USER@HOST/DB (many machines) or a journal file path")
     if scheme == "sqlite":
         _check_sqlite(storage, shown, create)
@@ -160,13 +160,13 @@ def _open_rdb(url: str, shown: str, heartbeat: tuple[float, float] | None) -> RD
                 time.sleep(0.2 + random.random())
                 continue
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StudyError(f"--storage {shown}: cannot open ({_hide_password(reason, url)})") from exc
+            raise ArgumentError("storage", shown, f"cannot open ({_hide_password(reason, url)})") from exc
 
 
 def _check_sqlite(storage: str, shown: str, create: bool) -> None:
     url = make_url(storage)
     if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
-        raise StudyError(f"--storage {shown}: an in-memory database loses every result when the command "
+        raise ArgumentError("storage", shown, "an in-memory database loses every result when the command "
                          "ends; give a file, sqlite:///study.db")
     _check_local_file(Path(url.database), shown, create, "an SQLite database",
                       lambda head: head.startswith(SQLITE_HEADER))
@@ -175,26 +175,26 @@ def _check_sqlite(storage: str, shown: str, create: bool) -> None:
 def _check_local_file(path: Path, shown: str, create: bool, kind: str, holds_kind: Callable[[bytes], bool]) -> None:
     """Refuse, before a byte is written, a file that is not `kind` or that this process cannot use."""
     if path.is_dir():
-        raise StudyError(f"--storage {shown}: is a folder; give a file path such as {path / DEFAULT_STORAGE}")
+        raise ArgumentError("storage", shown, f"is a folder; give a file path such as {path / DEFAULT_STORAGE}")
     folder = path.parent
     if not folder.is_dir():
-        raise StudyError(f"--storage {shown}: folder {folder} does not exist")
+        raise ArgumentError("storage", shown, f"folder {folder} does not exist")
     if not path.exists():
         if not create:
-            raise StudyError(f"--storage {shown}: no such file (run `decoder-nas search` to create a study)")
+            raise ArgumentError("storage", shown, "no such file (run `decoder-nas search` to create a study)")
     else:
         info = path.stat()
         for is_that, name in _NOT_FILES:  # reading a pipe would wait forever, a device is no store
             if is_that(info.st_mode):
-                raise StudyError(f"--storage {shown}: is {name}, not a file")
+                raise ArgumentError("storage", shown, f"is {name}, not a file")
         if create and not os.access(path, os.W_OK):
-            raise StudyError(f"--storage {shown}: the file is read-only")
+            raise ArgumentError("storage", shown, "the file is read-only")
         if info.st_size and not holds_kind(_head(path)):
-            raise StudyError(f"--storage {shown}: is not {kind} (refusing to write into another file); "
+            raise ArgumentError("storage", shown, f"is not {kind} (refusing to write into another file); "
                              "give a new file name")
     # A journal writes its lock file beside it, SQLite its rollback journal.
     if create and not os.access(folder, os.W_OK | os.X_OK):
-        raise StudyError(f"--storage {shown}: folder {folder} is read-only")
+        raise ArgumentError("storage", shown, f"folder {folder} is read-only")
 
 
 def _head(path: Path) -> bytes:
@@ -258,7 +258,7 @@ class CheckedJournalBackend(JournalFileBackend):
             backup = _cut_damaged_tail(self._file_path)
             _append_or_undo(self._file_path, records)
         except OSError as exc:
-            raise StudyError(f"--storage {self._file_path}: cannot write ({exc.strerror or exc}); "
+            raise ArgumentError("storage", self._file_path, f"cannot write ({exc.strerror or exc}); "
                              "the journal keeps every change made before this one") from exc
         finally:
             self._lock.release()

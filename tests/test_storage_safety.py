@@ -143,7 +143,7 @@ def test_a_failed_write_is_one_study_error_and_leaves_the_journal_whole(tmp_path
                           check=False)
     assert done.returncode == 0, done.stderr
     [message] = done.stdout.splitlines()
-    assert message.startswith(f"--storage {journal}: cannot write (File too large)")
+    assert message.startswith(f"storage='{journal}': cannot write (File too large)")
     study = reload(journal)
     study.set_user_attr("later", 2)  # the next append lands on a fresh line
     assert reload(journal).user_attrs == {"kept": 1, "later": 2}
@@ -153,7 +153,7 @@ def test_a_failed_write_is_one_study_error_and_leaves_the_journal_whole(tmp_path
 def test_a_file_that_is_not_a_journal_is_refused_untouched(tmp_path: Path, content: bytes) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_bytes(content)
-    with pytest.raises(StudyError, match=f"^--storage {notes}: is not an Optuna journal"):
+    with pytest.raises(StudyError, match=f"^storage='{notes}': is not an Optuna journal"):
         open_storage(str(notes))
     assert notes.read_bytes() == content
 
@@ -173,7 +173,7 @@ def test_a_named_pipe_is_refused_instead_of_read_forever(tmp_path: Path) -> None
     pipe = tmp_path / "pipe"
     os.mkfifo(pipe)
     for create in (True, False):
-        with pytest.raises(StudyError, match=f"^--storage {pipe}: is a named pipe, not a file$"):
+        with pytest.raises(StudyError, match=f"^storage='{pipe}': is a named pipe, not a file$"):
             open_storage(str(pipe), create=create)
     with pytest.raises(StudyError, match="is a character device"):
         open_storage("/dev/null")
@@ -210,7 +210,7 @@ def test_a_password_is_never_shown() -> None:
     # port 1 refuses the connection at once; neither our words nor the driver's may hold the password
     with pytest.raises(StudyError) as refused:
         open_storage("postgresql://u:s3cret@127.0.0.1:1/db")
-    assert str(refused.value).startswith("--storage postgresql://u:***@127.0.0.1:1/db: cannot open (")
+    assert str(refused.value).startswith("storage='postgresql://u:***@127.0.0.1:1/db': cannot open (")
     assert "s3cret" not in str(refused.value) and "\n" not in str(refused.value)
 
 
@@ -221,7 +221,7 @@ def test_the_storage_can_come_from_an_environment_variable(tmp_path: Path, monke
     assert reload(journal).study_name == "s"
     assert resolve_storage("env:NAS_STORAGE") == str(journal)
     monkeypatch.delenv("NAS_STORAGE")
-    with pytest.raises(StudyError, match="^--storage env:NAS_STORAGE: environment variable NAS_STORAGE is not set$"):
+    with pytest.raises(StudyError, match="^storage='env:NAS_STORAGE': environment variable NAS_STORAGE is not set$"):
         open_storage("env:NAS_STORAGE")
 
 

@@ -17,7 +17,7 @@ from typing import Sequence
 import optuna
 from rich.console import Console
 
-from ..errors import Terminated, user_errors
+from ..errors import ArgumentError, Terminated, user_errors
 from .registry import ARGUMENTS, COMMANDS
 
 
@@ -64,6 +64,18 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+# API argument -> the flag that sets it, where the two names differ (else --name-with-dashes).
+_FLAG_OF = {"name": "--study", "path": "-o", "number": "--trial", "margin": "--prune-margin"}
+
+
+def flag_error(exc: BaseException) -> str:
+    """An error in the command line's terms: an ArgumentError names the flag, not the API argument."""
+    if not isinstance(exc, ArgumentError):
+        return str(exc)
+    flag = _FLAG_OF.get(exc.argument, "--" + exc.argument.replace("_", "-"))
+    return f"{flag} {exc.value}: {exc.problem}"
+
+
 def _terminate(signum: int, frame: object) -> None:
     raise Terminated()
 
@@ -96,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except user_errors() as exc:
         if args.debug:
             raise
-        print(f"decoder-nas {args.command}: error: {exc}", file=sys.stderr)
+        print(f"decoder-nas {args.command}: error: {flag_error(exc)}", file=sys.stderr)
         return 2
     except Terminated:
         print(f"decoder-nas {args.command}: terminated (the running trial is recorded FAIL and re-queued)",
