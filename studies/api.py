@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence, get_args
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # training needs torch; reading a study does not, so these lo
     from .trials import Reporter
 
 KeepCheckpoints = Literal["none", "front", "all"]
+KEEP_CHECKPOINTS: tuple[KeepCheckpoints, ...] = get_args(KeepCheckpoints)
 MEASURE_PASSES = 3
 
 
@@ -262,7 +263,7 @@ class Search:
         waiting = len(sibling.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
         summary = long.run(waiting + gap_trials, jobs=1, device=device, keep_checkpoints=keep_checkpoints,
                            reporter=reporter, queued_only=True, gap_trials=gap_trials)
-        return Promotion(long, added, waiting, summary)
+        return Promotion(long, added, waiting, summary, gap_trials)
 
     def trial(self, number: int) -> FrozenTrial:
         """A complete trial of this study by number."""
@@ -314,6 +315,7 @@ class Promotion:
     added: int  # architectures newly queued from the short front
     queued: int  # trials that were waiting when it started (the presets included)
     summary: WorkerSummary
+    gap_trials: int  # gap trials asked for
 
 
 @dataclass(frozen=True)

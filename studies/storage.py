@@ -52,6 +52,8 @@ from .errors import ArgumentError, StudyError, stops_held
 
 DEFAULT_STORAGE = "decoder-nas.journal"
 ENV_PREFIX = "env:"
+STORAGE_FORMS = ("a journal file path (several processes on one machine), sqlite:///FILE (one process), "
+                 "postgresql://USER:PASSWORD@HOST/DB (many machines), or env:VAR for any of them")
 PROMOTED_SEPARATOR = "@"  # NAME@STEPS holds NAME's front retrained for STEPS steps
 # A worker that misses heartbeats for GRACE seconds is dead: its trial fails and is retried.
 DEFAULT_HEARTBEAT_SECONDS = 30
@@ -130,8 +132,7 @@ def open_storage(storage: str | None, create: bool = True) -> optuna.storages.Ba
         return StopSafeJournalStorage(CheckedJournalBackend(str(path)))
     scheme = match["scheme"].lower()
     if scheme not in _RDB_SCHEMES:
-        raise ArgumentError("storage", shown, f"unknown scheme {scheme!r}; use sqlite:///FILE (one process), "
-                         "postgresql://USER@HOST/DB (many machines) or a journal file path")
+        raise ArgumentError("storage", shown, f"unknown scheme {scheme!r}; give {STORAGE_FORMS}")
     if scheme == "sqlite":
         _check_sqlite(storage, shown, create)
         return _open_rdb(storage, shown, heartbeat=None)

@@ -13,8 +13,9 @@ from search_space import PRESETS, SHAPE_KEYS, ConfigError, DecoderConfig, load_c
 from trainer import BUILTIN_CORPORA, DEFAULT_DATA_SPEC
 from trainer.recipe import TrainingRecipe
 
-from ..settings import DEFAULT_STUDY
-from ..storage import DEFAULT_STORAGE
+from ..api import KEEP_CHECKPOINTS
+from ..settings import DEFAULT_GAP_TRIALS, DEFAULT_STUDY
+from ..storage import DEFAULT_STORAGE, STORAGE_FORMS
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,7 +101,11 @@ def add_training_arguments(parser: argparse.ArgumentParser, defaults: TrainingRe
                            help=f"{help_text} (default: {getattr(defaults, name)})")
     group.add_argument("--compile", action="store_true", default=None,
                        help="torch.compile the model (pays back on long GPU runs)")
-    group.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:N")
+    add_device_argument(group)
+
+
+def add_device_argument(parser: Any) -> None:
+    parser.add_argument("--device", default="auto", help="auto (cuda if present, else cpu), cpu, cuda, cuda:N")
 
 
 def explicit_recipe(args: argparse.Namespace) -> dict[str, Any]:
@@ -117,13 +122,26 @@ def add_study_arguments(parser: argparse.ArgumentParser, study: bool = True) -> 
     group = parser.add_argument_group("study")
     if study:
         group.add_argument("--study", default=DEFAULT_STUDY, help=f"study name (default: {DEFAULT_STUDY})")
-    group.add_argument("--storage", default=DEFAULT_STORAGE,
-                       help="a journal file path (several processes on one machine; default: "
-                            f"./{DEFAULT_STORAGE}), sqlite:///FILE (one process) or "
-                            "postgresql://USER:PASSWORD@HOST/DB (many machines)")
+    group.add_argument("--storage", default=DEFAULT_STORAGE, help=f"{STORAGE_FORMS} (default: ./{DEFAULT_STORAGE})")
 
 
 def add_artifacts_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--artifacts", metavar="PATH_OR_URL",
                         help="where kept weights live: a folder (a shared one for several machines) or s3://BUCKET; "
                              "remembered by the study (default: STORAGE.artifacts beside a journal or SQLite file)")
+
+
+def add_keep_checkpoints_argument(parser: Any) -> None:
+    parser.add_argument("--keep-checkpoints", choices=KEEP_CHECKPOINTS, default="none",
+                        help="keep trial weights as artifacts: none (default), those on the front, or all")
+
+
+def add_promotion_arguments(parser: Any, prefix: str = "") -> None:
+    """--top and --gap-trials, for promote and for search's --promote-steps (`prefix` says so)."""
+    parser.add_argument("--top", type=int, metavar="K",
+                        help=f"{prefix}promote K sampled trials: the front, then the next non-dominated layers "
+                             "behind it, best quality first (default: the front only)")
+    parser.add_argument("--gap-trials", type=int, metavar="N",
+                        help=f"{prefix}then train N gap trials at the longer budget, one at a time: each changes "
+                             "one parameter of a front trial to fill the front's widest cost gap "
+                             f"(default: {DEFAULT_GAP_TRIALS}; 0: none)")

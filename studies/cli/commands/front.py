@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ...api import Search, delete_study, list_studies, serve_dashboard
-from ..arguments import add_artifacts_argument, add_study_arguments
+from ..arguments import add_artifacts_argument, add_device_argument, add_study_arguments
 from ...errors import StudyError
 from ...front import PICKS, promotion_agreement
 from ...measures import OBJECTIVES, quality_objective
@@ -64,7 +64,7 @@ def measure_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="the budget whose front to re-time (default: the longest with results)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="interleaved rounds: each times every model for its share of the repeats (default: 5)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    add_device_argument(parser)
     parser.set_defaults(run=run_measure)
 
 

@@ -17,7 +17,7 @@ from trainer.loop import RecipeError, TrainingRecipe, resolve_device
 from trainer.zeroshot import load_items, score_items
 from trainer.run import RunReport, resume_training, run_training
 
-from ..arguments import (add_data_arguments, add_model_arguments, add_training_arguments, data_choice,
+from ..arguments import (add_data_arguments, add_device_argument, add_model_arguments, add_training_arguments, data_choice,
                          explicit_recipe, recipe_from_args, resolve_config, shape_overrides)
 from ..progress import STDERR, training_bar
 from ..registry import command
@@ -125,7 +125,7 @@ def generate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--top-k", type=int, default=50)
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--device", default="cpu")
+    add_device_argument(parser)
     parser.set_defaults(run=run_generate)
 
 
@@ -145,7 +145,7 @@ def evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a JSONL file of {context, choices, label} (or PIQA / HellaSwag / ARC / COPA rows), "
                              "or hf:NAME[:CONFIG][@SPLIT]")
     parser.add_argument("--limit", type=int, help="score only the first N items")
-    parser.add_argument("--device", default="cpu")
+    add_device_argument(parser)
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(run=run_evaluate)
 

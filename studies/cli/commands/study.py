@@ -13,23 +13,19 @@ from rich.console import Console
 from objectives.protocol import BACKENDS
 
 from ...api import Search, check_study_name, default_jobs, stored_settings
-from ..arguments import add_artifacts_argument, add_data_arguments, add_study_arguments, add_shape_arguments, add_training_arguments, explicit_recipe
+from ..arguments import (add_artifacts_argument, add_data_arguments, add_device_argument, add_keep_checkpoints_argument,
+                         add_promotion_arguments, add_shape_arguments, add_study_arguments, add_training_arguments,
+                         explicit_recipe)
 from ...errors import StudyError
 from ...gaps import GAP_RATIO, gap_trials_in
 from ..live import LiveReporter
 from ...measures import CONSTRAINTS, DEFAULT_OBJECTIVES, OBJECTIVES
 from ..registry import command
 from ...search import MAX_CONSECUTIVE_REPEATS
-from ...settings import DEFAULT_GAP_TRIALS, DEFAULT_TRIALS, SEARCH_RECIPE, WORKER_TRIALS, Pruning, StudySettings
+from ...settings import DEFAULT_TRIALS, SEARCH_RECIPE, WORKER_TRIALS, Pruning, StudySettings
 from ...space import load_space
 from ...storage import display_storage, promoted_name
 from ..views import front_table
-
-TOP_HELP = ("promote K sampled trials: the front, then the next non-dominated layers behind it, best quality "
-            "first (default: the front only)")
-GAP_HELP = ("then train N gap trials at the longer budget, one at a time: each changes one parameter of a "
-            f"front trial to fill the front's widest cost gap (default: {DEFAULT_GAP_TRIALS}; 0: none)")
-
 
 def add_search_arguments(parser: argparse.ArgumentParser, default_trials: int) -> None:
     add_study_arguments(parser)
@@ -75,12 +71,10 @@ def add_search_arguments(parser: argparse.ArgumentParser, default_trials: int) -
     run.add_argument("--max-complete", type=int, help="every process stops once the study holds N complete trials")
     run.add_argument("--no-presets", action="store_true", help="do not enqueue the paper's four models first")
     add_artifacts_argument(run)
-    run.add_argument("--keep-checkpoints", choices=("none", "front", "all"), default="none",
-                     help="keep trial weights: none (default), those on the front, or all")
+    add_keep_checkpoints_argument(run)
     run.add_argument("--promote-steps", type=int, metavar="S2",
                      help="afterwards, retrain the front from scratch for S2 steps (study NAME@S2)")
-    run.add_argument("--top", type=int, metavar="K", help="with --promote-steps: " + TOP_HELP)
-    run.add_argument("--gap-trials", type=int, metavar="N", help="with --promote-steps: " + GAP_HELP)
+    add_promotion_arguments(run, prefix="with --promote-steps: ")
 
 
 @command("search")
@@ -186,15 +180,15 @@ def _print_next(search: Search, args: argparse.Namespace, console: Console) -> N
 
 
 def _promote_and_run(search: Search, args: argparse.Namespace, steps: int, console: Console) -> Search:
-    gap_trials = DEFAULT_GAP_TRIALS if args.gap_trials is None else args.gap_trials
     console.print(f"promoting {search.name!r} to {steps} steps in study {promoted_name(search.name, steps)!r}")
     with LiveReporter(search.study, search.settings, None) as reporter:
-        done = search.promote(steps, top=args.top, gap_trials=gap_trials, device=args.device,
+        asked = {} if args.gap_trials is None else {"gap_trials": args.gap_trials}  # else the API's default
+        done = search.promote(steps, top=args.top, device=args.device, **asked,
                               keep_checkpoints=args.keep_checkpoints, reporter=reporter)
     gaps = gap_trials_in(done.search.study)
     console.print(f"promoted {done.added} new architectures ({done.queued} were queued with the presets); "
                   f"{done.summary.trials_run} trained here; {gaps} gap trial{'s' if gaps != 1 else ''} in the study"
-                  + ("" if gaps >= gap_trials else " (no front gap wider than "
+                  + ("" if gaps >= done.gap_trials else " (no front gap wider than "
                      f"{GAP_RATIO}x in cost left to fill)"))
     return done.search
 
@@ -225,11 +219,9 @@ def _run(search: Search, trials: int, args: argparse.Namespace, console: Console
 def promote_arguments(parser: argparse.ArgumentParser) -> None:
     add_study_arguments(parser)
     parser.add_argument("--steps", type=int, required=True, help="the longer budget in steps")
-    parser.add_argument("--top", type=int, metavar="K", help=TOP_HELP)
-    parser.add_argument("--gap-trials", type=int, metavar="N", help=GAP_HELP)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument("--keep-checkpoints", choices=("none", "front", "all"), default="none",
-                        help="keep trial weights as artifacts: none (default), those on the front, or all")
+    add_promotion_arguments(parser)
+    add_device_argument(parser)
+    add_keep_checkpoints_argument(parser)
     add_artifacts_argument(parser)
     parser.set_defaults(run=run_promote)
 
