@@ -29,7 +29,7 @@ from search_space import DecoderConfig, architecture_hash, config_from_dict
 
 from .front import front_trials
 from .settings import StudySettings
-from .measures import CONSTRAINTS, OBJECTIVES, cost_objectives
+from .measures import OBJECTIVES, constraint_excess, cost_objectives, static_measures
 from .space import SearchSpace
 
 GAP_RATIO = 1.5  # front neighbours further apart in cost than this leave a gap
@@ -93,8 +93,9 @@ def _changes_inside(settings: StudySettings, axis: str, vocab_size: int,
     for source in sources:
         for params, config in untried_changes(settings, _params_of(source, settings.space), vocab_size, seen):
             description = describe(config)
-            measures = {o.name: getattr(description, o.name) for o in OBJECTIVES.values() if o.static}
-            if bounds[0] < measures[axis] < bounds[1] and not _breaks_limits(measures, settings):
+            measures = static_measures(description)
+            broken = any(excess > 0 for excess in constraint_excess(settings.constraints, measures, static=True).values())
+            if bounds[0] < measures[axis] < bounds[1] and not broken:
                 found.append((measures[axis], params, source))
     return found
 
@@ -122,7 +123,3 @@ def _params_of(trial: FrozenTrial, space: SearchSpace) -> dict[str, Any]:
         return trial.params
     return space.params_for(config_from_dict(trial.user_attrs["config"])) or {}
 
-
-def _breaks_limits(measures: dict[str, float], settings: StudySettings) -> bool:
-    return any(measures[CONSTRAINTS[name].name] > limit * CONSTRAINTS[name].constraint_scale
-               for name, limit in settings.constraints.items() if CONSTRAINTS[name].static)

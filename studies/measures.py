@@ -8,14 +8,15 @@ config alone decides it (no model built or timed), and the constraint flag that 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 from optuna.study import StudyDirection
 
 from .hypervolume import dominates
 
-__all__ = ["CONSTRAINTS", "DEFAULT_OBJECTIVES", "OBJECTIVES", "Objective", "check_objectives", "cost_objectives",
-           "dominates", "human", "minimised", "quality_objective"]
+__all__ = ["CONSTRAINTS", "DEFAULT_OBJECTIVES", "OBJECTIVES", "STATIC_MEASURES", "Objective", "check_objectives",
+           "constraint_excess", "cost_objectives", "dominates", "human", "minimised", "quality_objective",
+           "static_measures"]
 
 
 def human(number: float) -> str:
@@ -70,6 +71,21 @@ OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
 )}
 DEFAULT_OBJECTIVES = ("val_loss", "flops_per_token")
 CONSTRAINTS: dict[str, Objective] = {o.constraint: o for o in OBJECTIVES.values() if o.constraint}
+# What the config alone decides (objectives.describe): no model is built or timed for these.
+STATIC_MEASURES = ("non_embedding_params", *(o.name for o in OBJECTIVES.values() if o.static))
+
+
+def static_measures(description: Any) -> dict[str, float]:
+    """STATIC_MEASURES read off an `objectives.describe` result."""
+    return {name: getattr(description, name) for name in STATIC_MEASURES}
+
+
+def constraint_excess(constraints: Mapping[str, float], measures: Mapping[str, float],
+                      static: bool | None = None) -> dict[str, float]:
+    """How far each constraint's measure lies above its limit (> 0: broken), for the constraints whose
+    measure is static (static=True), is not (False), or all of them (None)."""
+    return {name: measures[CONSTRAINTS[name].name] - limit * CONSTRAINTS[name].constraint_scale
+            for name, limit in constraints.items() if static is None or CONSTRAINTS[name].static == static}
 
 
 def check_objectives(objectives: Sequence[str]) -> tuple[str, ...]:

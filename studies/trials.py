@@ -27,7 +27,8 @@ from trainer.run import initialised_model, run_training
 
 from .artifacts import upload_weights
 from .errors import Terminated
-from .measures import CONSTRAINTS, OBJECTIVES, cost_objectives, dominates
+from .measures import (CONSTRAINTS, OBJECTIVES, STATIC_MEASURES, constraint_excess, cost_objectives, dominates,
+                       static_measures)
 from .settings import SETTINGS_KEY, StudySettings
 
 # Settings that decide a trial's measures: two studies alike in these give an architecture the same result.
@@ -37,9 +38,11 @@ TRAINING_KEYS = ("data", "tokenizer", "text_column", "content_hash", "block_size
 MARGIN_FRACTION = 2 / 3
 TRAINING_METRICS = ("val_loss", "val_perplexity", "val_accuracy", "tokens_per_second", "train_seconds", "tokens")
 # What a trial measures (static, latency, training, the rungs' `rung_N`): a repeat takes these over.
-STATIC_MEASURES = ("non_embedding_params", *(o.name for o in OBJECTIVES.values() if o.static))
-LATENCY_MEASURES = ("latency_ms", "latency_p10_ms", "latency_p90_ms", "latency_spread", "latency_load_average",
-                    "latency_procs_running", "latency_peak_memory_bytes")
+# A latency measure -> its Latency field: the estimate, its spread, and what else ran while it was taken.
+_LATENCY_FIELDS = {"latency_ms": "ms", "latency_p10_ms": "p10_ms", "latency_p90_ms": "p90_ms",
+                   "latency_spread": "relative_spread", "latency_load_average": "load_average",
+                   "latency_procs_running": "procs_running", "latency_peak_memory_bytes": "peak_memory_bytes"}
+LATENCY_MEASURES = tuple(_LATENCY_FIELDS)
 MEASURES = (*STATIC_MEASURES, *LATENCY_MEASURES, *TRAINING_METRICS, "loss_curve")
 RUNG_SMOOTHING_REPORTS = 3  # a rung's loss is the mean of the last few progress reports
 INTERRUPTED, TERMINATED = "interrupted by the user", "terminated"  # fail reasons of a stopped worker's trial
@@ -175,7 +178,7 @@ def _evaluate(trial: optuna.Trial, context: TrialContext) -> list[float]:
 
     recipe = settings.recipe
     description = describe(config)
-    measures = {name: getattr(description, name) for name in STATIC_MEASURES}
+    measures = static_measures(description)
     _record(trial, measures)
     _check_constraints(trial, measures, settings, static=True)  # no model is built or timed for a refused sample
     model = initialised_model(config, recipe.seed).to(context.device)
@@ -215,10 +218,8 @@ def architecture_facts(config: DecoderConfig) -> dict[str, int]:
 
 
 def latency_measures(latency: Latency) -> dict[str, Any]:
-    """The protocol's estimate, its spread, and what else ran while it was taken (docs/latency.md)."""
-    return {"latency_ms": latency.ms, "latency_p10_ms": latency.p10_ms, "latency_p90_ms": latency.p90_ms,
-            "latency_spread": latency.relative_spread, "latency_load_average": latency.load_average,
-            "latency_procs_running": latency.procs_running, "latency_peak_memory_bytes": latency.peak_memory_bytes}
+    """LATENCY_MEASURES of one measurement (docs/latency.md)."""
+    return {key: getattr(latency, field) for key, field in _LATENCY_FIELDS.items()}
 
 
 def _record(trial: optuna.Trial, measures: dict[str, Any]) -> None:
@@ -231,14 +232,11 @@ def _check_constraints(trial: optuna.Trial, measures: dict[str, Any], settings: 
     """Cheap measures decide feasibility before any training is spent: those the config alone
     decides (static=True), then latency (static=False), or all at once (None)."""
     violations = []
-    for name, limit in settings.constraints.items():
-        measure = CONSTRAINTS[name]
-        if static is not None and measure.static != static:
-            continue
-        excess = measures[measure.name] - limit * measure.constraint_scale
+    for name, excess in constraint_excess(settings.constraints, measures, static).items():
         trial.set_constraint(name, excess)
         if excess > 0:
-            violations.append(f"{measure.name} {measures[measure.name]:,.6g} > {name} {limit:,.6g}")
+            measure = CONSTRAINTS[name].name
+            violations.append(f"{measure} {measures[measure]:,.6g} > {name} {settings.constraints[name]:,.6g}")
     if violations:
         trial.set_user_attr("infeasible", True)
         raise optuna.TrialPruned("infeasible: " + "; ".join(violations))
