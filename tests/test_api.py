@@ -26,6 +26,7 @@ def front_of(points) -> list[tuple[str, list[float]]]:
     return [(p.summary, [p.measures[name] for name in ("val_loss", "flops_per_token")]) for p in points]
 
 
+@pytest.mark.slow
 def test_a_notebook_drives_a_whole_study_and_sees_the_cli_front(tmp_path: Path) -> None:
     tiny = make_tiny(tmp_path / "files")
     settings = make_settings(data=str(tiny.corpus), sampler="random", seed=3)

@@ -150,6 +150,7 @@ def test_a_promotion_run_trains_gap_trials_after_its_queue(gap_trials: int, tmp_
         assert repeat.user_attrs["val_loss"] == trained.user_attrs["val_loss"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoding", ["pattern", "per_layer"])
 def test_promote_fills_a_gap_of_the_longer_front(encoding: str, tmp_path: Path) -> None:
     space = {**TINY_SPACE, "d_model": [16, 48], "layout": ["sequential"], "reduction": ["none"], "towers": [1],

@@ -62,6 +62,7 @@ def test_a_config_mixing_every_kind_exports(tiny_config, tmp_path):
     np.testing.assert_allclose(session.run(None, {"idx": idx.numpy()})[0], torch_logits(model, idx), atol=TOLERANCE)
 
 
+@pytest.mark.slow
 def test_seq_len_fixes_the_input_shape(tiny_config, tmp_path):
     model = build_decoder(tiny_config)
     dynamic = onnx.load(export_onnx(model, tmp_path / "dynamic.onnx"))

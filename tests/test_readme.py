@@ -155,6 +155,7 @@ def test_the_zero_shot_sample_loads():
     assert all(0 <= item.label < len(item.choices) for item in items)
 
 
+@pytest.mark.slow
 def test_the_python_api_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The README's Python API block, run as written but with budgets a test can afford."""
     import optuna

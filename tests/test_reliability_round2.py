@@ -304,6 +304,7 @@ def test_sigterm_fails_the_running_trial_as_terminated(tmp_path: Path, backend: 
 
 # 10. Interrupted presets and promotions are trained by the next run.
 
+@pytest.mark.slow
 def test_a_promotion_interrupted_mid_trial_is_retrained_by_the_next_promote(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     t = make_tiny(tmp_path)

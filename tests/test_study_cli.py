@@ -341,6 +341,7 @@ def test_presets_the_space_can_build_carry_their_parameters(
             assert trial.params == {}
 
 
+@pytest.mark.slow
 def test_a_study_that_trains_alike_reuses_another_studys_results(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -415,6 +416,7 @@ def test_an_exception_in_the_model_fails_one_trial_only(
 # --- promote ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_promote_retrains_the_front_in_a_sibling_study(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # One layer of width 16 in one tower: every sample has fewer FLOPs than any (two-layer) preset, so the sampled
     # architecture is on the front whatever its loss.
