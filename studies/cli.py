@@ -77,7 +77,7 @@ def _one_line_warning(message: Warning | str, category: type[Warning], *_: objec
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if _command_in(argv) in TRAINING_COMMANDS:  # before a command module imports torch
+    if _command_in(argv) in TRAINING_COMMANDS and not {"-h", "--help"} & set(argv):  # before torch loads
         configure_process()
     try:
         args = build_parser(_command_in(argv)).parse_args(argv)

@@ -137,11 +137,14 @@ class JournalIndex:
             try:
                 log = json.loads(line)
             except ValueError:
-                if number < len(lines) - 2:  # Optuna refuses a journal with a bad line before its last
+                if number < len(lines) - 2 or lines[-1]:  # Optuna refuses a bad line with anything after it
                     raise Unsure("an unreadable line before the journal's last") from None
                 break  # Optuna skips a bad last line (and our next append moves it aside)
             end = position + len(line) + 1
-            self._apply(log, position, end)
+            try:
+                self._apply(log, position, end)
+            except (KeyError, TypeError, ValueError) as exc:  # a record Optuna's replay would choke on too
+                raise Unsure(f"a malformed record ({exc!r})") from None
             if self.head is None:
                 self.head = _sha1(line + b"\n")
             self.tail, self.offset, position = (position, _sha1(line + b"\n")), end, end

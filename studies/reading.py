@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -197,10 +198,11 @@ def _state(stored: Any) -> TrialState:
     return TrialState[str(stored).rsplit(".", 1)[-1]]
 
 
-def _datetime(stored: Any) -> Any:
-    """SQLite hands back text for a DATETIME column in a plain query; PostgreSQL a datetime."""
+def _datetime(stored: Any) -> datetime | None:
+    """As Optuna's TrialModel reads its naive-UTC column: local time without a zone. (SQLite hands
+    back text in a plain query, PostgreSQL a datetime.) No view shows it."""
+    if stored is None:
+        return None
     if isinstance(stored, str):
-        from datetime import datetime
-
-        return datetime.fromisoformat(stored)
-    return stored
+        stored = datetime.fromisoformat(stored)
+    return stored.replace(tzinfo=timezone.utc).astimezone().replace(tzinfo=None)

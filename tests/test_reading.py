@@ -152,3 +152,24 @@ def test_a_journal_the_index_cannot_model_is_read_through_optuna(tmp_path: Path)
         file.write(b'{"op_code":99,"worker_id":"w"}\n')
     with pytest.raises(Exception):  # Optuna's own replay refuses it, and so the view does too
         open_reader(str(journal)).study("odd")
+
+
+def test_a_view_of_a_journal_replays_only_the_front(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from studies import api, reading
+    from studies.api import Search
+    from studies.settings import StudySettings, write_settings
+
+    journal = tmp_path / "study.journal"
+    study = plain_optuna_study(open_storage(str(journal)), "s", 60)
+    write_settings(study, StudySettings(objectives=OBJECTIVES))
+    replayed: list[int] = []
+    full_trial = JournalIndex.full_trial
+    monkeypatch.setattr(JournalIndex, "full_trial", lambda self, trial_id: replayed.append(trial_id)
+                        or full_trial(self, trial_id))
+    for module in (api, reading):  # Optuna's replay of the whole journal is not needed
+        monkeypatch.setattr(module, "open_storage", lambda *a, **k: pytest.fail("the journal was replayed"))
+    search = Search.open("s", str(journal))
+    assert sorted(point.number for point in search.front()) == sorted(t.number for t in study.best_trials)
+    assert sorted(replayed) == sorted(t._trial_id for t in study.best_trials)  # noqa: SLF001
+    assert [row["complete"] for row in api.list_studies(str(journal))] == [len(study.get_trials(
+        states=(TrialState.COMPLETE,)))]
