@@ -5,7 +5,7 @@
                                [--views-only]
 
 `records` is a journal written as a worker writes it: a record per parameter and per attribute,
-with a loss curve of RECORDED_CURVE points, ~10 kB a trial (`journal` holds each copy in one record).
+~12 kB a trial (`journal` holds each copy in one record of ~5 kB).
 
 Real trials first: a tiny real search (6 trials of 12 steps, a 2-layer d16 shape, on a small
 generated corpus) in a scratch journal. Each size's study is built from copies of those trials:
@@ -41,6 +41,7 @@ import math
 import os
 import platform
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -157,8 +158,6 @@ class RecordsInMemory(BaseJournalBackend):
         self.logs.extend(logs)
 
 
-RECORDED_CURVE = 300  # loss-curve points a worker records (one per step of a 300-step trial)
-
 
 def build_study(spec: str, name: str, size: int, seeds: list[FrozenTrial], settings: StudySettings,
                 records: bool = False) -> None:
@@ -181,9 +180,7 @@ def build_study(spec: str, name: str, size: int, seeds: list[FrozenTrial], setti
         for param, value in copy.params.items():
             distribution = copy.distributions[param]
             storage.set_trial_param(trial_id, param, distribution.to_internal_repr(value), distribution)
-        curve = copy.user_attrs.get("loss_curve", [1.0])
-        attrs = {**copy.user_attrs, "loss_curve": [curve[i % len(curve)] for i in range(RECORDED_CURVE)]}
-        for key, value in attrs.items():
+        for key, value in copy.user_attrs.items():
             storage.set_trial_user_attr(trial_id, key, value)
         storage.set_trial_state_values(trial_id, TrialState.COMPLETE, copy.values)
     with open(spec, "w") as journal:
@@ -201,19 +198,26 @@ def commands(name: str, spec: str, scratch: Path) -> dict[str, list[str]]:
     }
 
 
-def median_seconds(argv: list[str], repeats: int, timeout: float) -> float:
-    """The median wall time, or inf once a run takes longer than `timeout` (it is not repeated)."""
-    times = []
+def median_seconds(argv: list[str], repeats: int, timeout: float) -> tuple[float, float]:
+    """The median wall time and CPU time (user + system: what the run costs on a core of its own,
+    whatever else the machine runs), or inf once a run takes longer than `timeout` (not repeated)."""
+    times, cpu_times = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), children_cpu_seconds()
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            return math.inf
+            return math.inf, math.inf
         times.append(time.perf_counter() - start)
+        cpu_times.append(children_cpu_seconds() - cpu_start)
         if done.returncode:
             raise SystemExit(f"{' '.join(argv)} failed: {done.stderr.strip()}")
-    return statistics.median(times)
+    return statistics.median(times), statistics.median(cpu_times)
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 JOURNALS = ("journal", "records")
@@ -306,11 +310,14 @@ def measure(kind: str, sizes: list[int], args: argparse.Namespace, seeds: list[F
         views = commands(name, spec, args.scratch)
         if kind in JOURNALS:
             index_path(Path(spec)).unlink(missing_ok=True)
-            rows.setdefault("pareto, index built", {})[size] = median_seconds(
-                [sys.executable, "-m", "studies", *views["pareto"]], 1, args.timeout)
-        for label, argv in views.items():
-            rows.setdefault(label, {})[size] = median_seconds([sys.executable, "-m", "studies", *argv], args.repeats,
-                                                              args.timeout)
+            timed = {"pareto, index built": (views["pareto"], 1), **{label: (argv, args.repeats)
+                                                                     for label, argv in views.items()}}
+        else:
+            timed = {label: (argv, args.repeats) for label, argv in views.items()}
+        for label, (argv, repeats) in timed.items():
+            wall, cpu = median_seconds([sys.executable, "-m", "studies", *argv], repeats, args.timeout)
+            rows.setdefault(label, {})[size] = wall
+            rows.setdefault(f"{label} (CPU)", {})[size] = cpu
         if args.views_only:
             continue
         runs = [bookkeeping_seconds(spec, name) for _ in range(args.repeats)]

@@ -122,6 +122,7 @@ class JournalIndex:
         try:
             with os.fdopen(handle, "w") as file:
                 json.dump(stored, file, separators=(",", ":"))
+            os.chmod(temporary, self.journal.stat().st_mode & 0o666)  # readable by whoever reads the journal
             os.replace(temporary, path)
         except OSError:
             Path(temporary).unlink(missing_ok=True)
