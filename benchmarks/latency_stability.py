@@ -83,7 +83,7 @@ def train_forever(threads: int | None, ready: multiprocessing.Event, stop: multi
 @contextmanager
 def training_load(threads: int | None) -> Iterator[int]:
     """A second process training for the duration; yields its pid."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `decoder-nas` sets it for its workers
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `decoder-nas` chooses on a busy machine (trainer/threads.py)
     context = multiprocessing.get_context("spawn")
     ready, stop = context.Event(), context.Event()
     worker = context.Process(target=train_forever, args=(threads, ready, stop), daemon=True)

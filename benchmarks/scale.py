@@ -1,7 +1,11 @@
 """How the views and a trial's bookkeeping grow with the study: 100, 1,000 and 10,000 complete trials.
 
-    python benchmarks/scale.py [--sizes 100 1000 10000] [--storages journal sqlite postgresql]
+    python benchmarks/scale.py [--sizes 100 1000 10000] [--storages journal records sqlite postgresql]
                                [--repeats 3] [--postgres postgresql://USER@HOST/DB] [--scratch DIR]
+                               [--views-only]
+
+`records` is a journal written as a worker writes it: a record per parameter and per attribute,
+~12 kB a trial (`journal` holds each copy in one record of ~5 kB).
 
 Real trials first: a tiny real search (6 trials of 12 steps, a 2-layer d16 shape, on a small
 generated corpus) in a scratch journal. Each size's study is built from copies of those trials:
@@ -22,16 +26,22 @@ rung pruner's scan, the recording, the collection after each model all run). The
 once per worker (TPE's first fit, filling the storage's cache, torch's lazy imports); the later
 ones are what every further trial costs. Slope: log(t at the largest size / t at the one before) over
 log(size ratio); 1 is linear in the trials.
+
+On a journal the views read an index kept beside it (studies/journal_index.py): "pareto, index
+built" is `pareto` after the index was deleted, the one run that reads the whole journal; the other
+rows are medians of runs that find it up to date.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import math
 import os
 import platform
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -41,6 +51,8 @@ from unittest import mock
 
 import optuna
 import torch
+from optuna.storages import JournalStorage
+from optuna.storages.journal import BaseJournalBackend
 from optuna.trial import FrozenTrial, TrialState, create_trial
 from rich.console import Console
 from rich.table import Table
@@ -48,6 +60,7 @@ from rich.table import Table
 from objectives.latency import Latency
 from search_space import architecture_hash, config_to_dict
 from studies.api import Search
+from studies.journal_index import index_path
 from studies.search import name_metrics, run_worker
 from studies.settings import StudySettings, read_settings, write_settings
 from studies.storage import open_storage
@@ -66,7 +79,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 kind, spec, name = sys.argv[1:]
 start = time.perf_counter()
-storage = JournalStorage(JournalFileBackend(spec)) if kind == "journal" else spec
+storage = JournalStorage(JournalFileBackend(spec)) if kind in ("journal", "records") else spec
 optuna.load_study(study_name=name, storage=storage).get_trials()
 print(time.perf_counter() - start)
 """
@@ -76,8 +89,9 @@ TORCH_PROBE = "import sys; from studies.cli import main; main(sys.argv[1:]); pri
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
-    parser.add_argument("--storages", nargs="+", default=["journal", "sqlite", "postgresql"],
-                        choices=["journal", "sqlite", "postgresql"], help="postgresql only with --postgres")
+    parser.add_argument("--storages", nargs="+", default=["journal", "records", "sqlite", "postgresql"],
+                        choices=["journal", "records", "sqlite", "postgresql"], help="postgresql only with --postgres")
+    parser.add_argument("--views-only", action="store_true", help="time the commands only, not a worker's trials")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each command; the median is shown")
     parser.add_argument("--timeout", type=float, default=60, help="seconds after which a command is cut short "
                         "and shown as > that (default: %(default)s)")
@@ -124,22 +138,53 @@ def perturbed_copy(trial: FrozenTrial, index: int, settings: StudySettings, arch
 def storage_spec(kind: str, size: int, scratch: Path, postgres: str | None) -> str:
     if kind == "journal":
         return str(scratch / f"scale-{size}.journal")
+    if kind == "records":
+        return str(scratch / f"scale-{size}-records.journal")
     if kind == "sqlite":
         return f"sqlite:///{scratch / f'scale-{size}.db'}"
     return postgres
 
 
-def build_study(spec: str, name: str, size: int, seeds: list[FrozenTrial], settings: StudySettings) -> None:
-    """Study `name` with `size` complete trials, unless the storage already holds it."""
-    storage = open_storage(spec)
-    if name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
+class RecordsInMemory(BaseJournalBackend):
+    """Optuna's journal records, kept in memory and written out at the end (Optuna writes each with fsync)."""
+
+    def __init__(self) -> None:
+        self.logs: list[dict] = []
+
+    def read_logs(self, log_number_from: int):
+        return self.logs[log_number_from:]
+
+    def append_logs(self, logs: list[dict]) -> None:
+        self.logs.extend(logs)
+
+
+
+def build_study(spec: str, name: str, size: int, seeds: list[FrozenTrial], settings: StudySettings,
+                records: bool = False) -> None:
+    """Study `name` with `size` complete trials, unless the storage already holds it. `records`: a
+    journal written record by record, as workers write it."""
+    if records and Path(spec).exists() or not records and name in optuna.get_all_study_names(open_storage(spec)):
         return
+    memory = RecordsInMemory() if records else None
+    storage = JournalStorage(memory) if memory is not None else open_storage(spec)
     study = optuna.create_study(study_name=name, storage=storage, directions=settings.directions)
     name_metrics(study, settings)
     write_settings(study, settings)
     architectures = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=size))
     copies = [perturbed_copy(seeds[i % len(seeds)], i - len(seeds), settings, architectures) for i in range(size)]
-    study.add_trials(copies)
+    if memory is None:
+        study.add_trials(copies)
+        return
+    for copy in copies:
+        trial_id = storage.create_new_trial(study._study_id)  # noqa: SLF001
+        for param, value in copy.params.items():
+            distribution = copy.distributions[param]
+            storage.set_trial_param(trial_id, param, distribution.to_internal_repr(value), distribution)
+        for key, value in copy.user_attrs.items():
+            storage.set_trial_user_attr(trial_id, key, value)
+        storage.set_trial_state_values(trial_id, TrialState.COMPLETE, copy.values)
+    with open(spec, "w") as journal:
+        journal.writelines(json.dumps(log, separators=(",", ":")) + "\n" for log in memory.logs)
 
 
 def commands(name: str, spec: str, scratch: Path) -> dict[str, list[str]]:
@@ -153,19 +198,29 @@ def commands(name: str, spec: str, scratch: Path) -> dict[str, list[str]]:
     }
 
 
-def median_seconds(argv: list[str], repeats: int, timeout: float) -> float:
-    """The median wall time, or inf once a run takes longer than `timeout` (it is not repeated)."""
-    times = []
+def median_seconds(argv: list[str], repeats: int, timeout: float) -> tuple[float, float]:
+    """The median wall time and CPU time (user + system: what the run costs on a core of its own,
+    whatever else the machine runs), or inf once a run takes longer than `timeout` (not repeated)."""
+    times, cpu_times = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), children_cpu_seconds()
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            return math.inf
+            return math.inf, math.inf
         times.append(time.perf_counter() - start)
+        cpu_times.append(children_cpu_seconds() - cpu_start)
         if done.returncode:
             raise SystemExit(f"{' '.join(argv)} failed: {done.stderr.strip()}")
-    return statistics.median(times)
+    return statistics.median(times), statistics.median(cpu_times)
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+JOURNALS = ("journal", "records")
 
 
 def optuna_load_seconds(kind: str, spec: str, name: str, repeats: int) -> float:
@@ -247,12 +302,24 @@ def measure(kind: str, sizes: list[int], args: argparse.Namespace, seeds: list[F
     for size in sizes:
         name, spec = f"scale-{size}", storage_spec(kind, size, args.scratch, args.postgres)
         start = time.perf_counter()
-        build_study(spec, name, size, seeds, settings)
-        print(f"{kind} {size}: study ready in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+        build_study(spec, name, size, seeds, settings, records=kind == "records")
+        megabytes = f", {Path(spec).stat().st_size / 1e6:.1f} MB" if kind in JOURNALS else ""
+        print(f"{kind} {size}: study ready in {time.perf_counter() - start:.0f} s{megabytes}", file=sys.stderr,
+              flush=True)
         rows.setdefault("optuna load_study+get_trials", {})[size] = optuna_load_seconds(kind, spec, name, args.repeats)
-        for label, argv in commands(name, spec, args.scratch).items():
-            rows.setdefault(label, {})[size] = median_seconds([sys.executable, "-m", "studies", *argv], args.repeats,
-                                                              args.timeout)
+        views = commands(name, spec, args.scratch)
+        if kind in JOURNALS:
+            index_path(Path(spec)).unlink(missing_ok=True)
+            timed = {"pareto, index built": (views["pareto"], 1), **{label: (argv, args.repeats)
+                                                                     for label, argv in views.items()}}
+        else:
+            timed = {label: (argv, args.repeats) for label, argv in views.items()}
+        for label, (argv, repeats) in timed.items():
+            wall, cpu = median_seconds([sys.executable, "-m", "studies", *argv], repeats, args.timeout)
+            rows.setdefault(label, {})[size] = wall
+            rows.setdefault(f"{label} (CPU)", {})[size] = cpu
+        if args.views_only:
+            continue
         runs = [bookkeeping_seconds(spec, name) for _ in range(args.repeats)]
         for label, column in zip(BOOKKEEPING, zip(*runs, strict=True), strict=True):
             rows.setdefault(label, {})[size] = statistics.median(column)

@@ -9,13 +9,7 @@ The Python API is `Search` (studies/api.py); every command is a thin layer over 
 """
 
 import importlib
-import os
 from typing import Any
-
-# OpenMP threads that spin while they wait turn a busy machine (several workers, other jobs) into a
-# crawl: ~20x slower training measured on 2 shared cores. Passive waiting costs ~3% when idle.
-# It must be set before torch is first imported (here, for the CLI); an explicit value wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _MODULE_OF = {
     "DEFAULT_STUDY": "settings", "Export": "api", "FrontPoint": "api", "Promotion": "api", "Search": "api",

@@ -30,9 +30,10 @@ from .errors import StudyError, Terminated
 from .front import (JOINT_LATENCY_KEY, complete_trials, count_complete, front_hypervolume, front_trials,
                     normaliser_for, pick, study_at_budget)
 from .measures import OBJECTIVES
+from .reading import StudyView, open_reader
 from .settings import (DEFAULT_GAP_TRIALS, DEFAULT_STUDY, DEFAULT_TRIALS, SETTINGS_KEY, StudySettings,
                        read_settings)
-from .storage import DEFAULT_STORAGE, is_journal, load_existing, local_file, open_storage, trial_counts
+from .storage import DEFAULT_STORAGE, is_journal, load_existing, local_file, open_storage
 
 if TYPE_CHECKING:  # training needs torch; reading a study does not, so these load where a run starts
     from trainer.data import TokenizedData
@@ -72,8 +73,20 @@ class Search:
 
     def __init__(self, study: optuna.Study, settings: StudySettings, storage: str,
                  data: TokenizedData | None = None, artifacts: str | None = None):
-        self.study, self.settings, self.storage, self._data = study, settings, storage, data
+        self._study, self.settings, self.storage, self._data = study, settings, storage, data
         self._artifacts = artifacts  # the weights' store as this process reaches it, if not the study's own
+
+    @property
+    def study(self) -> optuna.Study:
+        """The Optuna study; one opened with `open` is read whole only here, on first use."""
+        if isinstance(self._study, StudyView):
+            self._study = self._study.load()
+        return self._study
+
+    @property
+    def view(self) -> optuna.Study | StudyView:
+        """The study as the views read it: every trial in brief (studies/reading.py), or the Study."""
+        return self._study
 
     @property
     def artifacts(self) -> str | None:
@@ -83,7 +96,7 @@ class Search:
 
     @property
     def name(self) -> str:
-        return self.study.study_name
+        return self._study.study_name
 
     @classmethod
     def create(cls, name: str = DEFAULT_STUDY, storage: str = DEFAULT_STORAGE, settings: StudySettings | None = None,
@@ -119,7 +132,7 @@ class Search:
     def open(cls, name: str = DEFAULT_STUDY, storage: str = DEFAULT_STORAGE, steps: int | None = None,
              artifacts: str | None = None) -> Search:
         """An existing study's results at `steps` (default: the longest budget with results)."""
-        study, settings = study_at_budget(name, open_storage(storage, create=False), steps)
+        study, settings = study_at_budget(name, open_reader(storage), steps)
         return cls(study, settings, storage, artifacts=artifacts)
 
     @classmethod
@@ -143,7 +156,7 @@ class Search:
         """Train up to `trials` trials in each of `jobs` processes (repeats and infeasible samples are
         free); stop early once the study holds `max_complete` complete trials. `jobs` (default: see
         `default_jobs`) > 1 starts that many worker processes on this machine, on `devices` in turn
-        (default: `device`); 1 trains here, where `reporter` sees each trial (studies.live.LiveReporter
+        (default: `device`); 1 trains here, where `reporter` sees each trial (studies.cli.live.LiveReporter
         draws the command line's live view)."""
         jobs = default_jobs(self.storage, device, devices) if jobs is None else jobs
         if jobs != 1:
@@ -197,7 +210,7 @@ class Search:
         return [FrontPoint.of(t, self.settings.steps) for t in self.front_trials()]
 
     def front_trials(self) -> list[FrozenTrial]:
-        return front_trials(self.study, self.settings)
+        return front_trials(self._study, self.settings)
 
     def hypervolume(self) -> float | None:
         """Of the front, each objective normalised over the front, reference 1.1 (None: no front yet)."""
@@ -234,7 +247,7 @@ class Search:
                 if t.user_attrs["arch_hash"] in timed}
 
     def count_complete(self) -> int:
-        return count_complete(self.study)
+        return count_complete(self._study)
 
     def dataframe(self) -> Any:
         """A pandas DataFrame: one row per trial, its state, architecture and every registered measure."""
@@ -348,17 +361,13 @@ def _write_onnx(config: DecoderConfig, weights: Path | None, path: Path, seed: i
 def list_studies(storage: str) -> list[dict[str, Any]]:
     """One row per study in the storage: trials, complete trials, budget, objectives, data. Counts
     only: a database counts without sending trials (10,000 of them take ~12 s to load from PostgreSQL)."""
-    backend = open_storage(storage, create=False)
     rows = []
-    # Not get_all_study_summaries: it deep-copies every trial of every study to count them.
-    counts = trial_counts(backend)
-    for frozen in backend.get_all_studies():
-        states = counts[frozen._study_id]  # noqa: SLF001 - Optuna's own study id, no public accessor
-        row: dict[str, Any] = {"study": frozen.study_name, "trials": sum(states.values()),
+    for name, user_attrs, states in open_reader(storage).studies():
+        row: dict[str, Any] = {"study": name, "trials": sum(states.values()),
                                "complete": states[TrialState.COMPLETE],
                                "steps": None, "objectives": [], "data": "(not a decoder-nas study)"}
-        if SETTINGS_KEY in frozen.user_attrs:
-            settings = StudySettings.from_dict(frozen.user_attrs[SETTINGS_KEY])
+        if SETTINGS_KEY in user_attrs:
+            settings = StudySettings.from_dict(user_attrs[SETTINGS_KEY])
             row.update(steps=settings.steps, objectives=list(settings.objectives), data=settings.data)
         rows.append(row)
     return rows

@@ -20,7 +20,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .errors import ArgumentError, StudyError
-from .storage import PROMOTED_SEPARATOR, load_existing
+from .reading import Reader, StudyView
+from .storage import PROMOTED_SEPARATOR
 from .hypervolume import hypervolume, incremental_hypervolume, non_dominated
 from .ranking import kendall_tau
 from .measures import OBJECTIVES, minimised, quality_objective
@@ -32,10 +33,13 @@ COST_PICKS = {f"min-{o.short}": o.name for o in OBJECTIVES.values() if o.kind ==
 PICKS = ("knee", "best-quality", *COST_PICKS)
 
 
-def front_trials(study: optuna.Study, settings: StudySettings) -> list[FrozenTrial]:
+def front_trials(study: optuna.Study | StudyView, settings: StudySettings) -> list[FrozenTrial]:
     """The front: complete, non-dominated trials, one per architecture, in objective order. The one
-    definition every view, the gap trials and the promotion use."""
-    return next(pareto_layers(complete_trials(study, settings.objectives), settings.objectives), [])
+    definition every view, the gap trials and the promotion use. Full records, also from a view."""
+    front = next(pareto_layers(complete_trials(study, settings.objectives), settings.objectives), [])
+    if isinstance(study, StudyView):
+        return _with_joint_latency(study, study.full_trials(front), settings.objectives)
+    return front
 
 
 def count_complete(study: optuna.Study) -> int:
@@ -48,8 +52,14 @@ def complete_trials(study: optuna.Study, objectives: Sequence[str]) -> list[Froz
     unique: dict[str, FrozenTrial] = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         unique.setdefault(trial.user_attrs.get("arch_hash", str(trial.number)), trial)
+    return _with_joint_latency(study, list(unique.values()), objectives)
+
+
+def _with_joint_latency(study: optuna.Study | StudyView, trials: list[FrozenTrial],
+                        objectives: Sequence[str]) -> list[FrozenTrial]:
     joint = study.user_attrs.get(JOINT_LATENCY_KEY, {}).get("latency_ms", {})
-    return [_with_latency(t, joint[h], objectives) if h in joint else t for h, t in unique.items()]
+    return [_with_latency(t, joint[t.user_attrs["arch_hash"]], objectives)
+            if t.user_attrs.get("arch_hash") in joint else t for t in trials]
 
 
 def _with_latency(trial: FrozenTrial, latency_ms: float, objectives: Sequence[str]) -> FrozenTrial:
@@ -100,24 +110,23 @@ def promotion_agreement(short: optuna.Study, long: optuna.Study, quality: str) -
     return kendall_tau(proxy, trained), len(pairs)
 
 
-def budgets(name: str, storage: optuna.storages.BaseStorage) -> dict[int, optuna.Study]:
+def budgets(name: str, reader: Reader) -> dict[int, optuna.Study | StudyView]:
     """steps -> study, for NAME and its promoted siblings NAME@STEPS that hold complete trials."""
-    # Names only (get_all_study_summaries deep-copies every trial of every study), and each study
-    # loaded once: the trials read here stay cached for the views that read them again.
-    found: dict[int, optuna.Study] = {}
-    for study_name in optuna.get_all_study_names(storage):
+    # Each study read once: the trials read here stay cached for the views that read them again.
+    found: dict[int, optuna.Study | StudyView] = {}
+    for study_name in reader.names():
         if study_name == name or re.fullmatch(re.escape(name + PROMOTED_SEPARATOR) + r"\d+", study_name):
-            study = optuna.load_study(study_name=study_name, storage=storage)
+            study = reader.study(study_name)
             if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
                 found[read_settings(study).steps] = study
     return found
 
 
-def study_at_budget(name: str, storage: optuna.storages.BaseStorage,
-                    steps: int | None = None) -> tuple[optuna.Study, StudySettings]:
+def study_at_budget(name: str, reader: Reader,
+                    steps: int | None = None) -> tuple[optuna.Study | StudyView, StudySettings]:
     """The study holding NAME's results at `steps`, or at the longest budget with results."""
-    study = load_existing(name, storage)
-    available = budgets(name, storage)
+    study = reader.study(name)
+    available = budgets(name, reader)
     if steps is None:
         if not available:
             return study, read_settings(study)

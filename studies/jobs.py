@@ -24,6 +24,8 @@ from typing import IO
 
 from rich.console import Console
 
+from trainer.threads import job_threads
+
 from .errors import StudyError
 from .cli.progress import STDERR, progress_bar
 
@@ -61,9 +63,7 @@ def job_devices(jobs: int, devices: Sequence[str] | None) -> list[str]:
 
 
 def job_environment(jobs: int) -> dict[str, str]:
-    """The cores split evenly: N jobs each running one thread per core only wait for each other."""
-    threads = str(max(1, (os.cpu_count() or 1) // jobs))
-    return {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    return {**os.environ, **job_threads(jobs)}
 
 
 @dataclass(frozen=True)

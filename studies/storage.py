@@ -127,9 +127,7 @@ def open_storage(storage: str | None, create: bool = True) -> optuna.storages.Ba
     shown = display_storage(storage)
     match = _URL.match(storage)
     if match is None:
-        path = Path(storage)
-        _check_local_file(path, shown, create, "an Optuna journal", _starts_with_record)
-        return StopSafeJournalStorage(CheckedJournalBackend(str(path)))
+        return StopSafeJournalStorage(CheckedJournalBackend(str(checked_journal(storage, create))))
     scheme = match["scheme"].lower()
     if scheme not in _RDB_SCHEMES:
         raise ArgumentError("storage", shown, f"unknown scheme {scheme!r}; give {STORAGE_FORMS}")
@@ -140,6 +138,13 @@ def open_storage(storage: str | None, create: bool = True) -> optuna.storages.Ba
                  env_seconds("DECODER_NAS_GRACE_SECONDS", DEFAULT_GRACE_SECONDS))
     return _open_rdb(re.sub(r"^postgresql://", "postgresql+psycopg://", storage),  # psycopg 3 is the driver we ship
                      shown, heartbeat)
+
+
+def checked_journal(storage: str, create: bool) -> Path:
+    """The journal file `storage` names, refused as `open_storage` explains (without reading it)."""
+    path = Path(storage)
+    _check_local_file(path, display_storage(storage), create, "an Optuna journal", _starts_with_record)
+    return path
 
 
 def _open_rdb(url: str, shown: str, heartbeat: tuple[float, float] | None) -> RDBStorage:
@@ -344,9 +349,12 @@ def load_existing(name: str, backend: optuna.storages.BaseStorage) -> optuna.Stu
     try:
         return optuna.load_study(study_name=name, storage=backend)
     except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
-        known = f" (this storage has: {', '.join(names)})" if names else " (this storage has no studies)"
-        raise StudyError(f"unknown study {name!r}{known}") from None
+        raise unknown_study(name, optuna.get_all_study_names(backend)) from None
+
+
+def unknown_study(name: str, names: list[str]) -> StudyError:
+    known = f" (this storage has: {', '.join(names)})" if names else " (this storage has no studies)"
+    return StudyError(f"unknown study {name!r}{known}")
 
 
 def promoted_name(name: str, steps: int) -> str:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from .data import sample_batch, validation_windows
 from .recipe import RecipeError, TrainingRecipe
+from .threads import check_threads
 
 
 class TrainingError(RuntimeError):
@@ -128,6 +129,7 @@ def train(
             nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        check_threads()
 
         done = step + 1
         out_of_budget = _budget_spent(recipe, (done - start_step) * tokens_per_step, time.perf_counter() - train_start)

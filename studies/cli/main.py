@@ -17,8 +17,10 @@ from typing import Sequence
 import optuna
 from rich.console import Console
 
+from trainer.threads import configure_process
+
 from ..errors import ArgumentError, Terminated, user_errors
-from .registry import ARGUMENTS, COMMANDS
+from .registry import ARGUMENTS, COMMANDS, TRAINING_COMMANDS
 
 
 class OneLineErrors(argparse.ArgumentParser):
@@ -87,6 +89,8 @@ def _one_line_warning(message: Warning | str, category: type[Warning], *_: objec
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if _command_in(argv) in TRAINING_COMMANDS and not {"-h", "--help"} & set(argv):  # before torch loads
+        configure_process()
     try:
         args = build_parser(_command_in(argv)).parse_args(argv)
     except SystemExit as done:  # --help, or a usage error already printed on one line

@@ -57,7 +57,7 @@ class FrontFigureData:
 
 
 def front_figure_data(search: Search) -> FrontFigureData:
-    study, objectives = search.study, search.settings.objectives
+    study, objectives = search.view, search.settings.objectives
     trials, front = complete_trials(study, objectives), search.front_trials()
     on_front = {t.number for t in front}
     labels = _labels(search, trials, front)
@@ -95,7 +95,7 @@ def _labels(search: Search, trials: list[FrozenTrial], front: list[FrozenTrial])
     """Trial number -> its presets (cgpt repeats lgpt's model, so both name one point) and picks."""
     point_of = {t.user_attrs.get("arch_hash", t.number): t.number for t in trials}
     names: dict[int, list[str]] = defaultdict(list)
-    for trial in search.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    for trial in search.view.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         number = point_of.get(trial.user_attrs.get("arch_hash", trial.number))
         if "preset" in trial.user_attrs and number is not None:
             names[number].append(trial.user_attrs["preset"])

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reproduce": ("evidence", "train the paper's four models at one budget and compare them side by side"),
     "calibrate": ("evidence", "check that the short proxy ranks architectures as long training does (Kendall τ)"),
 }
+TRAINING_COMMANDS = ("search", "worker", "promote", "train", "reproduce", "calibrate")  # trainer.threads sets them up
 ARGUMENTS: dict[str, AddArguments] = {}  # filled as command modules are imported
 
 
