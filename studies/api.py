@@ -139,8 +139,8 @@ class Search:
     def run(self, trials: int = DEFAULT_TRIALS, *, jobs: int | None = None, devices: Sequence[str] | None = None,
             max_complete: int | None = None, device: str = "auto", keep_checkpoints: KeepCheckpoints = "none",
             reporter: Reporter | None = None, queued_only: bool = False, gap_trials: int = 0) -> WorkerSummary:
-        """Train up to `trials` trials in each of `jobs` processes (repeats and infeasible samples are
-        free); stop early once the study holds `max_complete` complete trials. `jobs` (default: see
+        """Train up to `trials` trials in all, shared between `jobs` processes as Optuna's
+        optimize(n_trials, n_jobs) counts them (repeats and infeasible samples are free); stop early once the study holds `max_complete` complete trials. `jobs` (default: see
         `default_jobs`) > 1 starts that many worker processes on this machine, on `devices` in turn
         (default: `device`); 1 trains here, where `reporter` sees each trial (studies.live.LiveReporter
         draws the command line's live view)."""

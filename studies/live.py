@@ -95,6 +95,7 @@ def _state(trial: FrozenTrial) -> str:
 
 
 def trial_line(trial: FrozenTrial, objectives: Sequence[str]) -> str:
-    values = " ".join(f"{name}={OBJECTIVES[name].format(trial.user_attrs.get(name))}" for name in objectives)
+    values = " ".join(f"{name}={OBJECTIVES[name].format(trial.user_attrs[name])}" for name in objectives
+                      if trial.user_attrs.get(name) is not None)  # a stopped trial has no val_loss
     reason = trial.user_attrs.get("fail_reason") or trial.user_attrs.get("pruned_reason") or ""
     return f"trial {trial.number} {_state(trial)} {_architecture(trial)} {values} {reason}".rstrip()

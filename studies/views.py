@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import optuna
+from optuna.trial import TrialState
 from rich.table import Table
 
 from search_space import DecoderConfig, summarize
@@ -46,6 +48,18 @@ def metrics_table(title: str, metrics: dict) -> Table:
 SHORTHAND = ("architecture: dW = embedding width W; NL[...] = N layers: S/P = sequential/parallel block, then its "
              "heads; mR = MLP ratio R (omitted: 4); >linW or >convK:W = the width narrows to W after the layer "
              "(linear, or causal conv of kernel K); xT towers = T parallel towers")
+
+
+def study_counts(study: optuna.Study) -> str:
+    """The study's trials by outcome, in words that add up: complete (reused twins among them), stopped early, ..."""
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    reused = sum("reused_from" in t.user_attrs for t in complete)
+    infeasible = sum(t.state == TrialState.PRUNED and bool(t.user_attrs.get("infeasible")) for t in trials)
+    others = [(sum(t.state == TrialState.PRUNED for t in trials) - infeasible, "stopped early"),
+              (infeasible, "infeasible"), (sum(t.state == TrialState.FAIL for t in trials), "failed")]
+    return ", ".join([f"{len(complete)} complete trials" + (f" ({reused} reused a twin's result)" if reused else ""),
+                      *(f"{count} {what}" for count, what in others if count)])
 
 
 def front_table(front: list, settings, title: str) -> Table:
