@@ -6,13 +6,14 @@ Every error a user can cause is one line on stderr and exit code 2; `--debug` sh
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import signal
 import sys
 import warnings
 from importlib.metadata import PackageNotFoundError, version
-from typing import Sequence
+from typing import Any, Sequence
 
 import optuna
 from rich.console import Console
@@ -22,10 +23,28 @@ from .registry import ARGUMENTS, COMMANDS
 
 
 class OneLineErrors(argparse.ArgumentParser):
-    """Usage mistakes are one line too (argparse prints the whole usage block before them)."""
+    """Usage mistakes are one line too (argparse prints the whole usage block before them), with the
+    nearest flag for a typo. Abbreviations are refused: `--htm` is a typo, not `--html`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # subparsers are made with the same class, and so refuse them too
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        unknown = message.partition("unrecognized arguments: ")[2].split()
+        flags = [arg.partition("=")[0] for arg in unknown if arg.startswith("--")]
+        nearest = difflib.get_close_matches(flags[0], self._known_flags(), n=1, cutoff=0.6) if flags else []
+        hint = f"; did you mean {nearest[0]}?" if nearest else ""
+        self.exit(2, f"{self.prog}: error: {message}{hint} (see {self.prog} --help)\n")
+
+    def _known_flags(self) -> list[str]:
+        """Every long option of this parser and of the commands under it (the one given is among them)."""
+        flags = []
+        for action in self._actions:
+            flags += [flag for flag in action.option_strings if flag.startswith("--")]
+            for sub in (action.choices or {}).values() if isinstance(action, argparse._SubParsersAction) else ():
+                flags += sub._known_flags()
+        return flags
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
