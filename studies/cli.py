@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(done.code or 0)
     # Optuna logs each trial (and a failed trial's traceback), datasets a bar per corpus read:
     # the live view and the progress bars say what matters.
-    optuna.logging.set_verbosity(optuna.logging.INFO if args.debug else optuna.logging.ERROR)
+    optuna.logging.set_verbosity(optuna.logging.DEBUG if args.debug else optuna.logging.ERROR)
     if not args.debug:  # datasets loads only for commands that read a corpus: the views never pay for it
         if "datasets" in sys.modules:
             sys.modules["datasets"].disable_progress_bars()
