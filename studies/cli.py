@@ -110,8 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():  # restores warnings.showwarning afterwards
             warnings.showwarning = _one_line_warning
-            # Off a terminal (a log, a pipe) tables get room instead of rich's 80-column default.
-            args.run(args, Console(width=None if sys.stdout.isatty() else 160))
+            # Off a terminal (a log, a pipe) tables get room instead of rich's 80-column default,
+            # unless COLUMNS says how wide (rich reads it).
+            args.run(args, Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160))
     except user_errors() as exc:
         if args.debug:
             raise

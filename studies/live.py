@@ -72,8 +72,9 @@ class LiveReporter:
 
     def _render(self) -> Group:
         table = Table(title="recent trials (★ on the front)", title_justify="left")
-        for column in ("#", "architecture", "state", *self.objectives):
-            table.add_column(column, justify="right" if column not in ("architecture", "state") else "left")
+        for column in ("#", "architecture", "state", *self.objectives):  # folded where narrow, never cut
+            table.add_column(column, justify="right" if column not in ("architecture", "state") else "left",
+                             overflow="fold", min_width=len(column))
         for trial in self.finished[-RECENT_ROWS:]:
             marker = "★" if trial.number in self.front else ""
             values = [OBJECTIVES[name].format(trial.user_attrs.get(name)) for name in self.objectives]
