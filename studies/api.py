@@ -13,11 +13,13 @@ The README's "Python API" block runs as a test (tests/test_readme.py).
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence, get_args
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence, get_args
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -68,6 +70,36 @@ class FrontPoint:
                 "summary": self.summary, "config": self.config}
 
 
+def quiet_optuna(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Runs `method` with Optuna's logging at WARNING unless someone chose a level (its default is
+    INFO, which logged every trial, a promoted one's line up to 1,579 characters, where the command
+    line is quiet); the level is restored afterwards. `--debug` chooses DEBUG, and sees them all."""
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        previous = optuna.logging.get_verbosity()
+        if previous != optuna.logging.INFO:
+            return method(*args, **kwargs)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            optuna.logging.set_verbosity(previous)
+    return call
+
+
+def _quiet_methods(cls: type) -> type:
+    """Every public method and classmethod of `cls` quiet_optuna."""
+    for name, member in list(vars(cls).items()):
+        if name.startswith("_"):
+            continue
+        if isinstance(member, classmethod):
+            setattr(cls, name, classmethod(quiet_optuna(member.__func__)))
+        elif inspect.isfunction(member):
+            setattr(cls, name, quiet_optuna(member))
+    return cls
+
+
+@_quiet_methods
 class Search:
     """A study and its settings, with the data when it trains. Make one with `create` or `open`."""
 
@@ -153,8 +185,8 @@ class Search:
     def run(self, trials: int = DEFAULT_TRIALS, *, jobs: int | None = None, devices: Sequence[str] | None = None,
             max_complete: int | None = None, device: str = "auto", keep_checkpoints: KeepCheckpoints = "none",
             reporter: Reporter | None = None, queued_only: bool = False, gap_trials: int = 0) -> WorkerSummary:
-        """Train up to `trials` trials in each of `jobs` processes (repeats and infeasible samples are
-        free); stop early once the study holds `max_complete` complete trials. `jobs` (default: see
+        """Train up to `trials` trials in all, shared between `jobs` processes as Optuna's
+        optimize(n_trials, n_jobs) counts them (repeats and infeasible samples are free); stop early once the study holds `max_complete` complete trials. `jobs` (default: see
         `default_jobs`) > 1 starts that many worker processes on this machine, on `devices` in turn
         (default: `device`); 1 trains here, where `reporter` sees each trial (studies.cli.live.LiveReporter
         draws the command line's live view)."""
@@ -358,6 +390,7 @@ def _write_onnx(config: DecoderConfig, weights: Path | None, path: Path, seed: i
     export_onnx(model, path)
 
 
+@quiet_optuna
 def list_studies(storage: str) -> list[dict[str, Any]]:
     """One row per study in the storage: trials, complete trials, budget, objectives, data. Counts
     only: a database counts without sending trials (10,000 of them take ~12 s to load from PostgreSQL)."""
@@ -373,6 +406,7 @@ def list_studies(storage: str) -> list[dict[str, Any]]:
     return rows
 
 
+@quiet_optuna
 def delete_study(name: str, storage: str) -> int:
     """Delete study `name` and its trials; returns how many of them were running (their workers stop)."""
     backend = open_storage(storage, create=False)

@@ -1,6 +1,7 @@
 """`search --jobs N`: N worker processes on one machine sharing one study, watched in one live view.
 
-Each job is `decoder-nas worker ARGV --trials T --device D` in a process of its own. The study's
+Each job is `decoder-nas worker ARGV --trials T --device D` in a process of its own, the call's
+trials shared out between them as Optuna's optimize(n_trials, n_jobs) counts them: for the whole call. The study's
 storage is all they share (a journal file is safe for several processes on one machine), so trial
 numbers never collide. The parent launches the jobs, shows their trials as they finish, and stops
 them all on Ctrl-C or SIGTERM.
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO
@@ -43,7 +44,7 @@ class Job:
     device: str
     process: subprocess.Popen[str]
     last_lines: deque[str] = field(default_factory=lambda: deque(maxlen=ERROR_LINES))
-    trained: int = 0
+    trained: Counter[str] = field(default_factory=Counter)  # by state: complete, pruned, fail
 
     @property
     def exit_code(self) -> int:
@@ -74,7 +75,7 @@ class JobsResult:
 
 def run_jobs(worker_argv: Sequence[str], jobs: int, trials: int, devices: Sequence[str] | None = None,
              console: Console | None = None) -> JobsResult:
-    """Run `jobs` workers on the study `worker_argv` names, each training `trials` trials, and wait.
+    """Run `jobs` workers on the study `worker_argv` names, training `trials` trials between them, and wait.
     Call it from the main thread: it handles SIGINT and SIGTERM while it runs."""
     if jobs < 1:
         raise StudyError(f"--jobs: {jobs} must be at least 1")
@@ -87,8 +88,10 @@ def run_jobs(worker_argv: Sequence[str], jobs: int, trials: int, devices: Sequen
         try:
             env = job_environment(jobs)
             for number, device in enumerate(job_devices(jobs, devices), 1):
-                started.append(_start(number, device, worker_argv, trials, env, lines))
-            _watch(started, lines, jobs * trials, stop, console)
+                share = trials // jobs + (number <= trials % jobs)
+                if share or number == 1:  # --trials 1 --jobs 2 needs one process
+                    started.append(_start(number, device, worker_argv, share, env, lines))
+            _watch(started, lines, trials, stop, console)
         finally:
             for job in started:  # only left running if the watch itself broke
                 job.process.kill()
@@ -136,8 +139,9 @@ def _watch(jobs: list[Job], lines: queue.Queue[tuple[Job, str | None]], total: i
                 job.process.wait()
                 continue
             job.last_lines.append(line)
-            if TRAINED_LINE.match(line):
-                job.trained += 1
+            trained = TRAINED_LINE.match(line)
+            if trained:
+                job.trained[trained[1]] += 1
                 bar.advance(task)
             console.print(f"[job {job.number}] {line}", markup=False, highlight=False, soft_wrap=True)
 
@@ -168,7 +172,8 @@ def _recorded_stop_signals() -> Iterator[StopRequest]:
 
 
 def _report(jobs: list[Job], stop: StopRequest, console: Console) -> JobsResult:
-    trained = sum(job.trained for job in jobs)
+    states = sum((job.trained for job in jobs), Counter())
+    trained = sum(states.values())
     if stop.signals:
         console.print(f"{signal.Signals(stop.signals[0]).name}: stopped {len(jobs)} jobs after {trained} trials")
         return JobsResult(EXIT_CODES[stop.signals[0]], trained)
@@ -177,5 +182,8 @@ def _report(jobs: list[Job], stop: StopRequest, console: Console) -> JobsResult:
         reason = next((line for line in reversed(job.last_lines) if line.strip()), "no output")
         console.print(f"job {job.number} ({job.device}) failed with exit code {job.exit_code}: {reason}",
                       markup=False, highlight=False, soft_wrap=True)
-    console.print(f"{trained} trials trained by {len(jobs)} jobs")
+    console.print(f"{trained} trials trained by {len(jobs)} job{'s' if len(jobs) != 1 else ''} ("
+                  + ", ".join(f"{states[state]} {'failed' if state == 'fail' else state}"
+                              for state in ("complete", "pruned", "fail") if states[state] or state == "complete")
+                  + ")")
     return JobsResult(failed[0].exit_code if failed else 0, trained)

@@ -33,7 +33,7 @@ SEARCH_RECIPE = TrainingRecipe(steps=300, warmup_steps=30)
 SEARCH_SHAPE = {"n_layer": 4, "n_head": 4, "d_model": 128}  # the paper presets' shape in the default study
 SEARCH_BLOCK_SIZE = 64
 DEFAULT_STUDY = "decoder-nas"
-DEFAULT_TRIALS = 12  # what `search` trains in one go
+DEFAULT_TRIALS = 24  # what `search` trains in one go, all its jobs together
 WORKER_TRIALS = 1_000_000  # a worker runs until the study is done (--max-complete) or it is stopped
 DEFAULT_GAP_TRIALS = 4  # after a promotion
 

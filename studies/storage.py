@@ -25,6 +25,8 @@ change made before it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import itertools
 import json
@@ -36,7 +38,7 @@ import stat
 import time
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -133,7 +135,8 @@ def open_storage(storage: str | None, create: bool = True) -> optuna.storages.Ba
         raise ArgumentError("storage", shown, f"unknown scheme {scheme!r}; give {STORAGE_FORMS}")
     if scheme == "sqlite":
         _check_sqlite(storage, shown, create)
-        return _open_rdb(storage, shown, heartbeat=None)
+        with _folder_locked(Path(make_url(storage).database).parent):
+            return _open_rdb(storage, shown, heartbeat=None)
     heartbeat = (env_seconds("DECODER_NAS_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS),
                  env_seconds("DECODER_NAS_GRACE_SECONDS", DEFAULT_GRACE_SECONDS))
     return _open_rdb(re.sub(r"^postgresql://", "postgresql+psycopg://", storage),  # psycopg 3 is the driver we ship
@@ -167,6 +170,23 @@ def _open_rdb(url: str, shown: str, heartbeat: tuple[float, float] | None) -> RD
                 continue
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ArgumentError("storage", shown, f"cannot open ({_hide_password(reason, url)})") from exc
+
+
+@contextlib.contextmanager
+def _folder_locked(folder: Path) -> Iterator[None]:
+    """Holds an exclusive lock on `folder` itself (no lock file is written): Optuna sets up a new
+    SQLite database's schema in several statements, and two processes opening one new file at once
+    (a worker and `pareto`, two workers) failed with "UNIQUE constraint failed: alembic_version"."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:  # a folder this process may write but not read: _check_local_file decides
+        yield
+        return
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def _check_sqlite(storage: str, shown: str, create: bool) -> None:

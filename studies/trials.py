@@ -26,6 +26,7 @@ from trainer.loop import Progress, TrainingError
 from trainer.run import initialised_model, run_training
 
 from .artifacts import upload_weights
+from .claims import wait_for_claimants
 from .errors import Terminated
 from .measures import (CONSTRAINTS, OBJECTIVES, STATIC_MEASURES, constraint_excess, cost_objectives, dominates,
                        static_measures)
@@ -163,6 +164,7 @@ def _evaluate(trial: optuna.Trial, context: TrialContext) -> list[float]:
         trial.set_user_attr(key, value)
     context.reporter.trial_started(trial, record["summary"], settings.steps)
 
+    wait_for_claimants(context.study, arch_hash, trial.number)  # a twin training elsewhere: its result is reused
     reused, source = _trained_twin(context, arch_hash, trial.number)
     if reused is not None:
         trial.set_user_attr("reused_from", reused.number)

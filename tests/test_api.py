@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import inspect
 import json
 from dataclasses import replace
 import shutil
@@ -65,7 +66,8 @@ def test_settings_are_typed_and_their_defaults_are_the_cli_defaults() -> None:
     defaults = StudySettings()
     assert defaults.recipe.steps == 300 and defaults.space.encoding == "per_layer"
     args = build_parser("search").parse_args(["search"])
-    assert args.trials == 12 and args.study == "decoder-nas"
+    run_defaults = inspect.signature(Search.run).parameters
+    assert args.trials == run_defaults["trials"].default == 24 and args.study == "decoder-nas"
     round_trip = StudySettings.from_dict(json.loads(json.dumps(defaults.to_dict())))
     assert round_trip == defaults
     with pytest.raises(StudyError, match="unknown objective"):

@@ -66,10 +66,10 @@ def test_cores_are_split_evenly_between_jobs(monkeypatch):
 
 
 @pytest.mark.slow
-def test_search_jobs_2_trains_its_trials_in_each_process_of_one_study(tmp_path):
+def test_search_jobs_2_shares_its_trials_between_the_processes_of_one_study(tmp_path):
     tiny = make_tiny(tmp_path)
     search = subprocess.run([sys.executable, "-m", "studies", "search", *worker_argv(tiny), "--jobs", "2",
-                             "--trials", "2", "--device", "cpu"], capture_output=True, text=True, timeout=300)
+                             "--trials", "4", "--device", "cpu"], capture_output=True, text=True, timeout=300)
     assert search.returncode == 0, search.stderr
     assert "trained 4 trials in 2 processes" in search.stdout and "Pareto front of 'tiny'" in search.stdout
     trials = trials_of(tiny)
@@ -79,7 +79,7 @@ def test_search_jobs_2_trains_its_trials_in_each_process_of_one_study(tmp_path):
     lines = search.stderr.splitlines()
     assert any(line.startswith("[job 1] trial ") for line in lines), lines
     assert any(line.startswith("[job 2] trial ") for line in lines), lines
-    assert "4 trials trained by 2 jobs" in lines
+    assert "4 trials trained by 2 jobs (4 complete)" in lines
 
 
 @pytest.mark.slow

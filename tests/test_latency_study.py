@@ -94,8 +94,9 @@ def test_search_ends_by_retiming_the_front_and_presets(timed: tuple[Tiny, Result
     tiny, result = timed
     study = load(tiny)
     members = timed_together(study)
-    assert f"re-timed the {len(members)} front members and presets together" in result.out
     joint = study.user_attrs[JOINT_LATENCY_KEY]
+    front = json.loads(cli("pareto", *tiny.study_flags(), "--json").out)  # the counts agree with pareto --json
+    assert f"re-timed {len(joint['latency_ms'])} architectures together: the {len(front)} on the front" in result.out
     assert set(joint["latency_ms"]) == {t.user_attrs["arch_hash"] for t in members}
     assert joint["device"] == "cpu" and joint["rounds"] >= 1
     # after the trials ran, before the front is shown
@@ -112,8 +113,8 @@ def test_measure_retimes_together_and_the_views_use_it(timed: tuple[Tiny, Result
 
     result = cli("measure", *tiny.study_flags(), "--rounds", "2", "--device", "cpu")
     assert result.code == 0, result.err
-    assert re.search(r"re-timed \d+ front members and presets of 'tiny' together \(2 interleaved rounds, torch\)",
-                     result.out)
+    assert re.search(r"re-timed \d+ architectures together: the \d+ on the front.* of 'tiny' \(2 interleaved "
+                     r"rounds, torch\)", result.out)
     study = load(tiny)
     joint = study.user_attrs[JOINT_LATENCY_KEY]
     assert joint["rounds"] == 2 and joint["measured_at"] > measured_before

@@ -163,7 +163,7 @@ def test_the_python_api_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     (python,) = [lines for language, lines in code_blocks(README.read_text()) if language == "python"]
     code = "\n".join(python)
     tiny_budgets = {"TrainingRecipe(steps=300, warmup_steps=30)": "TrainingRecipe(steps=4, warmup_steps=1, "
-                    "batch_size=2, eval_windows=2)", "trials=12": "trials=6, jobs=1", "promote(steps=2000)":
+                    "batch_size=2, eval_windows=2)", "trials=24": "trials=6, jobs=1", "promote(steps=2000)":
                     "promote(steps=6, gap_trials=1)"}
     for written, affordable in tiny_budgets.items():
         assert written in code

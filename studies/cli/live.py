@@ -72,8 +72,9 @@ class LiveReporter:
 
     def _render(self) -> Group:
         table = Table(title="recent trials (★ on the front)", title_justify="left")
-        for column in ("#", "architecture", "state", *self.objectives):
-            table.add_column(column, justify="right" if column not in ("architecture", "state") else "left")
+        for column in ("#", "architecture", "state", *self.objectives):  # folded where narrow, never cut
+            table.add_column(column, justify="right" if column not in ("architecture", "state") else "left",
+                             overflow="fold", min_width=len(column))
         for trial in self.finished[-RECENT_ROWS:]:
             marker = "★" if trial.number in self.front else ""
             values = [OBJECTIVES[name].format(trial.user_attrs.get(name)) for name in self.objectives]
@@ -95,6 +96,7 @@ def _state(trial: FrozenTrial) -> str:
 
 
 def trial_line(trial: FrozenTrial, objectives: Sequence[str]) -> str:
-    values = " ".join(f"{name}={OBJECTIVES[name].format(trial.user_attrs.get(name))}" for name in objectives)
+    values = " ".join(f"{name}={OBJECTIVES[name].format(trial.user_attrs[name])}" for name in objectives
+                      if trial.user_attrs.get(name) is not None)  # a stopped trial has no val_loss
     reason = trial.user_attrs.get("fail_reason") or trial.user_attrs.get("pruned_reason") or ""
     return f"trial {trial.number} {_state(trial)} {_architecture(trial)} {values} {reason}".rstrip()

@@ -6,13 +6,14 @@ Every error a user can cause is one line on stderr and exit code 2; `--debug` sh
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import signal
 import sys
 import warnings
 from importlib.metadata import PackageNotFoundError, version
-from typing import Sequence
+from typing import Any, Sequence
 
 import optuna
 from rich.console import Console
@@ -24,10 +25,28 @@ from .registry import ARGUMENTS, COMMANDS, TRAINING_COMMANDS
 
 
 class OneLineErrors(argparse.ArgumentParser):
-    """Usage mistakes are one line too (argparse prints the whole usage block before them)."""
+    """Usage mistakes are one line too (argparse prints the whole usage block before them), with the
+    nearest flag for a typo. Abbreviations are refused: `--htm` is a typo, not `--html`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # subparsers are made with the same class, and so refuse them too
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        unknown = message.partition("unrecognized arguments: ")[2].split()
+        flags = [arg.partition("=")[0] for arg in unknown if arg.startswith("--")]
+        nearest = difflib.get_close_matches(flags[0], self._known_flags(), n=1, cutoff=0.6) if flags else []
+        hint = f"; did you mean {nearest[0]}?" if nearest else ""
+        self.exit(2, f"{self.prog}: error: {message}{hint} (see {self.prog} --help)\n")
+
+    def _known_flags(self) -> list[str]:
+        """Every long option of this parser and of the commands under it (the one given is among them)."""
+        flags = []
+        for action in self._actions:
+            flags += [flag for flag in action.option_strings if flag.startswith("--")]
+            for sub in (action.choices or {}).values() if isinstance(action, argparse._SubParsersAction) else ():
+                flags += sub._known_flags()
+        return flags
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -97,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(done.code or 0)
     # Optuna logs each trial (and a failed trial's traceback), datasets a bar per corpus read:
     # the live view and the progress bars say what matters.
-    optuna.logging.set_verbosity(optuna.logging.INFO if args.debug else optuna.logging.ERROR)
+    optuna.logging.set_verbosity(optuna.logging.DEBUG if args.debug else optuna.logging.ERROR)
     if not args.debug:  # datasets loads only for commands that read a corpus: the views never pay for it
         if "datasets" in sys.modules:
             sys.modules["datasets"].disable_progress_bars()
@@ -107,8 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():  # restores warnings.showwarning afterwards
             warnings.showwarning = _one_line_warning
-            # Off a terminal (a log, a pipe) tables get room instead of rich's 80-column default.
-            args.run(args, Console(width=None if sys.stdout.isatty() else 160))
+            # Off a terminal (a log, a pipe) tables get room instead of rich's 80-column default,
+            # unless COLUMNS says how wide (rich reads it).
+            args.run(args, Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160))
     except user_errors() as exc:
         if args.debug:
             raise

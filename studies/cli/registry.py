@@ -1,4 +1,4 @@
-"""The subcommands: each one's help line and the module (under studies/commands) that defines it.
+"""The subcommands: each one's help line and the module (under studies/cli/commands) that defines it.
 
 The table is static so that `decoder-nas --help` lists every command without importing any of
 them (they pull in torch); only the module of the command being run is imported.
@@ -10,7 +10,7 @@ import argparse
 from typing import Callable
 
 AddArguments = Callable[[argparse.ArgumentParser], None]
-# name -> (module under studies/commands, one-line help)
+# name -> (module under studies/cli/commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("study", "run a multi-objective architecture search (with no flags: a small study on the "
                         "built-in corpus)"),

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+import optuna
+from optuna.trial import TrialState
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from search_space import DecoderConfig, summarize
 
@@ -42,26 +48,71 @@ def metrics_table(title: str, metrics: dict) -> Table:
     return table
 
 
+UNBOUNDED = 100_000  # columns: room to measure a table's natural width in
+
 # The architecture shorthand, explained wherever it is shown (table footers, the HTML front, README).
 SHORTHAND = ("architecture: dW = embedding width W; NL[...] = N layers: S/P = sequential/parallel block, then its "
              "heads; mR = MLP ratio R (omitted: 4); >linW or >convK:W = the width narrows to W after the layer "
              "(linear, or causal conv of kernel K); xT towers = T parallel towers")
 
 
-def front_table(front: list, settings, title: str) -> Table:
+def study_counts(study: optuna.Study) -> str:
+    """The study's trials by outcome, in words that add up: complete (reused twins among them), stopped early, ..."""
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    reused = sum("reused_from" in t.user_attrs for t in complete)
+    infeasible = sum(t.state == TrialState.PRUNED and bool(t.user_attrs.get("infeasible")) for t in trials)
+    others = [(sum(t.state == TrialState.PRUNED for t in trials) - infeasible, "stopped early"),
+              (infeasible, "infeasible"), (sum(t.state == TrialState.FAIL for t in trials), "failed")]
+    return ", ".join([f"{len(complete)} complete trials" + (f" ({reused} reused a twin's result)" if reused else ""),
+                      *(f"{count} {what}" for count, what in others if count)])
+
+
+def front_table(front: list, settings, title: str) -> FrontTable:
     """One row per front trial: its measures (objectives in bold) and a one-line architecture."""
-    table = Table(title=title, caption=f"objectives in bold; every measure is stored with each trial\n{SHORTHAND}")
-    table.add_column("trial", justify="right")
-    columns = [o for o in OBJECTIVES.values() if o.name in settings.objectives
-               or any(o.name in t.user_attrs for t in front)]
-    for objective in columns:
-        name = f"[bold]{objective.name}[/bold]" if objective.name in settings.objectives else objective.name
-        table.add_column(name, justify="right")
-    table.add_column("architecture")
-    for trial in front:
-        attrs = trial.user_attrs
-        label = attrs.get("summary", "")
-        if "preset" in attrs:
-            label = f"[italic]{attrs['preset']}[/italic] {label}"
-        table.add_row(str(trial.number), *(o.format(attrs.get(o.name)) for o in columns), label)
-    return table
+    return FrontTable(front, settings, title)
+
+
+@dataclass
+class FrontTable:
+    """The front table, fit to the width it is drawn in: measures that are not objectives are left
+    out, the last first, until it fits (the caption names them); the objectives and the architecture
+    always show, folded onto a second line rather than cut where even they do not fit."""
+
+    front: list
+    settings: Any
+    title: str
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        objectives = self.settings.objectives
+        shown = [o for o in OBJECTIVES.values() if o.name in objectives or any(o.name in t.user_attrs for t in self.front)]
+        left_out: list[str] = []
+        table = self._table(shown, left_out)
+        unbounded = options.update_width(UNBOUNDED)  # Measurement.get clips to the width it is given
+        while Measurement.get(console, unbounded, table).maximum > options.max_width:
+            secondary = [o for o in shown if o.name not in objectives]
+            if not secondary:  # even so too wide: rich shrinks the columns, folding what they hold
+                yield self._table(shown, left_out, whole=False)
+                return
+            shown.remove(secondary[-1])
+            left_out.insert(0, secondary[-1].name)
+            table = self._table(shown, left_out)
+        yield table
+
+    def _table(self, columns: list, left_out: list[str], whole: bool = True) -> Table:
+        hidden = f" (left out for width: {', '.join(left_out)}; `pareto --json` has every one)" if left_out else ""
+        table = Table(title=self.title, caption=f"objectives in bold; every measure is stored with each "
+                                                f"trial{hidden}\n{SHORTHAND}")
+        # Headers and architectures are kept whole where the width allows (rich would shrink them
+        # first), and folded, never cut, where it does not.
+        table.add_column("trial", justify="right", overflow="fold")
+        for objective in columns:
+            name = f"[bold]{objective.name}[/bold]" if objective.name in self.settings.objectives else objective.name
+            table.add_column(name, justify="right", overflow="fold", min_width=len(objective.name) if whole else None)
+        labels = [(f"[italic]{t.user_attrs['preset']}[/italic] " if "preset" in t.user_attrs else "")
+                  + t.user_attrs.get("summary", "") for t in self.front]
+        widest = max((len(Text.from_markup(label)) for label in labels), default=0)
+        table.add_column("architecture", overflow="fold", min_width=widest if whole else None)
+        for trial, label in zip(self.front, labels):
+            table.add_row(str(trial.number), *(o.format(trial.user_attrs.get(o.name)) for o in columns), label)
+        return table

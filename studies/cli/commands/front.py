@@ -76,11 +76,21 @@ def run_measure(args: argparse.Namespace, console: Console) -> None:
 
 
 def print_joint_latency(search: Search, latencies: dict[int, float], rounds: int, console: Console) -> None:
-    console.print(f"re-timed {len(latencies)} front members and presets of {search.name!r} together "
-                  f"({rounds} interleaved rounds, {search.settings.latency.backend}): the front and export now use "
-                  "these latencies; each trial keeps its own as latency_ms_trial")
+    console.print(retimed_line(search, latencies) + f" of {search.name!r} ({rounds} interleaved rounds, "
+                  f"{search.settings.latency.backend}): the front and export now use these latencies; each trial "
+                  "keeps its own as latency_ms_trial", soft_wrap=True)
     console.print(front_table(search.front_trials(), search.settings, f"Pareto front of {search.name!r} "
                               f"({search.settings.steps} steps)"))
+
+
+def retimed_line(search: Search, latencies: dict[int, float]) -> str:
+    """What was re-timed, counted as the front shows it: architectures (a repeat shares its twin's model)."""
+    hashes = {t.number: t.user_attrs.get("arch_hash") for t in search.study.get_trials(deepcopy=False)}
+    timed = {hashes[number] for number in latencies}
+    front = {t.user_attrs.get("arch_hash") for t in search.front_trials()}
+    others = len(timed - front)
+    return (f"re-timed {len(timed)} architectures together: the {len(front)} on the front"
+            + (f" and {others} preset{'s' if others != 1 else ''} off it" if others else ""))
 
 
 @command("export")

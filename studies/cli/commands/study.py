@@ -25,7 +25,9 @@ from ...search import MAX_CONSECUTIVE_REPEATS
 from ...settings import DEFAULT_TRIALS, SEARCH_RECIPE, WORKER_TRIALS, Pruning, StudySettings
 from ...space import load_space
 from ...storage import display_storage, promoted_name
-from ..views import front_table
+from ..views import front_table, study_counts
+from .front import retimed_line
+
 
 def add_search_arguments(parser: argparse.ArgumentParser, default_trials: int) -> None:
     add_study_arguments(parser)
@@ -58,11 +60,11 @@ def add_search_arguments(parser: argparse.ArgumentParser, default_trials: int) -
     run = parser.add_argument_group("this process")
     until = "no limit: until --max-complete or Ctrl-C" if default_trials >= WORKER_TRIALS else str(default_trials)
     run.add_argument("--trials", type=int, default=default_trials,
-                     help=f"trials each worker process trains (--jobs N: N times this in all); repeats and "
-                          f"infeasible samples are free (default: {until})")
+                     help=f"trials to train in all, the presets among them (--jobs N shares them out, as "
+                          f"Optuna's n_trials does); repeats and infeasible samples are free (default: {until})")
     if default_trials < WORKER_TRIALS:  # search; a worker is one process by definition
         run.add_argument("--jobs", type=int, metavar="N",
-                         help="worker processes on this machine sharing the study, each training --trials trials, "
+                         help="worker processes on this machine sharing the study and the --trials between them, "
                               "the CPU cores split between them (default: 2 on a CPU-only machine with a journal "
                               "storage, 1.6x the trials per hour of one process on 2 cores; else 1)")
         run.add_argument("--devices", metavar="D1,D2,...",
@@ -156,9 +158,8 @@ def _announce(search: Search, console: Console) -> None:
 def _remeasure(search: Search, args: argparse.Namespace, console: Console) -> None:
     """Latencies taken hours apart under other loads do not compare: the front and presets are re-timed
     together before the front is shown (`decoder-nas measure` does it on demand)."""
-    latencies = search.measure(device=args.device)
-    console.print(f"re-timed the {len(latencies)} front members and presets together, so their latencies compare "
-                  "(each trial keeps its own as latency_ms_trial)")
+    console.print(retimed_line(search, search.measure(device=args.device)) + ", so their latencies compare "
+                  "(each trial keeps its own as latency_ms_trial)", soft_wrap=True)
 
 
 def _print_front(search: Search, console: Console) -> None:
@@ -211,8 +212,8 @@ def _run(search: Search, trials: int, args: argparse.Namespace, console: Console
                       "the study had already trained (their results were reused), with nothing untried one "
                       "change away; the space looks exhausted")
     console.print(f"trained {summary.trials_run} trial{'s' if summary.trials_run != 1 else ''} in "
-                  f"{'this process' if jobs == 1 else f'{jobs} processes'}; the study now holds "
-                  f"{summary.complete_in_study} complete trials (repeats and presets included)")
+                  f"{'this process' if jobs == 1 else f'{jobs} processes'} (stopped early ones included); "
+                  f"the study now holds {study_counts(search.study)}", soft_wrap=True)
 
 
 @command("promote")
