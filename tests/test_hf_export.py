@@ -191,6 +191,12 @@ def corrupt(run: Path) -> None:
     weights.write_bytes(weights.read_bytes()[:-100])
 
 
+def tampered(run: Path) -> None:
+    weights = bytearray((run / WEIGHTS_FILE).read_bytes())
+    weights[-3] ^= 0x01  # one bit of one weight: the file still loads
+    (run / WEIGHTS_FILE).write_bytes(bytes(weights))
+
+
 def missing(run: Path) -> None:
     (run / WEIGHTS_FILE).unlink()
 
@@ -206,8 +212,10 @@ def not_a_run(run: Path) -> None:
 
 @pytest.mark.parametrize("damage, fragment", [(not_a_run, "not a complete decoder-nas checkpoint"),
                                               (missing, "model.safetensors is missing"),
-                                              (corrupt, "damaged"), (other_shape, "damaged, or not the weights")],
-                         ids=["not a run folder", "missing weights", "truncated weights", "another model's weights"])
+                                              (corrupt, "damaged"), (tampered, "changed since it was written"),
+                                              (other_shape, "damaged, or not the weights")],
+                         ids=["not a run folder", "missing weights", "truncated weights", "tampered weights",
+                              "another model's weights"])
 def test_a_bad_run_folder_is_one_line_and_writes_nothing(damage, fragment, tmp_path: Path) -> None:
     run = run_folder(tmp_path, LAYER_KINDS["parallel"][0])
     damage(run)
