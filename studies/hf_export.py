@@ -18,6 +18,7 @@ import inspect
 import json
 import os
 import re
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -214,8 +215,10 @@ def remote_source(module: Any) -> str:
 @contextlib.contextmanager
 def _staged(directory: Path) -> Iterator[Path]:
     """A scratch folder beside `directory`, renamed onto it when the body succeeds, removed otherwise."""
+    # Not tempfile.mkdtemp: its folder is private (0700), and this one becomes the user's.
+    folder = directory.parent / f".{directory.name}.{secrets.token_hex(4)}.partial"
     try:
-        folder = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".partial", dir=directory.parent))
+        folder.mkdir()
     except OSError as exc:  # a read-only folder
         raise StudyError(f"--hf {directory}: cannot write ({exc.strerror or exc})") from None
     try:

@@ -95,6 +95,8 @@ def test_a_plain_gpt_is_a_gpt2_folder_that_needs_no_custom_code(tmp_path: Path) 
     assert isinstance(model, transformers.GPT2LMHeadModel)
     assert model.config.activation_function == "gelu" and not model.config.tie_word_embeddings
     assert (tmp_path / "hf" / "model.safetensors").is_file()
+    (tmp_path / "plain").mkdir()  # the folder is the user's: made as mkdir makes one, not private like a temp dir
+    assert (tmp_path / "hf").stat().st_mode == (tmp_path / "plain").stat().st_mode
 
 
 @pytest.mark.parametrize("kind", ["sequential", "3 towers, conv k3"])
