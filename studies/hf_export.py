@@ -149,8 +149,14 @@ def _write_gpt2(transformers: Any, model: Decoder, folder: Path) -> str:
         bos_token_id=None, eos_token_id=None,
     )
     gpt2 = transformers.GPT2LMHeadModel(gpt2_config)
-    gpt2.load_state_dict(gpt2_weights(model), strict=False)  # GPT-2 may keep non-persistent mask buffers
-    gpt2.save_pretrained(folder, safe_serialization=True)
+    gpt2.load_state_dict(gpt2_weights(model))  # strict: every GPT-2 weight comes from ours
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()  # a bar for writing one small file is noise
+    try:
+        gpt2.save_pretrained(folder, safe_serialization=True)
+    finally:
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
     return "GPT2LMHeadModel"
 
 
