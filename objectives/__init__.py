@@ -11,7 +11,8 @@ from typing import Any
 _MODULE_OF = {
     "BACKENDS": "protocol", "LatencyProtocol": "protocol",
     "Latency": "latency", "measure_latency": "latency", "measure_together": "latency", "time_together": "latency",
-    "OnnxUnavailable": "onnx", "export_onnx": "onnx", "onnx_runner": "onnx", "require_onnx": "onnx",
+    "OnnxUnavailable": "onnx", "export_onnx": "onnx", "onnx_max_difference": "onnx", "onnx_runner": "onnx",
+    "require_onnx": "onnx",
     "Description": "static", "LayerRow": "static", "ParamCount": "static", "count_flops": "static",
     "count_parameters": "static", "describe": "static", "kv_cache_bytes": "static", "memory_measures": "static",
     "weights_bytes": "static",

@@ -1,7 +1,8 @@
 """ONNX export of a Decoder's forward pass, and an onnxruntime session that runs it for latency.
 
-The graph maps token ids [1, T] int64 ("idx") to logits [1, T, vocab] ("logits"); it has no KV
-cache, so it serves full-context forward timing, not single-token decoding.
+The graph maps token ids [B, T] int64 ("idx") to logits [B, T, vocab] ("logits"), batch and sequence
+axes dynamic (a latency graph is fixed at [1, T]); it has no KV cache, so it serves full-context
+forward passes, not single-token decoding.
 
 Exporter: torch.onnx.export(dynamo=True), the torch.export-based one (it needs onnxscript). At torch
 2.13 both it and the legacy TorchScript exporter (dynamo=False) reproduce PyTorch's logits to ~1e-9
@@ -44,11 +45,28 @@ def require_onnx() -> None:
 
 
 def export_onnx(model: Decoder, path: str | Path, seq_len: int | None = None) -> Path:
-    """Write the forward pass to `path`. Without seq_len the sequence axis is dynamic (1..block_size);
-    with it the graph is fixed at that length."""
+    """Write the forward pass to `path`. Without seq_len the batch and sequence axes are dynamic
+    (sequence 1..block_size); with it the graph is fixed at batch 1 and that length."""
     path = Path(path)
     _onnx_program(model, seq_len).save(path)
     return path
+
+
+def onnx_max_difference(model: Decoder, path: str | Path, batches: tuple[int, ...] = (1, 4), seed: int = 0) -> float:
+    """The largest |logit| difference between onnxruntime running the graph at `path` and PyTorch,
+    over random token ids at each batch size (full context)."""
+    ort = _require("onnxruntime")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    generator = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    with _eval_mode(model), torch.no_grad():
+        device = next(model.parameters()).device
+        for batch in batches:
+            idx = torch.randint(model.config.vocab_size, (batch, model.config.block_size), generator=generator)
+            expected = model(idx.to(device)).float().cpu()
+            got = torch.from_numpy(session.run(None, {INPUT_NAME: idx.numpy()})[0])
+            worst = max(worst, float((got - expected).abs().max()))
+    return worst
 
 
 def onnx_runner(model: Decoder, idx: torch.Tensor, threads: int) -> Callable[[], object]:
@@ -70,10 +88,13 @@ def _onnx_program(model: Decoder, seq_len: int | None) -> torch.onnx.ONNXProgram
     length = block_size if seq_len is None else seq_len
     if not 1 <= length <= block_size:
         raise ValueError(f"seq_len: {length} must be between 1 and the context length {block_size}")
-    example = torch.zeros(1, length, dtype=torch.long, device=next(model.parameters()).device)
-    # A Dim cannot span a single value, so a one-token context is exported fixed.
-    dynamic = seq_len is None and block_size > 1
-    dynamic_shapes = ({1: torch.export.Dim("seq_len", min=1, max=block_size)},) if dynamic else None
+    dynamic = seq_len is None
+    # torch.export specialises a dimension of size 1, so the dynamic batch is traced at 2.
+    example = torch.zeros(2 if dynamic else 1, length, dtype=torch.long, device=next(model.parameters()).device)
+    axes = {0: torch.export.Dim("batch", min=1)}
+    if block_size > 1:  # a Dim cannot span a single value, so a one-token context is exported fixed
+        axes[1] = torch.export.Dim("seq_len", min=1, max=block_size)
+    dynamic_shapes = (axes,) if dynamic else None
     with _eval_mode(model), _quiet_exporter():
         return torch.onnx.export(
             model, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],

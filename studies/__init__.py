@@ -16,6 +16,7 @@ _MODULE_OF = {
     "delete_study": "api", "list_studies": "api", "StudyError": "errors", "DEFAULT_OBJECTIVES": "measures",
     "OBJECTIVES": "measures", "Objective": "measures", "Pruning": "settings", "StudySettings": "settings",
     "SearchSpace": "space", "load_space": "space", "DEFAULT_STORAGE": "storage",
+    "Takeaway": "model_export", "export_run": "model_export",
 }
 __all__ = sorted(_MODULE_OF)
 

@@ -40,6 +40,7 @@ from .storage import DEFAULT_STORAGE, is_journal, load_existing, local_file, ope
 if TYPE_CHECKING:  # training needs torch; reading a study does not, so these load where a run starts
     from trainer.data import TokenizedData
 
+    from .model_export import Takeaway
     from .search import WorkerSummary
     from .trials import Reporter
 
@@ -320,11 +321,12 @@ class Search:
         return matches[0]
 
     def export(self, pick: str = "knee", *, trial: int | None = None, path: str | Path | None = None,
-               onnx: str | Path | None = None) -> Export:
+               onnx: str | Path | None = None, hf: str | Path | None = None, untrained: bool = False) -> Export:
         """The chosen front trial's config, with a provenance block (study, trial, budget, data and
         recipe) that `train` uses to reproduce the trial's result; written to `path` if given, with
-        the trial's kept weights beside it (`<path stem>-checkpoint/`). `onnx`: also write the model
-        there as ONNX, with those weights when there are some."""
+        the trial's kept weights beside it (`<path stem>-checkpoint/`). `onnx` (a file) and `hf` (a
+        new folder): also write the model with those weights (studies/model_export.py); a trial whose
+        weights were not kept is refused, unless `untrained` (ONNX only, random weights)."""
         chosen = self.trial(trial) if trial is not None else self.pick(pick)
         metrics = {name: chosen.user_attrs[name] for name in OBJECTIVES if name in chosen.user_attrs}
         provenance = {"study": self.name, "trial": chosen.number, "steps": self.settings.steps,
@@ -334,6 +336,11 @@ class Search:
         if trial is None:
             provenance["pick"] = pick
         config = config_from_dict(chosen.user_attrs["config"]).replace(provenance=provenance)
+        kept = WEIGHTS_KEY in chosen.user_attrs and self.artifacts is not None
+        if onnx is not None or hf is not None:  # refused before anything is written
+            from .model_export import check_outputs  # loads torch: only when a model is exported
+
+            check_outputs(hf, onnx, kept, untrained, f"trial {chosen.number} of study {self.name!r}")
         weights = None
         if path is not None:
             path = Path(path)
@@ -344,9 +351,13 @@ class Search:
             if WEIGHTS_KEY in chosen.user_attrs and self.artifacts is not None:
                 folder = path.with_name(path.stem + "-checkpoint")
                 weights = download_weights(chosen, open_store(self.artifacts), folder)
-        if onnx is not None:
-            _write_onnx(config, weights, Path(onnx), self.settings.recipe.seed)
-        return Export(chosen, config, metrics, weights)
+        takeaway = None
+        if onnx is not None or hf is not None:
+            from .model_export import export_trial
+
+            store = open_store(self.artifacts) if kept else None
+            takeaway = export_trial(chosen, config, store, weights, hf, onnx, self.settings.recipe.seed)
+        return Export(chosen, config, metrics, weights, takeaway)
 
     def pick(self, how: str = "knee") -> FrozenTrial:
         """knee (nearest the ideal point, each objective normalised over the front), best-quality,
@@ -369,6 +380,7 @@ class Export:
     config: DecoderConfig
     metrics: dict[str, float]
     weights: Path | None  # the copied checkpoint folder, when the trial's weights were kept
+    takeaway: Takeaway | None = None  # what --hf and --onnx wrote
 
 
 def stored_settings(name: str, storage: str | optuna.storages.BaseStorage) -> StudySettings | None:
@@ -378,16 +390,6 @@ def stored_settings(name: str, storage: str | optuna.storages.BaseStorage) -> St
         return read_settings(load_existing(name, backend))
     except StudyError:
         return None  # a new study (or one another worker is creating right now)
-
-
-def _write_onnx(config: DecoderConfig, weights: Path | None, path: Path, seed: int) -> None:
-    from objectives.onnx import export_onnx, require_onnx
-    from trainer.checkpoint import load_checkpoint
-    from trainer.run import initialised_model
-
-    require_onnx()
-    model = load_checkpoint(weights).model if weights is not None else initialised_model(config, seed)
-    export_onnx(model, path)
 
 
 @quiet_optuna

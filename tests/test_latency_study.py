@@ -195,7 +195,7 @@ def test_export_onnx_writes_the_trained_model(timed: tuple[Tiny, Result], tmp_pa
     result = cli("export", *tiny.study_flags(), "--pick", "knee", "-o", str(tmp_path / "model.yaml"),
                  "--onnx", str(tmp_path / "model.onnx"))
     assert result.code == 0, result.err
-    assert "(trained weights)" in result.out
+    assert "(trained weights;" in result.out
     checkpoint = load_checkpoint(tmp_path / "model-checkpoint")
     config = load_config(tmp_path / "model.yaml")
     assert checkpoint.config.replace(provenance=None) == config.replace(provenance=None)
@@ -211,13 +211,16 @@ def test_export_onnx_writes_the_trained_model(timed: tuple[Tiny, Result], tmp_pa
                                atol=1e-4)
 
 
-def test_export_onnx_without_kept_weights_is_the_configs_initial_model(tmp_path: Path) -> None:
+def test_export_onnx_without_kept_weights_is_refused_unless_untrained_is_asked_for(tmp_path: Path) -> None:
     tiny = make_tiny(tmp_path)
     assert cli(*tiny.argv("search", "--trials", "1", "--no-presets", "--sampler", "random", "--rungs")).code == 0
-    result = cli("export", *tiny.study_flags(), "--trial", "0", "-o", str(tmp_path / "m.yaml"),
-                 "--onnx", str(tmp_path / "m.onnx"))
+    export = ("export", *tiny.study_flags(), "--trial", "0", "-o", str(tmp_path / "m.yaml"),
+              "--onnx", str(tmp_path / "m.onnx"))
+    assert_one_line_error(cli(*export), "export", "no trained weights", "decoder-nas train", "--untrained")
+    assert not (tmp_path / "m.yaml").exists() and not (tmp_path / "m.onnx").exists()  # nothing half-written
+    result = cli(*export, "--untrained")
     assert result.code == 0, result.err
-    assert "untrained" in result.out and not (tmp_path / "m-checkpoint").exists()
+    assert "UNTRAINED" in result.out and not (tmp_path / "m-checkpoint").exists()
     config = load_config(tmp_path / "m.yaml")
     idx = np.arange(config.block_size, dtype=np.int64)[None] % config.vocab_size
     expected = initialised_model(config, config.provenance["recipe"]["seed"]).eval()(torch.from_numpy(idx))

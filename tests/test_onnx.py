@@ -8,7 +8,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 
 from conftest import decoder_configs
-from objectives import OnnxUnavailable, export_onnx, onnx_runner
+from objectives import OnnxUnavailable, export_onnx, onnx_max_difference, onnx_runner
 from search_space import DecoderConfig, LayerConfig, Reduction, build_decoder
 
 ort = pytest.importorskip("onnxruntime")  # in the test extra, so CI runs these
@@ -38,8 +38,8 @@ def torch_logits(model: torch.nn.Module, idx: torch.Tensor) -> np.ndarray:
         return model(idx).numpy()
 
 
-def random_tokens(config: DecoderConfig, length: int) -> torch.Tensor:
-    return torch.randint(0, config.vocab_size, (1, length), generator=torch.Generator().manual_seed(length))
+def random_tokens(config: DecoderConfig, length: int, batch: int = 1) -> torch.Tensor:
+    return torch.randint(0, config.vocab_size, (batch, length), generator=torch.Generator().manual_seed(length))
 
 
 @pytest.mark.parametrize("config", LAYER_KINDS.values(), ids=LAYER_KINDS.keys())
@@ -47,12 +47,22 @@ def test_exported_graph_matches_pytorch_at_every_length(config, tmp_path):
     torch.manual_seed(0)
     model = build_decoder(config)
     session = ort.InferenceSession(export_onnx(model, tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
-    # The sequence axis is dynamic: one graph serves one token, a partial and the full context.
-    for length in (1, 5, config.block_size):
-        idx = random_tokens(config, length)
+    # Batch and sequence axes are dynamic: one graph serves one token, a partial and the full context,
+    # one sequence or four.
+    for batch, length in ((1, 1), (4, 5), (1, config.block_size), (4, config.block_size)):
+        idx = random_tokens(config, length, batch)
         (logits,) = session.run(None, {"idx": idx.numpy()})
-        assert logits.shape == (1, length, config.vocab_size)
+        assert logits.shape == (batch, length, config.vocab_size)
         np.testing.assert_allclose(logits, torch_logits(model, idx), atol=TOLERANCE, rtol=0)
+
+
+def test_max_difference_measures_the_graph_against_the_model(tiny_config, tmp_path):
+    model = build_decoder(tiny_config)
+    path = export_onnx(model, tmp_path / "model.onnx")
+    assert onnx_max_difference(model, path) < TOLERANCE
+    with torch.no_grad():
+        model.head.weight.add_(torch.randn_like(model.head.weight))  # the model moved on; the graph did not
+    assert onnx_max_difference(model, path) > 100 * TOLERANCE
 
 
 def test_a_config_mixing_every_kind_exports(tiny_config, tmp_path):
@@ -72,7 +82,7 @@ def test_seq_len_fixes_the_input_shape(tiny_config, tmp_path):
         return [d.dim_value or d.dim_param for d in graph_model.graph.input[0].type.tensor_type.shape.dim]
 
     assert input_dims(fixed) == [1, 5]
-    assert input_dims(dynamic)[0] == 1 and isinstance(input_dims(dynamic)[1], str)
+    assert all(isinstance(dim, str) for dim in input_dims(dynamic))
 
 
 @pytest.mark.parametrize("seq_len", [0, 17])

@@ -12,6 +12,7 @@ folder is one clear error rather than a crash deep inside torch.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.yaml"
 OPTIMIZER_FILE = "optimizer.pt"
 ARCHITECTURE_KEY = "architecture_hash"  # in run.json: ties the weights to config.yaml
+WEIGHTS_HASH_KEY = "weights_sha256"  # in run.json: model.safetensors as written, so an edited file is caught
 
 
 @dataclass
@@ -62,7 +64,8 @@ def save_checkpoint(
     tokenizer.save(directory / "tokenizer")
     if optimizer is not None:
         torch.save(optimizer.state_dict(), directory / OPTIMIZER_FILE)
-    run = {"recipe": recipe.to_dict(), ARCHITECTURE_KEY: architecture_hash(model.config), **record}
+    run = {"recipe": recipe.to_dict(), ARCHITECTURE_KEY: architecture_hash(model.config), **record,
+           WEIGHTS_HASH_KEY: file_sha256(directory / WEIGHTS_FILE)}
     (directory / RUN_FILE).write_text(json.dumps(run, indent=2))
     return directory
 
@@ -81,6 +84,11 @@ def load_checkpoint(directory: str | Path, device: torch.device | str = "cpu") -
         load_model(model, str(weights), device=str(device))
     except (SafetensorError, RuntimeError, OSError) as exc:
         raise DataError(f"{weights}: damaged, or not the weights of {CONFIG_FILE} ({first_line(exc)})") from exc
+    # A file that still loads may have been edited: caught by the hash run.json holds (if it does).
+    written = record.pop(WEIGHTS_HASH_KEY, None)
+    if written is not None and written != file_sha256(weights):
+        raise DataError(f"{weights}: changed since it was written (its SHA-256 is not the one in {RUN_FILE}); "
+                        "restore it or train again")
     return Checkpoint(model.to(device), load_tokenizer(directory / "tokenizer"), recipe, record, directory)
 
 
@@ -113,6 +121,14 @@ def load_optimizer_state(directory: str | Path, optimizer: torch.optim.Optimizer
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{path}: not the optimizer state of this model ({first_line(exc)})") from exc
     return True
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _required(directory: Path, name: str) -> Path:

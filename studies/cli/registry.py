@@ -19,7 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                          "then fill its widest cost gaps with gap trials"),
     "measure": ("front", "re-time a study's front and the presets together, so their latencies compare"),
     "pareto": ("front", "show a study's Pareto front (table, --json, or an interactive --html page)"),
-    "export": ("front", "write a front architecture as a config that describe and train accept unchanged"),
+    "export": ("front", "write a front architecture as a config that describe and train accept unchanged; "
+               "--hf and --onnx take a trained model (a kept trial or a run folder) to transformers and ONNX"),
     "studies": ("front", "list the studies in a storage (trial counts, budget, settings), or delete one"),
     "dashboard": ("front", "open optuna-dashboard on a study storage"),
     "describe": ("model", "show an architecture's layers, parameters and FLOPs per token"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -17,6 +18,9 @@ from ...measures import OBJECTIVES, quality_objective
 from ..registry import command
 from ...storage import display_storage
 from ..views import front_table
+
+if TYPE_CHECKING:
+    from ...model_export import Takeaway
 
 
 @command("pareto")
@@ -95,36 +99,75 @@ def retimed_line(search: Search, latencies: dict[int, float]) -> str:
 
 @command("export")
 def export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_folder", nargs="?", type=Path, metavar="RUN",
+                        help="export the trained model of a run folder (`train --out RUN`) instead of a study "
+                             "trial: give --hf and/or --onnx")
     add_study_arguments(parser)
-    which = parser.add_mutually_exclusive_group(required=True)
+    which = parser.add_mutually_exclusive_group()
     which.add_argument("--trial", type=int, help="a trial number")
     which.add_argument("--pick", choices=PICKS, help="knee: the front point nearest the ideal after "
                        "normalising each objective over the front; or the best on one measure")
     parser.add_argument("--steps", type=int, help="the budget to pick from (default: the longest with results)")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="config file to write (.yaml or .json)")
+    parser.add_argument("-o", "--output", type=Path, help="config file to write (.yaml or .json); needed with "
+                        "--trial/--pick")
     add_artifacts_argument(parser)
+    parser.add_argument("--hf", type=Path, metavar="DIR",
+                        help="also write a new folder that Hugging Face transformers loads (AutoModelForCausalLM, "
+                             "pipeline): model, tokenizer, model card (pip install -e '.[hf]')")
     parser.add_argument("--onnx", type=Path, metavar="FILE",
-                        help="also write the model as ONNX (with its kept weights if the study kept them), "
-                             "for ONNX Runtime (pip install -e '.[onnx]')")
+                        help="also write the model as ONNX, batch and sequence dynamic, checked against PyTorch "
+                             "in ONNX Runtime (pip install -e '.[onnx]')")
+    parser.add_argument("--untrained", action="store_true",
+                        help="allow --onnx with random weights when the study kept none (latency work only)")
     parser.set_defaults(run=run_export)
 
 
 def run_export(args: argparse.Namespace, console: Console) -> None:
+    if args.run_folder is not None:
+        _export_run_folder(args, console)
+        return
+    if args.trial is None and args.pick is None:
+        raise StudyError("give --trial N or --pick CHOICE (a study trial), or a run folder")
+    if args.output is None:
+        raise StudyError("give -o FILE: the config to write")
     if args.output.is_dir():
         raise StudyError(f"-o {args.output}: is a folder; give a .yaml or .json file name")
     if args.output.suffix.lower() not in (".yaml", ".yml", ".json"):
         raise StudyError(f"-o {args.output}: give a .yaml or .json file name")
     overwrites = args.output.exists()
     search = Search.open(args.study, args.storage, args.steps, artifacts=args.artifacts)
-    done = search.export(args.pick or "knee", trial=args.trial, path=args.output, onnx=args.onnx)
+    done = search.export(args.pick or "knee", trial=args.trial, path=args.output, onnx=args.onnx, hf=args.hf,
+                         untrained=args.untrained)
     metrics = ", ".join(f"{name} {OBJECTIVES[name].format(value)}" for name, value in done.metrics.items())
     console.print(f"wrote {args.output}{' (overwritten)' if overwrites else ''}: trial {done.trial.number} "
                   f"({done.trial.user_attrs.get('summary')}), {metrics}")
     console.print(f"reproduce its {search.settings.steps}-step result: decoder-nas train {args.output}")
     if done.weights is not None:
         console.print(f"weights: {done.weights} (`decoder-nas generate {done.weights}`)")
-    if args.onnx is not None:
-        console.print(f"ONNX: {args.onnx} ({'trained' if done.weights else 'untrained: the study kept no'} weights)")
+    if done.takeaway is not None:
+        _print_takeaway(done.takeaway, console)
+
+
+def _export_run_folder(args: argparse.Namespace, console: Console) -> None:
+    given = [flag for flag, value in (("--trial", args.trial), ("--pick", args.pick), ("-o", args.output))
+             if value is not None]
+    if given:
+        raise StudyError(f"{given[0]}: picks from a study; a run folder ({args.run_folder}) holds one model "
+                         "and its config.yaml already")
+    from ...model_export import export_run  # loads torch
+
+    _print_takeaway(export_run(args.run_folder, hf=args.hf, onnx=args.onnx, untrained=args.untrained), console)
+
+
+def _print_takeaway(takeaway: Takeaway, console: Console) -> None:
+    if takeaway.hf is not None:
+        remote = takeaway.hf_class != "GPT2LMHeadModel"
+        console.print(f"Hugging Face: {takeaway.hf} ({takeaway.hf_class}; AutoModelForCausalLM.from_pretrained("
+                      f"{str(takeaway.hf)!r}{', trust_remote_code=True' if remote else ''}))")
+    if takeaway.onnx is not None:
+        weights = "trained weights" if takeaway.trained else "UNTRAINED random weights, for latency work"
+        console.print(f"ONNX: {takeaway.onnx} ({weights}; ONNX Runtime's logits within "
+                      f"{takeaway.onnx_difference:.1e} of PyTorch's at batch 1 and 4)")
 
 
 @command("dashboard")
