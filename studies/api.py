@@ -17,7 +17,7 @@ import functools
 import inspect
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
 
@@ -29,12 +29,14 @@ from search_space import DecoderConfig, config_from_dict, save_config
 from .artifacts import (WEIGHTS_KEY, default_artifacts, download_weights, open_store, remove_weights,
                         study_artifacts)
 from .errors import StudyError, Terminated
+from .expect import expect
 from .front import (JOINT_LATENCY_KEY, PICKS, complete_trials, count_complete, front_hypervolume, front_trials,
                     normaliser_for, pick, study_at_budget)
 from .measures import OBJECTIVES
 from .settings import (DEFAULT_GAP_TRIALS, DEFAULT_STUDY, DEFAULT_TRIALS, SETTINGS_KEY, StudySettings,
                        read_settings)
-from .storage import DEFAULT_STORAGE, is_journal, load_existing, local_file, open_storage, trial_counts
+from .storage import (DEFAULT_STORAGE, display_storage, is_journal, load_existing, local_file, open_storage,
+                      trial_counts)
 
 if TYPE_CHECKING:  # training needs torch; reading a study does not, so these load where a run starts
     from trainer.data import TokenizedData
@@ -43,6 +45,7 @@ if TYPE_CHECKING:  # training needs torch; reading a study does not, so these lo
     from .trials import Reporter
 
 KeepCheckpoints = Literal["none", "front", "all"]
+KEEP_CHECKPOINTS = ("none", "front", "all")
 MEASURE_PASSES = 3
 
 
@@ -85,19 +88,34 @@ def quiet_optuna(method: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-def _quiet_methods(cls: type) -> type:
-    """Every public method and classmethod of `cls` quiet_optuna."""
+def _storage_kept(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A journal or SQLite file deleted under an open Search is a StudyError, not Optuna's FileNotFoundError."""
+    @functools.wraps(method)
+    def call(self: Search, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except FileNotFoundError as exc:
+            file = local_file(self.storage)
+            if file is None or file.exists():
+                raise
+            raise StudyError(f"--storage {display_storage(self.storage)}: the file was deleted while study "
+                             f"{self.name!r} was open") from exc
+    return call
+
+
+def _api_methods(cls: type) -> type:
+    """Every public method and classmethod of `cls` quiet_optuna; the methods _storage_kept too."""
     for name, member in list(vars(cls).items()):
         if name.startswith("_"):
             continue
         if isinstance(member, classmethod):
             setattr(cls, name, classmethod(quiet_optuna(member.__func__)))
         elif inspect.isfunction(member):
-            setattr(cls, name, quiet_optuna(member))
+            setattr(cls, name, quiet_optuna(_storage_kept(member)))
     return cls
 
 
-@_quiet_methods
+@_api_methods
 class Search:
     """A study and its settings, with the data when it trains. Make one with `create` or `open`."""
 
@@ -130,6 +148,15 @@ class Search:
 
         from .search import open_study
 
+        _expect_study(name, storage)
+        expect("settings", settings, StudySettings, optional=True)
+        expect("artifacts", artifacts, str, optional=True)
+        if isinstance(changes.get("objectives"), str):
+            raise StudyError(f"objectives: give a sequence of names, e.g. ({changes['objectives']!r},)")
+        unknown = set(changes) - {f.name for f in fields(StudySettings)}
+        if unknown:
+            raise StudyError(f"unknown setting {', '.join(sorted(unknown))} (StudySettings has "
+                             f"{', '.join(f.name for f in fields(StudySettings))})")
         check_study_name(name)
         backend = open_storage(storage)
         stored = stored_settings(name, backend)
@@ -150,12 +177,15 @@ class Search:
     def open(cls, name: str = DEFAULT_STUDY, storage: str = DEFAULT_STORAGE, steps: int | None = None,
              artifacts: str | None = None) -> Search:
         """An existing study's results at `steps` (default: the longest budget with results)."""
+        _expect_study(name, storage)
+        expect("steps", steps, int, optional=True, minimum=1)
         study, settings = study_at_budget(name, open_storage(storage, create=False), steps)
         return cls(study, settings, storage, artifacts=artifacts)
 
     @classmethod
     def load(cls, name: str = DEFAULT_STUDY, storage: str = DEFAULT_STORAGE, artifacts: str | None = None) -> Search:
         """Study `name` itself, whatever budgets its promoted siblings hold."""
+        _expect_study(name, storage)
         study = load_existing(name, open_storage(storage, create=False))
         return cls(study, read_settings(study), storage, artifacts=artifacts)
 
@@ -172,10 +202,15 @@ class Search:
             max_complete: int | None = None, device: str = "auto", keep_checkpoints: KeepCheckpoints = "none",
             reporter: Reporter | None = None, queued_only: bool = False, gap_trials: int = 0) -> WorkerSummary:
         """Train up to `trials` trials in all, shared between `jobs` processes as Optuna's
-        optimize(n_trials, n_jobs) counts them (repeats and infeasible samples are free); stop early once the study holds `max_complete` complete trials. `jobs` (default: see
-        `default_jobs`) > 1 starts that many worker processes on this machine, on `devices` in turn
+        optimize(n_trials, n_jobs) counts them (repeats and infeasible samples are free); stop early
+        once the study holds `max_complete` complete trials. `jobs` (default: see `default_jobs`) > 1 starts that many worker processes on this machine, on `devices` in turn
         (default: `device`); 1 trains here, where `reporter` sees each trial (studies.live.LiveReporter
         draws the command line's live view)."""
+        expect("trials", trials, int, minimum=0)
+        expect("jobs", jobs, int, optional=True)
+        expect("max_complete", max_complete, int, optional=True)
+        expect("device", device, str)
+        expect("keep_checkpoints", keep_checkpoints, str, choices=KEEP_CHECKPOINTS)
         jobs = default_jobs(self.storage, device, devices) if jobs is None else jobs
         if jobs != 1:
             return self._run_jobs(trials, jobs, devices or [device], max_complete, keep_checkpoints)
@@ -246,6 +281,7 @@ class Search:
         from trainer.loop import resolve_device
         from trainer.run import initialised_model
 
+        expect("rounds", rounds, int, minimum=1)
         target = resolve_device(device)
         timed: dict[str, FrozenTrial] = {}
         for _ in range(MEASURE_PASSES):  # new latencies can change the front: its newcomers join the next pass
@@ -287,6 +323,9 @@ class Search:
         then run up to `gap_trials` gap trials there (studies/gaps.py). Returns what was done."""
         from .search import promote
 
+        expect("steps", steps, int, minimum=1)
+        expect("top", top, int, optional=True)
+        expect("gap_trials", gap_trials, int)
         if gap_trials < 0:
             raise StudyError(f"--gap-trials {gap_trials}: must not be negative")
         sibling, settings, added = promote(self.name, self.storage, steps, top)
@@ -298,6 +337,7 @@ class Search:
 
     def trial(self, number: int) -> FrozenTrial:
         """A complete trial of this study by number."""
+        expect("trial", number, int)
         matches = [t for t in self.study.get_trials(deepcopy=False) if t.number == number]
         if not matches:
             raise StudyError(f"--trial {number}: study {self.name!r} has no such trial")
@@ -311,6 +351,10 @@ class Search:
         recipe) that `train` uses to reproduce the trial's result; written to `path` if given, with
         the trial's kept weights beside it (`<path stem>-checkpoint/`). `onnx`: also write the model
         there as ONNX, with those weights when there are some."""
+        expect("path", path, (str, Path), optional=True)
+        expect("onnx", onnx, (str, Path), optional=True)
+        if onnx is not None:  # refused before -o is written
+            _check_output(Path(onnx), "--onnx")
         chosen = self.trial(trial) if trial is not None else self.pick(pick)
         metrics = {name: chosen.user_attrs[name] for name in OBJECTIVES if name in chosen.user_attrs}
         provenance = {"study": self.name, "trial": chosen.number, "steps": self.settings.steps,
@@ -374,7 +418,21 @@ def _write_onnx(config: DecoderConfig, weights: Path | None, path: Path, seed: i
 
     require_onnx()
     model = load_checkpoint(weights).model if weights is not None else initialised_model(config, seed)
-    export_onnx(model, path)
+    existed = path.exists()
+    try:
+        export_onnx(model, path)
+    except OSError as exc:  # a full disk (/dev/full)
+        if not existed and path.is_file():
+            path.unlink()  # no half-written model left behind
+        raise StudyError(f"--onnx {path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _check_output(path: Path, flag: str) -> None:
+    """A file the command may write: not a folder, in a folder that exists."""
+    if path.is_dir():
+        raise StudyError(f"{flag} {path}: is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise StudyError(f"{flag} {path}: folder {path.parent} does not exist")
 
 
 @quiet_optuna
@@ -430,6 +488,11 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def _expect_study(name: str, storage: str) -> None:
+    expect("name", name, str)
+    expect("storage", storage, str)
 
 
 def check_study_name(name: str) -> None:
