@@ -13,8 +13,15 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from study_helpers import (STEPS, Tiny, assert_one_line_error, cli, isolated_python_api,  # noqa: F401 (autouse)
-                           make_settings, make_tiny)
+from study_helpers import (  # noqa: F401 (isolated_python_api: an autouse fixture)
+    STEPS,
+    Tiny,
+    assert_one_line_error,
+    cli,
+    isolated_python_api,
+    make_settings,
+    make_tiny,
+)
 
 from search_space import ConfigError, build_decoder, preset
 from search_space import model as model_module
