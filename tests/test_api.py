@@ -64,7 +64,7 @@ def test_settings_are_typed_and_their_defaults_are_the_cli_defaults() -> None:
     defaults = StudySettings()
     assert defaults.recipe.steps == 300 and defaults.space.encoding == "per_layer"
     args = build_parser("search").parse_args(["search"])
-    assert args.trials == 12 and args.study == "decoder-nas"
+    assert args.trials == 24 and args.study == "decoder-nas"  # for the whole call, all its jobs together
     round_trip = StudySettings.from_dict(json.loads(json.dumps(defaults.to_dict())))
     assert round_trip == defaults
     with pytest.raises(StudyError, match="unknown objective"):
