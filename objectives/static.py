@@ -20,7 +20,7 @@ import torch.nn as nn
 from fvcore.nn import FlopCountAnalysis, jit_handles
 
 from search_space import DecoderConfig, build_decoder
-from search_space.model import Block, CausalConvReduction, LinearReduction
+from search_space.model import Block, CausalConvReduction, LinearReduction, check_memory
 
 # fvcore's defaults also count norms; we count matmul-type work only, so the handles are explicit.
 _MATMUL_HANDLES: dict[str, Any] = {
@@ -109,6 +109,7 @@ def _model_for_counting(config: DecoderConfig) -> nn.Module:
 
 
 def flop_analysis(config: DecoderConfig) -> tuple[nn.Module, FlopCountAnalysis]:
+    check_memory(config)  # the count runs a traced forward on arrays as large as the model's activations
     model = _model_for_counting(config).eval()
     device = next(model.parameters()).device
     idx = torch.zeros(1, config.block_size, dtype=torch.long, device=device)

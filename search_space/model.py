@@ -8,6 +8,7 @@ logits as the full sequence.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import einsum, rearrange
 
-from .config import DecoderConfig, LayerConfig, Reduction, mlp_hidden
+from .config import ConfigError, DecoderConfig, LayerConfig, Reduction, mlp_hidden
 
 
 @dataclass
@@ -194,5 +195,27 @@ class Decoder(nn.Module):
 
 def build_decoder(config: DecoderConfig, device: torch.device | str | None = None) -> Decoder:
     """Build the model; on `device="meta"` no memory is allocated (shapes only, for counting)."""
+    if torch.device(device or "cpu").type != "meta":
+        check_memory(config)
     with torch.device(device or "cpu"):
         return Decoder(config)
+
+
+def check_memory(config: DecoderConfig) -> None:
+    """Refuse, before a byte is allocated, a model whose float32 weights and one full-context forward
+    at batch 1 (towers x context x widest layer, kept as float64 by fvcore's FLOP count) need more
+    than this machine's memory: building it would end in an out-of-memory kill, or swap for minutes."""
+    params = sum(p.numel() for p in build_decoder(config, device="meta").parameters())
+    activations = config.towers * config.block_size * max(config.widths)
+    needed, available = 4 * params + 8 * activations, physical_memory()
+    if available and needed > available:
+        raise ConfigError(f"the model needs about {needed / 2**30:,.1f} GiB ({params:,} parameters as float32 and "
+                          f"a full-context forward); this machine has {available / 2**30:,.1f} GiB")
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM on this machine (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None

@@ -17,7 +17,7 @@ import functools
 import inspect
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence, get_args
 
@@ -29,13 +29,14 @@ from search_space import DecoderConfig, config_from_dict, save_config
 from .artifacts import (WEIGHTS_KEY, default_artifacts, download_weights, open_store, remove_weights,
                         study_artifacts)
 from .errors import StudyError, Terminated
+from .expect import expect
 from .front import (JOINT_LATENCY_KEY, complete_trials, count_complete, front_hypervolume, front_trials,
                     normaliser_for, pick, study_at_budget)
 from .measures import OBJECTIVES
 from .reading import StudyView, open_reader
 from .settings import (DEFAULT_GAP_TRIALS, DEFAULT_STUDY, DEFAULT_TRIALS, SETTINGS_KEY, StudySettings,
                        read_settings)
-from .storage import DEFAULT_STORAGE, is_journal, load_existing, local_file, open_storage
+from .storage import (DEFAULT_STORAGE, display_storage, is_journal, load_existing, local_file, open_storage)
 
 if TYPE_CHECKING:  # training needs torch; reading a study does not, so these load where a run starts
     from trainer.data import TokenizedData
@@ -88,19 +89,34 @@ def quiet_optuna(method: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-def _quiet_methods(cls: type) -> type:
-    """Every public method and classmethod of `cls` quiet_optuna."""
+def _storage_kept(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A journal or SQLite file deleted under an open Search is a StudyError, not Optuna's FileNotFoundError."""
+    @functools.wraps(method)
+    def call(self: Search, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except FileNotFoundError as exc:
+            file = local_file(self.storage)
+            if file is None or file.exists():
+                raise
+            raise StudyError(f"--storage {display_storage(self.storage)}: the file was deleted while study "
+                             f"{self.name!r} was open") from exc
+    return call
+
+
+def _api_methods(cls: type) -> type:
+    """Every public method and classmethod of `cls` quiet_optuna; the methods _storage_kept too."""
     for name, member in list(vars(cls).items()):
         if name.startswith("_"):
             continue
         if isinstance(member, classmethod):
             setattr(cls, name, classmethod(quiet_optuna(member.__func__)))
         elif inspect.isfunction(member):
-            setattr(cls, name, quiet_optuna(member))
+            setattr(cls, name, quiet_optuna(_storage_kept(member)))
     return cls
 
 
-@_quiet_methods
+@_api_methods
 class Search:
     """A study and its settings, with the data when it trains. Make one with `create` or `open`."""
 
@@ -145,6 +161,15 @@ class Search:
 
         from .search import open_study
 
+        _expect_study(name, storage)
+        expect("settings", settings, StudySettings, optional=True)
+        expect("artifacts", artifacts, str, optional=True)
+        if isinstance(changes.get("objectives"), str):
+            raise StudyError(f"objectives: give a sequence of names, e.g. ({changes['objectives']!r},)")
+        unknown = set(changes) - {f.name for f in fields(StudySettings)}
+        if unknown:
+            raise StudyError(f"unknown setting {', '.join(sorted(unknown))} (StudySettings has "
+                             f"{', '.join(f.name for f in fields(StudySettings))})")
         check_study_name(name)
         backend = open_storage(storage)
         stored = stored_settings(name, backend)
@@ -165,12 +190,15 @@ class Search:
     def open(cls, name: str = DEFAULT_STUDY, storage: str = DEFAULT_STORAGE, steps: int | None = None,
              artifacts: str | None = None) -> Search:
         """An existing study's results at `steps` (default: the longest budget with results)."""
+        _expect_study(name, storage)
+        expect("steps", steps, int, optional=True, minimum=1)
         study, settings = study_at_budget(name, open_reader(storage), steps)
         return cls(study, settings, storage, artifacts=artifacts)
 
     @classmethod
     def load(cls, name: str = DEFAULT_STUDY, storage: str = DEFAULT_STORAGE, artifacts: str | None = None) -> Search:
         """Study `name` itself, whatever budgets its promoted siblings hold."""
+        _expect_study(name, storage)
         study = load_existing(name, open_storage(storage, create=False))
         return cls(study, read_settings(study), storage, artifacts=artifacts)
 
@@ -187,10 +215,15 @@ class Search:
             max_complete: int | None = None, device: str = "auto", keep_checkpoints: KeepCheckpoints = "none",
             reporter: Reporter | None = None, queued_only: bool = False, gap_trials: int = 0) -> WorkerSummary:
         """Train up to `trials` trials in all, shared between `jobs` processes as Optuna's
-        optimize(n_trials, n_jobs) counts them (repeats and infeasible samples are free); stop early once the study holds `max_complete` complete trials. `jobs` (default: see
-        `default_jobs`) > 1 starts that many worker processes on this machine, on `devices` in turn
+        optimize(n_trials, n_jobs) counts them (repeats and infeasible samples are free); stop early
+        once the study holds `max_complete` complete trials. `jobs` (default: see `default_jobs`) > 1 starts that many worker processes on this machine, on `devices` in turn
         (default: `device`); 1 trains here, where `reporter` sees each trial (studies.cli.live.LiveReporter
         draws the command line's live view)."""
+        expect("trials", trials, int, minimum=0)
+        expect("jobs", jobs, int, optional=True)
+        expect("max_complete", max_complete, int, optional=True)
+        expect("device", device, str)
+        expect("keep_checkpoints", keep_checkpoints, str, choices=KEEP_CHECKPOINTS)
         jobs = default_jobs(self.storage, device, devices) if jobs is None else jobs
         if jobs != 1:
             return self._run_jobs(trials, jobs, devices or [device], max_complete, keep_checkpoints)
@@ -261,6 +294,7 @@ class Search:
         from trainer.loop import resolve_device
         from trainer.run import initialised_model
 
+        expect("rounds", rounds, int, minimum=1)
         target = resolve_device(device)
         timed: dict[str, FrozenTrial] = {}
         for _ in range(MEASURE_PASSES):  # new latencies can change the front: its newcomers join the next pass
@@ -302,6 +336,9 @@ class Search:
         then run up to `gap_trials` gap trials there (studies/gaps.py). Returns what was done."""
         from .search import promote
 
+        expect("steps", steps, int, minimum=1)
+        expect("top", top, int, optional=True)
+        expect("gap_trials", gap_trials, int)
         if gap_trials < 0:
             raise StudyError(f"--gap-trials {gap_trials}: must not be negative")
         sibling, settings, added = promote(self.name, self.storage, steps, top)
@@ -313,6 +350,7 @@ class Search:
 
     def trial(self, number: int) -> FrozenTrial:
         """A complete trial of this study by number."""
+        expect("trial", number, int)
         matches = [t for t in self.study.get_trials(deepcopy=False) if t.number == number]
         if not matches:
             raise StudyError(f"--trial {number}: study {self.name!r} has no such trial")
@@ -327,6 +365,9 @@ class Search:
         the trial's kept weights beside it (`<path stem>-checkpoint/`). `onnx` (a file) and `hf` (a
         new folder): also write the model with those weights (studies/model_export.py); a trial whose
         weights were not kept is refused, unless `untrained` (ONNX only, random weights)."""
+        expect("path", path, (str, Path), optional=True)
+        expect("onnx", onnx, (str, Path), optional=True)
+        expect("hf", hf, (str, Path), optional=True)
         chosen = self.trial(trial) if trial is not None else self.pick(pick)
         metrics = {name: chosen.user_attrs[name] for name in OBJECTIVES if name in chosen.user_attrs}
         provenance = {"study": self.name, "trial": chosen.number, "steps": self.settings.steps,
@@ -441,6 +482,11 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def _expect_study(name: str, storage: str) -> None:
+    expect("name", name, str)
+    expect("storage", storage, str)
 
 
 def check_study_name(name: str) -> None:

@@ -8,6 +8,7 @@ remembers its store; `--artifacts` points a worker on another machine at its own
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,12 @@ def open_store(spec: str) -> Any:
     folder = Path(spec)
     if folder.exists() and not folder.is_dir():
         raise ArgumentError("artifacts", spec, "is a file; give a folder")
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # under a file, on a read-only disk, no permission
+        raise ArgumentError("artifacts", spec, f"cannot create the folder ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):  # refused before any training, not when its weights arrive
+        raise ArgumentError("artifacts", spec, "the folder is not writable")
     return FileSystemArtifactStore(str(folder))
 
 

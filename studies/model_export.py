@@ -58,6 +58,8 @@ def check_outputs(hf: str | Path | None, onnx: str | Path | None, trained: bool,
         require_onnx()
         if Path(onnx).is_dir():
             raise StudyError(f"--onnx {onnx}: is a folder; give a .onnx file name")
+        if Path(onnx).exists() and not Path(onnx).is_file():  # the file is renamed into place: never over a device
+            raise StudyError(f"--onnx {onnx}: is not a regular file (a device or a pipe); give a .onnx file name")
         if not Path(onnx).parent.is_dir():
             raise StudyError(f"--onnx {onnx}: the folder {Path(onnx).parent} does not exist")
 

@@ -95,9 +95,16 @@ def resolve_storage(spec: str | None) -> str:
     if not spec.startswith(ENV_PREFIX):
         return spec
     name = spec.removeprefix(ENV_PREFIX)
-    if not os.environ.get(name):
-        raise ArgumentError("storage", spec, f"environment variable {name} is not set")
-    return os.environ[name]
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise ArgumentError("storage", spec, f"environment variable {name} is not set" + (
+            " (it is empty)" if name in os.environ else ""))
+    # The variable exists to keep a password off the command line: a value that is neither a URL
+    # nor an absolute path (a mistyped URL, say) is not echoed, and never becomes a file here.
+    if _URL.match(value) is None and not os.path.isabs(value):
+        raise ArgumentError("storage", spec, f"the value of {name} is neither a URL (postgresql://USER@HOST/DB, "
+                            "sqlite:///FILE) nor an absolute file path; it is not shown, in case it holds a password")
+    return value
 
 
 def display_storage(storage: str) -> str:
