@@ -4,7 +4,8 @@ Protocol: the model in eval mode under inference_mode, batch 1; `forward` mode f
 context in one call, `decode` mode reads half the context and then times each single-token step
 with the KV cache. `warmup` untimed runs, then `repeats` timed ones, reduced to one figure by the
 protocol's `estimator` (default: the minimum); the 10th/90th percentiles record the spread and the
-load average what else ran. CUDA is timed with events after a synchronize; the CPU at a fixed
+load average what else ran. CUDA is timed with events on the model's device and stream after a
+synchronize (ONNX Runtime on CUDA by the wall clock); the CPU at a fixed
 thread count (default 1), restored afterwards, by the measuring thread's CPU time (default at one
 thread: waiting for a core does not count), pinned to one CPU if `pin_cpu`. `measure_together`
 re-times several models interleaved so that they see the same load. Why: docs/latency.md.
@@ -121,7 +122,9 @@ def _timer(model: Decoder, protocol: LatencyProtocol) -> _Timer:
 
         cpu = torch.device("cpu")
         session_run = onnx_runner(model, idx, protocol.cpu_threads)
-        return _Timer(lambda: _milliseconds(cpu, session_run, clock), cpu)
+        # On CUDA the session waits for the GPU, which no thread's CPU time counts: the wall clock.
+        run_clock = CLOCKS["wall"] if device.type == "cuda" else clock
+        return _Timer(lambda: _milliseconds(cpu, session_run, run_clock), cpu)
     if protocol.mode == "forward":
         return _Timer(lambda: _milliseconds(device, lambda: model(idx), clock), device)
 
@@ -181,13 +184,17 @@ def system_load() -> tuple[float, int | None]:
 
 def _milliseconds(device: torch.device, work: Callable[[], object], clock: Callable[[], float]) -> float:
     if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize(device)
-        start.record()
-        work()
-        end.record()
-        torch.cuda.synchronize(device)
-        return start.elapsed_time(end)
+        # The model's own device and stream: on the current device's stream a model on cuda:1 would
+        # time an idle stream of cuda:0 (only the host's enqueueing) and open a context there.
+        with torch.cuda.device(device):
+            stream = torch.cuda.current_stream(device)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize(device)
+            start.record(stream)
+            work()
+            end.record(stream)
+            end.synchronize()
+            return start.elapsed_time(end)
     started = clock()
     work()
     return 1000 * (clock() - started)

@@ -159,6 +159,8 @@ class Decoder(nn.Module):
         self.head = nn.Linear(config.final_width, config.vocab_size, bias=False)
         if config.tie_head:
             self.head.weight = self.tok_emb.weight
+        if self.head.weight.is_meta:  # shapes only (for counting): meta tensors hold no values to initialise
+            return
         self.apply(self._init_weights)
         # GPT-2: residual projections scaled by 1/sqrt(2·depth), applied after every block exists
         # (the paper's code ran its init before building blocks, leaving them at PyTorch defaults).

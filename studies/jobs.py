@@ -63,6 +63,21 @@ def job_devices(jobs: int, devices: Sequence[str] | None) -> list[str]:
     return [devices[i % len(devices)] for i in range(jobs)]
 
 
+def device_view(device: str, environ: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """A job on a GPU sees that GPU alone, as cuda:0: nothing it runs opens a context on another GPU
+    or times a stream other than its own. Returns (the job's --device, what its environment adds);
+    an index beyond CUDA_VISIBLE_DEVICES is passed on unchanged for the worker to refuse."""
+    match = re.fullmatch(r"cuda(?::(\d+))?", device.strip())
+    if match is None:
+        return device, {}
+    index = int(match.group(1) or 0)
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return "cuda:0", {"CUDA_VISIBLE_DEVICES": str(index)}
+    entries = [entry.strip() for entry in visible.split(",") if entry.strip()]
+    return ("cuda:0", {"CUDA_VISIBLE_DEVICES": entries[index]}) if index < len(entries) else (device, {})
+
+
 def job_environment(jobs: int) -> dict[str, str]:
     return {**os.environ, **job_threads(jobs)}
 
@@ -101,7 +116,9 @@ def run_jobs(worker_argv: Sequence[str], jobs: int, trials: int, devices: Sequen
 
 def _start(number: int, device: str, worker_argv: Sequence[str], trials: int, env: dict[str, str],
            lines: queue.Queue[tuple[Job, str | None]]) -> Job:
-    argv = [sys.executable, "-m", "studies", "worker", *worker_argv, "--trials", str(trials), "--device", device]
+    job_device, visible = device_view(device, env)
+    env = {**env, **visible}
+    argv = [sys.executable, "-m", "studies", "worker", *worker_argv, "--trials", str(trials), "--device", job_device]
     # Off a terminal the worker prints one line per finished trial on stderr; stdout holds its front
     # table, which the caller prints once for the whole study. A session of its own: a Ctrl-C at the
     # terminal reaches the parent only, which forwards it once.

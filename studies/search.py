@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search_space import PRESETS, preset
 from trainer.data import TokenizedData
 
+from .devices import claim_device_type
 from .errors import ArgumentError, StudyError
 from .front import count_complete, promotion_candidates
 from .gaps import enqueue_gap_trial, gap_trials_in
@@ -157,6 +158,9 @@ def run_worker(
     if data.content_hash != settings.content_hash:
         raise StudyError(f"the corpus {settings.data} changed since the study was created "
                          f"(content hash {data.content_hash[:12]} != {settings.content_hash[:12]})")
+    claim_device_type(study, device)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # what runs on "the current device" (memory stats, empty_cache) is this one
     journal = is_journal(storage or "")
     reporter = reporter or SilentReporter()
     context = TrialContext(study, settings, data, device, artifacts,
@@ -188,7 +192,7 @@ def _run_trials(context: TrialContext, n_trials: int, max_complete: int | None, 
         if trial is None:  # taken by another worker after this one stalled past its lease
             continue
         if trained(trial):
-            _free_model()
+            _free_model(context.device)
             ran, infeasible_in_a_row, repeats_in_a_row = ran + 1, 0, 0
             continue
         infeasible_in_a_row = infeasible_in_a_row + 1 if trial.user_attrs.get("infeasible") else 0
@@ -202,12 +206,15 @@ def _run_trials(context: TrialContext, n_trials: int, max_complete: int | None, 
     return WorkerSummary(ran, count_complete(study))
 
 
-def _free_model() -> None:
+def _free_model(device: torch.device) -> None:
     """Free the model a trial built now: a full collection, so only after trials that built one. What
     outlives it (the study's cached trials above all, which a full collection scanned for 0.36 s at
-    10,000 trials) is frozen, so the next collections skip it; run_worker unfreezes it on return."""
+    10,000 trials) is frozen, so the next collections skip it; run_worker unfreezes it on return.
+    On a GPU the cache is emptied only then: a failed trial's traceback held its model until now."""
     gc.collect()
     gc.freeze()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _run_one(context: TrialContext) -> FrozenTrial | None:

@@ -27,7 +27,9 @@ from trainer.run import initialised_model, run_training
 
 from .artifacts import upload_weights
 from .claims import wait_for_claimants
+from .devices import device_type
 from .errors import Terminated
+from .gpu_share import TrainingShare, timing_turn
 from .measures import (CONSTRAINTS, OBJECTIVES, STATIC_MEASURES, constraint_excess, cost_objectives, dominates,
                        static_measures)
 from .settings import SETTINGS_KEY, StudySettings
@@ -115,9 +117,6 @@ def run_trial(context: TrialContext) -> FrozenTrial:
         except Exception as exc:
             trial.set_user_attr("fail_reason", _failure_reason(exc))
             raise
-        finally:
-            if context.device.type == "cuda":
-                torch.cuda.empty_cache()  # the next trial starts with the memory this one held
 
     finished: list[FrozenTrial] = []
 
@@ -184,14 +183,15 @@ def _evaluate(trial: optuna.Trial, context: TrialContext) -> list[float]:
     _record(trial, measures)
     _check_constraints(trial, measures, settings, static=True)  # no model is built or timed for a refused sample
     model = initialised_model(config, recipe.seed).to(context.device)
-    latency = latency_measures(measure_latency(model, settings.latency))
+    with timing_turn(context.device):  # no other job's kernels on this GPU while it is timed
+        latency = latency_measures(measure_latency(model, settings.latency))
     _record(trial, latency)
     measures.update(latency)
     _check_constraints(trial, measures, settings, static=False)
 
-    with _staging(context) as out_dir:  # weights go to the artifact store, not a folder named after the study
+    with _staging(context) as out_dir, TrainingShare(context.device) as share:  # weights go to the artifact store
         report = run_training(config, context.data, recipe, str(context.device), out_dir,
-                              _RungPruner(trial, context, measures), model=model)
+                              share.pausing(_RungPruner(trial, context, measures)), model=model)
         if report.checkpoint is not None:
             upload_weights(trial, context.artifacts, report.checkpoint, arch_hash)
     metrics = report.metrics()
@@ -253,7 +253,7 @@ def _trained_twin(context: TrialContext, arch_hash: str, number: int) -> tuple[F
 
     First a trial of this study (one study = one budget) that trained to the end or was stopped at
     a rung; infeasible samples never trained and failures may not recur. Then a complete trial of
-    any study in the same storage that trains alike (`TRAINING_KEYS`) on the same device: every
+    any study in the same storage that trains alike (`TRAINING_KEYS`) on the same device type: every
     promoted sibling retrains the presets, and two studies may promote one architecture.
     """
     own = _twin_in(context.study, arch_hash, number, (TrialState.COMPLETE, TrialState.PRUNED), None)
@@ -265,7 +265,7 @@ def _trained_twin(context: TrialContext, arch_hash: str, number: int) -> tuple[F
         if frozen.study_name == context.study.study_name or not _trains_alike(frozen.user_attrs, context.settings):
             continue
         other = optuna.load_study(study_name=frozen.study_name, storage=storage)
-        twin = _twin_in(other, arch_hash, None, (TrialState.COMPLETE,), str(context.device))
+        twin = _twin_in(other, arch_hash, None, (TrialState.COMPLETE,), context.device.type)
         if twin is not None:
             return twin, frozen.study_name
     return None, None
@@ -281,11 +281,13 @@ def _trains_alike(study_attrs: dict[str, Any], settings: StudySettings) -> bool:
 
 
 def _twin_in(study: optuna.Study, arch_hash: str, number: int | None, states: tuple[TrialState, ...],
-             device: str | None) -> FrozenTrial | None:
+             device_kind: str | None) -> FrozenTrial | None:
+    """A trained trial of the architecture, on a device of `device_kind` (cpu, cuda; None: any): the
+    CPU and CUDA generators draw different batches, while cuda:0 and cuda:1 train alike."""
     for trial in study.get_trials(deepcopy=False, states=states):
         attrs = trial.user_attrs
         if (trial.number != number and attrs.get("arch_hash") == arch_hash and trained(trial)
-                and device in (None, attrs.get("device"))):
+                and device_kind in (None, device_type(attrs.get("device")))):
             return trial
     return None
 

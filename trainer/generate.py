@@ -50,6 +50,8 @@ def generate(
             logits = model(torch.tensor([window], device=device), state)
         else:
             logits = model(torch.tensor([[next_id]], device=device), state)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # the step's kernels run after the call returns: wait for them
         step_seconds.append(time.perf_counter() - started)
     text = (prompt if prompt else "") + tokenizer.decode(new_tokens)
     return Generation(text=text, new_tokens=new_tokens, ms_per_token=1000 * sorted(step_seconds)[len(step_seconds) // 2])

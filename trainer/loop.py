@@ -19,6 +19,8 @@ from .data import sample_batch, validation_windows
 from .recipe import RecipeError, TrainingRecipe
 from .threads import check_threads
 
+EVAL_CHUNK_ELEMENTS = 2**25  # logits scored in fp32 at once by `evaluate` (128 MiB)
+
 
 class TrainingError(RuntimeError):
     """A run that cannot go on; the study records the message as the trial's failure reason."""
@@ -106,6 +108,10 @@ def train(
     block_size = model.config.block_size
     model.to(device).train()
     optimizer = optimizer or make_optimizer(model, recipe, device)
+    if recipe.compile:
+        # A fresh start per run: each architecture of a study is new to dynamo, and a long-lived worker
+        # would otherwise reach its recompile limit and silently run eager.
+        torch._dynamo.reset()
     step_model = torch.compile(model) if recipe.compile else model
     train_tokens = train_tokens.to(device)
     generator = torch.Generator(device=device).manual_seed(recipe.seed + start_step)
@@ -183,9 +189,15 @@ def evaluate(
     for start in range(0, len(x_all), batch_size):
         x, y = x_all[start : start + batch_size].to(device), y_all[start : start + batch_size].to(device)
         with autocast(device):
-            logits = model(x).float()
-        total_loss += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum")
-        correct += (logits.argmax(-1) == y).sum()
+            logits = model(x).flatten(0, 1)
+        targets = y.flatten()
+        # Scored in fp32 a slice at a time: at a 50k vocabulary an fp32 copy of the whole batch's
+        # logits would take gigabytes (on a CPU the logits are fp32 already and .float() copies nothing).
+        rows = max(1, EVAL_CHUNK_ELEMENTS // logits.size(-1))
+        for row in range(0, len(logits), rows):
+            part, part_targets = logits[row : row + rows].float(), targets[row : row + rows]
+            total_loss += F.cross_entropy(part, part_targets, reduction="sum")
+            correct += (part.argmax(-1) == part_targets).sum()
     model.train(was_training)
     count = y_all.numel()
     loss = total_loss.item() / count
