@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import PurePath
 
 from search_space import ConfigError
 from trainer.corpora import DataError
@@ -25,7 +26,8 @@ class ArgumentError(StudyError):
 
     def __init__(self, argument: str, value: object, problem: str) -> None:
         self.argument, self.value, self.problem = argument, value, problem
-        super().__init__(f"{argument}={value!r}: {problem}")
+        shown = repr(str(value)) if isinstance(value, PurePath) else repr(value)  # 'a.onnx', not PosixPath(...)
+        super().__init__(f"{argument}={shown}: {problem}")
 
 
 class Terminated(KeyboardInterrupt):

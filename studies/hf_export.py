@@ -34,7 +34,7 @@ from search_space import Decoder, DecoderConfig, config_to_dict, summarize
 from search_space.config import mlp_hidden
 from trainer.tokenizers import HF_TOKENIZER_FILE, ByteTokenizer, CharTokenizer, Tokenizer
 
-from .errors import StudyError
+from .errors import ArgumentError, StudyError
 
 INSTALL_HINT = "--hf needs transformers: pip install -e '.[hf]'"
 REMOTE_CODE = Path(__file__).with_name("hf_remote")
@@ -56,9 +56,9 @@ def require_transformers() -> Any:
 def check_target(directory: Path) -> None:
     """Refuse a DIR that would lose files, before any work is done."""
     if directory.is_file() or (directory.is_dir() and any(directory.iterdir())):
-        raise StudyError(f"--hf {directory}: exists and is not an empty folder; give a new folder")
+        raise ArgumentError("hf", directory, "exists and is not an empty folder; give a new folder")
     if not directory.parent.is_dir():
-        raise StudyError(f"--hf {directory}: the folder {directory.parent} does not exist")
+        raise ArgumentError("hf", directory, f"the folder {directory.parent} does not exist")
 
 
 def is_plain_gpt(config: DecoderConfig) -> bool:
@@ -113,7 +113,7 @@ def hf_tokenizer(tokenizer: Tokenizer) -> tokenizers.Tokenizer:
         tokenizer.save(Path(scratch))
         saved = Path(scratch) / HF_TOKENIZER_FILE
         if not saved.is_file():
-            raise StudyError(f"--hf: the {tokenizer.name!r} tokenizer has no tokenizer.json form")
+            raise StudyError(f"the {tokenizer.name!r} tokenizer has no tokenizer.json form to travel with a Hugging Face export")
         return tokenizers.Tokenizer.from_file(str(saved))
 
 
@@ -213,7 +213,7 @@ def remote_source(module: Any) -> str:
     source = PROJECT_IMPORT.sub("from .architecture import ", inspect.getsource(module))
     for imported in IMPORTED.findall(source):
         if imported != ".architecture" and (imported.startswith(".") or imported.split(".")[0] in PROJECT_PACKAGES):
-            raise StudyError(f"--hf: {module.__name__} imports {imported}; the exported folder could not load "
+            raise StudyError(f"{module.__name__} imports {imported}; an exported Hugging Face folder could not load "
                              "it without decoder-nas")
     return f'# Copied by `decoder-nas export --hf` from {module.__name__}; edit it there.\n{source}'
 
@@ -226,7 +226,7 @@ def _staged(directory: Path) -> Iterator[Path]:
     try:
         folder.mkdir()
     except OSError as exc:  # a read-only folder
-        raise StudyError(f"--hf {directory}: cannot write ({exc.strerror or exc})") from None
+        raise ArgumentError("hf", directory, f"cannot write ({exc.strerror or exc})") from None
     try:
         yield folder
         if directory.is_dir():
@@ -234,7 +234,7 @@ def _staged(directory: Path) -> Iterator[Path]:
         os.rename(folder, directory)
     except OSError as exc:  # a full disk
         shutil.rmtree(folder, ignore_errors=True)
-        raise StudyError(f"--hf {directory}: cannot write ({exc.strerror or exc}); nothing written") from None
+        raise ArgumentError("hf", directory, f"cannot write ({exc.strerror or exc}); nothing written") from None
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

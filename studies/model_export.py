@@ -20,7 +20,7 @@ from search_space import Decoder, DecoderConfig
 from trainer.checkpoint import Checkpoint, load_checkpoint
 
 from .artifacts import download_weights
-from .errors import StudyError
+from .errors import ArgumentError, StudyError
 from .hf_export import check_target, require_transformers, write_hf_folder
 
 ONNX_TOLERANCE = 1e-4  # onnxruntime's logits against PyTorch's, fp32
@@ -45,9 +45,9 @@ def check_outputs(hf: str | Path | None, onnx: str | Path | None, trained: bool,
     """Everything that can be refused before a file is written: untrained weights, a DIR in use, a
     missing extra. `source` names where the weights would come from, for the message."""
     if hf is not None and not trained:
-        raise StudyError(f"--hf: {source} has no trained weights; {HOW_TO_TRAIN}")
+        raise ArgumentError("hf", hf, f"{source} has no trained weights; {HOW_TO_TRAIN}")
     if onnx is not None and not trained and not untrained:
-        raise StudyError(f"--onnx: {source} has no trained weights; {HOW_TO_TRAIN}, or pass --untrained "
+        raise ArgumentError("onnx", onnx, f"{source} has no trained weights; {HOW_TO_TRAIN}, or pass --untrained "
                          "(random weights, for latency work)")
     if hf is not None:
         require_transformers()
@@ -57,11 +57,11 @@ def check_outputs(hf: str | Path | None, onnx: str | Path | None, trained: bool,
 
         require_onnx()
         if Path(onnx).is_dir():
-            raise StudyError(f"--onnx {onnx}: is a folder; give a .onnx file name")
+            raise ArgumentError("onnx", onnx, "is a folder; give a .onnx file name")
         if Path(onnx).exists() and not Path(onnx).is_file():  # the file is renamed into place: never over a device
-            raise StudyError(f"--onnx {onnx}: is not a regular file (a device or a pipe); give a .onnx file name")
+            raise ArgumentError("onnx", onnx, "is not a regular file (a device or a pipe); give a .onnx file name")
         if not Path(onnx).parent.is_dir():
-            raise StudyError(f"--onnx {onnx}: the folder {Path(onnx).parent} does not exist")
+            raise ArgumentError("onnx", onnx, f"the folder {Path(onnx).parent} does not exist")
 
 
 def export_run(folder: str | Path, *, hf: str | Path | None = None, onnx: str | Path | None = None,
@@ -112,11 +112,11 @@ def write_onnx(model: Decoder, path: Path) -> float:
         export_onnx(model, scratch)
         difference = onnx_max_difference(model, scratch)
         if not difference <= ONNX_TOLERANCE:
-            raise StudyError(f"--onnx {path}: onnxruntime's logits differ from PyTorch's by {difference:.2g} "
+            raise ArgumentError("onnx", path, f"onnxruntime's logits differ from PyTorch's by {difference:.2g} "
                              f"(more than {ONNX_TOLERANCE:g}); nothing written")
         os.replace(scratch, path)
     except OSError as exc:  # a full disk, a read-only folder
-        raise StudyError(f"--onnx {path}: cannot write ({exc.strerror or exc}); nothing written") from None
+        raise ArgumentError("onnx", path, f"cannot write ({exc.strerror or exc}); nothing written") from None
     finally:
         scratch.unlink(missing_ok=True)
     return difference
