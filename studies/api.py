@@ -183,7 +183,7 @@ class Search:
             raise Terminated
         if done.exit_code:
             raise StudyError(f"--jobs {jobs}: a job failed (exit code {done.exit_code}; its last line is above)")
-        return WorkerSummary(done.trained, self.count_complete())
+        return WorkerSummary(done.trained, self.count_complete(), done.exhausted)
 
     def _weights_store(self) -> Any:
         if self.artifacts is None:

@@ -32,6 +32,8 @@ ERROR_LINES = 20  # the last stderr lines kept per job, to say why it failed
 # A finished trial's line (live.trial_line) is "trial N STATE ...": these states cost training,
 # reused repeats and infeasible samples do not (trials.trained).
 TRAINED_LINE = re.compile(r"trial \d+ (complete|pruned|fail)\b")
+# A worker that stopped because only trained architectures were proposed says so (commands/study.py).
+EXHAUSTED_LINE = re.compile(r"stopped early: .*the space looks exhausted$")
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # the shell's 128 + signal number
 
 
@@ -42,6 +44,7 @@ class Job:
     process: subprocess.Popen[str]
     last_lines: deque[str] = field(default_factory=lambda: deque(maxlen=ERROR_LINES))
     trained: int = 0
+    exhausted: bool = False
 
     @property
     def exit_code(self) -> int:
@@ -70,6 +73,7 @@ def job_environment(jobs: int) -> dict[str, str]:
 class JobsResult:
     exit_code: int  # 0: every job succeeded; 130 after Ctrl-C, 143 after SIGTERM; else the first failure's
     trained: int  # trials trained by all jobs together
+    exhausted: bool = False  # a job stopped early: the space looks exhausted
 
 
 def run_jobs(worker_argv: Sequence[str], jobs: int, trials: int, devices: Sequence[str] | None = None,
@@ -139,6 +143,7 @@ def _watch(jobs: list[Job], lines: queue.Queue[tuple[Job, str | None]], total: i
             if TRAINED_LINE.match(line):
                 job.trained += 1
                 bar.advance(task)
+            job.exhausted = job.exhausted or bool(EXHAUSTED_LINE.match(line))
             console.print(f"[job {job.number}] {line}", markup=False, highlight=False, soft_wrap=True)
 
 
@@ -178,4 +183,4 @@ def _report(jobs: list[Job], stop: StopRequest, console: Console) -> JobsResult:
         console.print(f"job {job.number} ({job.device}) failed with exit code {job.exit_code}: {reason}",
                       markup=False, highlight=False, soft_wrap=True)
     console.print(f"{trained} trials trained by {len(jobs)} jobs")
-    return JobsResult(failed[0].exit_code if failed else 0, trained)
+    return JobsResult(failed[0].exit_code if failed else 0, trained, any(job.exhausted for job in jobs))

@@ -259,16 +259,26 @@ def _trained_twin(context: TrialContext, arch_hash: str, number: int) -> tuple[F
     own = _twin_in(context.study, arch_hash, number, (TrialState.COMPLETE, TrialState.PRUNED), None)
     if own is not None:
         return own, None
-    storage = context.study._storage  # noqa: SLF001 - Optuna exposes no public accessor
-    # The studies themselves, not get_all_study_summaries: that deep-copies every trial of every study.
-    for frozen in storage.get_all_studies():
-        if frozen.study_name == context.study.study_name or not _trains_alike(frozen.user_attrs, context.settings):
-            continue
-        other = optuna.load_study(study_name=frozen.study_name, storage=storage)
+    for other in studies_trained_alike(context.study, context.settings):
         twin = _twin_in(other, arch_hash, None, (TrialState.COMPLETE,), str(context.device))
         if twin is not None:
-            return twin, frozen.study_name
+            return twin, other.study_name
     return None, None
+
+
+def studies_trained_alike(study: optuna.Study, settings: StudySettings) -> Iterator[optuna.Study]:
+    """The other studies in `study`'s storage that train alike (`TRAINING_KEYS`): their results hold here."""
+    storage = study._storage  # noqa: SLF001 - Optuna exposes no public accessor
+    # The studies themselves, not get_all_study_summaries: that deep-copies every trial of every study.
+    for frozen in storage.get_all_studies():
+        if frozen.study_name != study.study_name and _trains_alike(frozen.user_attrs, settings):
+            yield optuna.load_study(study_name=frozen.study_name, storage=storage)
+
+
+def reusable_elsewhere(study: optuna.Study, settings: StudySettings, device: str) -> set[str]:
+    """The architectures a trial of `study` on `device` would reuse from another study, not train."""
+    return {t.user_attrs["arch_hash"] for other in studies_trained_alike(study, settings)
+            for t in other.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if _reusable(t, device)}
 
 
 def _trains_alike(study_attrs: dict[str, Any], settings: StudySettings) -> bool:
@@ -283,11 +293,14 @@ def _trains_alike(study_attrs: dict[str, Any], settings: StudySettings) -> bool:
 def _twin_in(study: optuna.Study, arch_hash: str, number: int | None, states: tuple[TrialState, ...],
              device: str | None) -> FrozenTrial | None:
     for trial in study.get_trials(deepcopy=False, states=states):
-        attrs = trial.user_attrs
-        if (trial.number != number and attrs.get("arch_hash") == arch_hash and trained(trial)
-                and device in (None, attrs.get("device"))):
+        if trial.number != number and trial.user_attrs.get("arch_hash") == arch_hash and _reusable(trial, device):
             return trial
     return None
+
+
+def _reusable(trial: FrozenTrial, device: str | None) -> bool:
+    """Whether the trial trained its architecture (on `device`, unless None) and holds the result."""
+    return "arch_hash" in trial.user_attrs and trained(trial) and device in (None, trial.user_attrs.get("device"))
 
 
 class _RungPruner:

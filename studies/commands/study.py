@@ -18,6 +18,7 @@ from ..errors import StudyError
 from ..gaps import GAP_RATIO, gap_trials_in
 from ..live import LiveReporter
 from ..measures import CONSTRAINTS, DEFAULT_OBJECTIVES, OBJECTIVES
+from ..progress import STDERR
 from ..registry import command
 from ..search import MAX_CONSECUTIVE_REPEATS
 from ..settings import DEFAULT_GAP_TRIALS, DEFAULT_TRIALS, SEARCH_RECIPE, WORKER_TRIALS, Pruning, StudySettings
@@ -212,10 +213,11 @@ def _run(search: Search, trials: int, args: argparse.Namespace, console: Console
     else:  # the jobs' own view: one bar for all of them, each finished trial on a line
         summary = search.run(trials, jobs=jobs, devices=devices, max_complete=max_complete, device=args.device,
                              keep_checkpoints=args.keep_checkpoints)
-    if summary.exhausted:
-        console.print(f"stopped early: the sampler proposed {MAX_CONSECUTIVE_REPEATS} architectures in a row that "
-                      "the study had already trained (their results were reused), with nothing untried one "
-                      "change away; the space looks exhausted")
+    if summary.exhausted:  # a worker says it on stderr, where the `--jobs` parent reads it (jobs.EXHAUSTED_LINE)
+        (STDERR if args.command == "worker" else console).print(
+            f"stopped early: the sampler proposed {MAX_CONSECUTIVE_REPEATS} architectures in a row that were "
+            "trained already, in this study or one that trains alike (their results were reused), with nothing "
+            "untried one change away; the space looks exhausted", soft_wrap=True)
     console.print(f"trained {summary.trials_run} trial{'s' if summary.trials_run != 1 else ''} in "
                   f"{'this process' if jobs == 1 else f'{jobs} processes'}; the study now holds "
                   f"{summary.complete_in_study} complete trials (repeats and presets included)")
