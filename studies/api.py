@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search_space import DecoderConfig, config_from_dict, save_config
+from search_space import DecoderConfig, config_from_dict
 
-from .artifacts import (WEIGHTS_KEY, default_artifacts, download_weights, open_store, remove_weights,
-                        study_artifacts)
+from .artifacts import WEIGHTS_KEY, default_artifacts, open_store, remove_weights, study_artifacts
 from .errors import StudyError, Terminated
+from .export_files import write_export
 from .front import (JOINT_LATENCY_KEY, PICKS, complete_trials, count_complete, front_hypervolume, front_trials,
                     normaliser_for, pick, study_at_budget)
 from .measures import OBJECTIVES
@@ -289,15 +289,9 @@ class Search:
             provenance["pick"] = pick
         config = config_from_dict(chosen.user_attrs["config"]).replace(provenance=provenance)
         weights = None
-        if path is not None:
-            path = Path(path)
-            try:
-                save_config(config, path)
-            except OSError as exc:  # a full disk (/dev/full), a read-only folder
-                raise StudyError(f"-o {path}: cannot write ({exc.strerror or exc})") from None
-            if WEIGHTS_KEY in chosen.user_attrs and self.artifacts is not None:
-                folder = path.with_name(path.stem + "-checkpoint")
-                weights = download_weights(chosen, open_store(self.artifacts), folder)
+        if path is not None:  # the config and the weights beside it: both or neither
+            store = open_store(self.artifacts) if WEIGHTS_KEY in chosen.user_attrs and self.artifacts else None
+            weights = write_export(Path(path), config, chosen, store)
         if onnx is not None:
             _write_onnx(config, weights, Path(onnx), self.settings.recipe.seed)
         return Export(chosen, config, metrics, weights)
