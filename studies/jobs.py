@@ -35,6 +35,9 @@ TRAINED_LINE = re.compile(r"trial \d+ (complete|pruned|fail)\b")
 # A worker that stopped because only trained architectures were proposed says so (commands/study.py).
 EXHAUSTED_LINE = re.compile(r"stopped early: .*the space looks exhausted$")
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # the shell's 128 + signal number
+# More jobs than this per core only queue for the cores, each holding a worker's memory (~0.35 GB with
+# torch, optuna and datasets loaded): refused, not capped, so a run is never other than the one asked for.
+MAX_JOBS_PER_CORE = 4
 
 
 @dataclass
@@ -55,6 +58,35 @@ class Job:
 @dataclass
 class StopRequest:
     signals: list[int] = field(default_factory=list)
+
+
+def check_jobs(jobs: int, devices: Sequence[str] | None = None, flag: str = "--devices") -> None:
+    """Refuse a --jobs value, or a device the jobs are to use (named `flag` on the command line),
+    before anything is created or started."""
+    if jobs < 1:
+        raise StudyError(f"--jobs {jobs}: give at least 1 worker process")
+    cores = os.cpu_count() or 1
+    if jobs > MAX_JOBS_PER_CORE * cores:
+        raise StudyError(f"--jobs {jobs}: at most {MAX_JOBS_PER_CORE * cores} on this machine's {cores} CPU "
+                         f"core{'s' if cores != 1 else ''} ({MAX_JOBS_PER_CORE} per core); more only wait for each "
+                         "other, each holding ~0.35 GB before it trains")
+    for device in devices or ():
+        _check_device(device, f"{flag} {','.join(devices or ())!r}")
+
+
+def _check_device(device: str, given: str) -> None:
+    import torch
+
+    from trainer.loop import RecipeError, resolve_device
+
+    if not device.strip():
+        raise StudyError(f"{given}: an empty entry; list devices as D1,D2,... (e.g. cuda:0,cuda:1)")
+    try:
+        resolved = resolve_device(device.strip())
+    except RecipeError as exc:
+        raise StudyError(f"{given}: {exc}") from None
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise StudyError(f"{given}: {device!r} asked for, but this machine has {torch.cuda.device_count()} CUDA GPUs")
 
 
 def job_devices(jobs: int, devices: Sequence[str] | None) -> list[str]:
@@ -80,8 +112,7 @@ def run_jobs(worker_argv: Sequence[str], jobs: int, trials: int, devices: Sequen
              console: Console | None = None) -> JobsResult:
     """Run `jobs` workers on the study `worker_argv` names, each training `trials` trials, and wait.
     Call it from the main thread: it handles SIGINT and SIGTERM while it runs."""
-    if jobs < 1:
-        raise StudyError(f"--jobs: {jobs} must be at least 1")
+    check_jobs(jobs, devices)
     if trials < 0:
         raise StudyError(f"--trials: {trials} must not be negative")
     console = console or STDERR

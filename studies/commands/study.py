@@ -16,6 +16,7 @@ from ..api import Search, check_study_name, default_jobs, stored_settings
 from ..arguments import add_artifacts_argument, add_data_arguments, add_study_arguments, add_shape_arguments, add_training_arguments, explicit_recipe
 from ..errors import StudyError
 from ..gaps import GAP_RATIO, gap_trials_in
+from ..jobs import check_jobs
 from ..live import LiveReporter
 from ..measures import CONSTRAINTS, DEFAULT_OBJECTIVES, OBJECTIVES
 from ..progress import STDERR
@@ -140,6 +141,9 @@ def run_search(args: argparse.Namespace, console: Console) -> None:
         raise StudyError(f"--gap-trials {args.gap_trials}: needs --promote-steps (gap trials run at the longer budget)")
     if args.trials < 0:
         raise StudyError(f"--trials: {args.trials} must not be negative")
+    devices, jobs = _devices(args), getattr(args, "jobs", None)  # checked before the study is created
+    check_jobs(len(devices or [None]) if jobs is None else jobs, devices or [args.device],
+               "--devices" if devices else "--device")
     check_study_name(args.study)
     settings = requested_settings(args, stored_settings(args.study, args.storage) or StudySettings())
     search = Search.create(args.study, args.storage, settings, presets=not args.no_presets, artifacts=args.artifacts)
@@ -202,7 +206,7 @@ def _promote_and_run(search: Search, args: argparse.Namespace, steps: int, conso
 
 def _run(search: Search, trials: int, args: argparse.Namespace, console: Console,
          max_complete: int | None = None) -> None:
-    devices = args.devices.split(",") if getattr(args, "devices", None) else None
+    devices = _devices(args)
     jobs = getattr(args, "jobs", 1)
     jobs = default_jobs(search.storage, args.device, devices) if jobs is None else jobs
     if jobs == 1:
@@ -221,6 +225,10 @@ def _run(search: Search, trials: int, args: argparse.Namespace, console: Console
     console.print(f"trained {summary.trials_run} trial{'s' if summary.trials_run != 1 else ''} in "
                   f"{'this process' if jobs == 1 else f'{jobs} processes'}; the study now holds "
                   f"{summary.complete_in_study} complete trials (repeats and presets included)")
+
+
+def _devices(args: argparse.Namespace) -> list[str] | None:
+    return args.devices.split(",") if getattr(args, "devices", None) is not None else None
 
 
 @command("promote")
