@@ -165,6 +165,7 @@ class Search:
     def _run_jobs(self, trials: int, jobs: int, devices: Sequence[str], max_complete: int | None,
                   keep_checkpoints: KeepCheckpoints) -> WorkerSummary:
         from .jobs import run_jobs
+        from .leases import fail_trials_of
         from .search import WorkerSummary
 
         if local_file(self.storage) is not None and not is_journal(self.storage):
@@ -177,10 +178,10 @@ class Search:
         argv += ["--artifacts", self._artifacts] if self._artifacts else []
         argv += ["--max-complete", str(max_complete)] if max_complete is not None else []
         done = run_jobs(argv, jobs, trials, devices)
-        if done.exit_code == 130:
-            raise KeyboardInterrupt
-        if done.exit_code == 143:
-            raise Terminated
+        if done.killed:  # nothing else would fail their trials before a lease or heartbeat runs out
+            fail_trials_of(self.study, done.killed)
+        if done.stopped:
+            raise KeyboardInterrupt if done.exit_code == 130 else Terminated
         if done.exit_code:
             raise StudyError(f"--jobs {jobs}: a job failed (exit code {done.exit_code}; its last line is above)")
         return WorkerSummary(done.trained, self.count_complete(), done.exhausted)

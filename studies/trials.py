@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import platform
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +85,11 @@ def versions() -> dict[str, str]:
     return found
 
 
+def worker_id(pid: int | None = None) -> str:
+    """host:pid of the process running a trial: a `--jobs` parent fails the trial of a job killed outright."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
+
+
 def config_for_trial(trial: optuna.Trial, context: TrialContext) -> DecoderConfig:
     attrs, settings = trial.user_attrs, context.settings
     vocab = context.data.vocab_size
@@ -154,6 +161,7 @@ def _evaluate(trial: optuna.Trial, context: TrialContext) -> list[float]:
         **architecture_facts(config),
         "steps": settings.steps,
         "device": str(context.device),
+        "worker": worker_id(),
         "versions": versions(),
     }
     for key, value in record.items():

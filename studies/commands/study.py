@@ -16,7 +16,7 @@ from ..api import Search, check_study_name, default_jobs, stored_settings
 from ..arguments import add_artifacts_argument, add_data_arguments, add_study_arguments, add_shape_arguments, add_training_arguments, explicit_recipe
 from ..errors import StudyError
 from ..gaps import GAP_RATIO, gap_trials_in
-from ..jobs import check_jobs
+from ..jobs import check_jobs, watch_parent
 from ..live import LiveReporter
 from ..measures import CONSTRAINTS, DEFAULT_OBJECTIVES, OBJECTIVES
 from ..progress import STDERR
@@ -135,6 +135,8 @@ def requested_settings(args: argparse.Namespace, base: StudySettings) -> StudySe
 
 
 def run_search(args: argparse.Namespace, console: Console) -> None:
+    if args.command == "worker":
+        watch_parent()  # a `search --jobs` job stops with its parent, however the parent died
     if args.top is not None and (args.top < 1 or not args.promote_steps):
         raise StudyError(f"--top {args.top}: needs --promote-steps and at least one trial to promote")
     if args.gap_trials is not None and not args.promote_steps:
