@@ -109,6 +109,8 @@ def test_a_promotion_runs_its_whole_queue_however_many_results_it_reuses(
     tiny = make_tiny(tmp_path, TWO_ARCHITECTURES)
     for study in ("a", "b"):  # the presets, then a sampled trial; b reuses a's presets
         assert run(capsys, *tiny.argv("search", "--trials", str(PRESETS_TRAINED + 1), "--rungs", study=study)).code == 0
+    # b's presets were each a repeat, but a neighbour is queued only when nothing waits: none is left behind
+    assert not [t for t in trials_of(tiny, "b") if t.state == TrialState.WAITING]
     monkeypatch.setattr(search_module, "MAX_CONSECUTIVE_REPEATS", 1)
     for study in ("a", "b"):
         assert run(capsys, "promote", *tiny.study_flags(study), "--steps", "24", "--device", "cpu",
