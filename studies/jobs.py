@@ -198,9 +198,9 @@ def _watch(jobs: list[Job], lines: queue.Queue[tuple[Job, str | None]], total: i
             if line is None:
                 running -= 1
                 job.process.wait()
-                if job.exit_code and not stop.signals:
-                    console.print(f"job {job.number} ({job.device}) {_ended(job)}; "
-                                  f"{'the other jobs go on' if running else 'it was the last'}",
+                if job.killed_by and not stop.signals:  # it could say nothing itself
+                    console.print(f"job {job.number} ({job.device}) was killed by {job.killed_by}: its running "
+                                  f"trial is failed and re-queued{'; the other jobs go on' if running else ''}",
                                   markup=False, highlight=False, soft_wrap=True)
                 continue
             job.last_lines.append(line)
@@ -234,12 +234,6 @@ def _recorded_stop_signals() -> Iterator[StopRequest]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-
-
-def _ended(job: Job) -> str:
-    if job.killed_by:
-        return f"was killed by {job.killed_by}: its running trial is failed and re-queued"
-    return f"failed with exit code {job.exit_code}"
 
 
 def _report(jobs: list[Job], stop: StopRequest, console: Console) -> JobsResult:
