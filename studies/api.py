@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence, get_args
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search_space import DecoderConfig, config_from_dict, save_config
+from search_space import DecoderConfig, config_from_dict
 
-from .artifacts import (WEIGHTS_KEY, default_artifacts, download_weights, open_store, remove_weights,
-                        study_artifacts)
+from .artifacts import WEIGHTS_KEY, default_artifacts, open_store, remove_weights, study_artifacts
 from .errors import StudyError, Terminated
 from .expect import expect
+from .export_files import write_export
 from .front import (JOINT_LATENCY_KEY, complete_trials, count_complete, front_hypervolume, front_trials,
                     normaliser_for, pick, study_at_budget)
 from .measures import OBJECTIVES
@@ -245,6 +245,7 @@ class Search:
     def _run_jobs(self, trials: int, jobs: int, devices: Sequence[str], max_complete: int | None,
                   keep_checkpoints: KeepCheckpoints) -> WorkerSummary:
         from .jobs import run_jobs
+        from .leases import fail_trials_of
         from .search import WorkerSummary
 
         if local_file(self.storage) is not None and not is_journal(self.storage):
@@ -257,13 +258,13 @@ class Search:
         argv += ["--artifacts", self._artifacts] if self._artifacts else []
         argv += ["--max-complete", str(max_complete)] if max_complete is not None else []
         done = run_jobs(argv, jobs, trials, devices)
-        if done.exit_code == 130:
-            raise KeyboardInterrupt
-        if done.exit_code == 143:
-            raise Terminated
+        if done.killed:  # nothing else would fail their trials before a lease or heartbeat runs out
+            fail_trials_of(self.study, done.killed)
+        if done.stopped:
+            raise KeyboardInterrupt if done.exit_code == 130 else Terminated
         if done.exit_code:
             raise StudyError(f"--jobs {jobs}: a job failed (exit code {done.exit_code}; its last line is above)")
-        return WorkerSummary(done.trained, self.count_complete())
+        return WorkerSummary(done.trained, self.count_complete(), done.exhausted)
 
     def _weights_store(self) -> Any:
         if self.artifacts is None:
@@ -383,15 +384,9 @@ class Search:
 
             check_outputs(hf, onnx, kept, untrained, f"trial {chosen.number} of study {self.name!r}")
         weights = None
-        if path is not None:
-            path = Path(path)
-            try:
-                save_config(config, path)
-            except OSError as exc:  # a full disk (/dev/full), a read-only folder
-                raise StudyError(f"-o {path}: cannot write ({exc.strerror or exc})") from None
-            if WEIGHTS_KEY in chosen.user_attrs and self.artifacts is not None:
-                folder = path.with_name(path.stem + "-checkpoint")
-                weights = download_weights(chosen, open_store(self.artifacts), folder)
+        if path is not None:  # the config and the weights beside it: both or neither
+            store = open_store(self.artifacts) if kept else None
+            weights = write_export(Path(path), config, chosen, store)
         takeaway = None
         if onnx is not None or hf is not None:
             from .model_export import export_trial

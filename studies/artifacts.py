@@ -8,6 +8,7 @@ remembers its store; `--artifacts` points a worker on another machine at its own
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from .errors import ArgumentError, StudyError
 from .storage import local_file
 
 ARTIFACTS_KEY = "artifact_store"  # study attribute: where its trials' weights are kept
-WEIGHTS_KEY = "weights"  # trial attribute: {"files": {name: artifact id}, "arch_hash": ...}
+WEIGHTS_KEY = "weights"  # trial attribute: {"files": {name: artifact id}, "arch_hash": ..., "sha256": {name: hex}}
+DIGESTS_KEY = "sha256"  # in WEIGHTS_KEY: each file's SHA-256 at upload (absent in studies made before it)
 CONFIG_FILE = "config.yaml"  # written with every checkpoint (trainer.checkpoint)
 
 
@@ -64,16 +66,28 @@ def open_store(spec: str) -> Any:
 
 def upload_weights(trial: optuna.Trial, store: Any, folder: Path, arch_hash: str) -> None:
     """Upload every file of a checkpoint folder (its tokenizer/ too) and record their ids by relative
-    path, with the architecture they fit."""
-    files = {path.relative_to(folder).as_posix(): upload_artifact(artifact_store=store, file_path=str(path),
-                                                                  study_or_trial=trial)
-             for path in sorted(folder.rglob("*")) if path.is_file()}
-    trial.set_user_attr(WEIGHTS_KEY, {"files": files, "arch_hash": arch_hash})
+    path, each file's SHA-256, and the architecture they fit."""
+    paths = {path.relative_to(folder).as_posix(): path for path in sorted(folder.rglob("*")) if path.is_file()}
+    files = {name: upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+             for name, path in paths.items()}
+    trial.set_user_attr(WEIGHTS_KEY, {"files": files, "arch_hash": arch_hash,
+                                      DIGESTS_KEY: {name: file_digest(path) for name, path in paths.items()}})
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file, read in chunks (weights can be gigabytes)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def download_weights(trial: FrozenTrial, store: Any, folder: Path) -> Path:
     """The trial's checkpoint folder, rebuilt from the store; refused unless its config is the trial's
-    architecture (a store mixed with another study's would otherwise give wrong weights silently)."""
+    architecture and every file is the one uploaded (its SHA-256, recorded since weights kept their
+    digests): a file swapped in the store, or a store mixed with another study's, would otherwise give
+    wrong weights silently."""
     record = trial.user_attrs[WEIGHTS_KEY]
     folder.mkdir(parents=True, exist_ok=True)
     for name, artifact_id in record["files"].items():
@@ -84,10 +98,21 @@ def download_weights(trial: FrozenTrial, store: Any, folder: Path) -> Path:
             raise StudyError(f"trial {trial.number}'s weights ({name}) are not in the artifact store: "
                              f"{type(exc).__name__}: {exc} (removed by --keep-checkpoints front, or another "
                              "store: give --artifacts)") from None
-    stored = architecture_hash(load_config(folder / CONFIG_FILE))
-    if stored != trial.user_attrs.get("arch_hash") or stored != record["arch_hash"]:
+    try:
+        stored = architecture_hash(load_config(folder / CONFIG_FILE))
+    except ValueError:  # not a config at all (ConfigError, or bytes that are not text)
+        stored = None
+    if stored is not None and (stored != trial.user_attrs.get("arch_hash") or stored != record["arch_hash"]):
         raise StudyError(f"trial {trial.number}'s weights in the artifact store are for architecture {stored}, "
                          f"not the trial's {trial.user_attrs.get('arch_hash')}")
+    for name, recorded in record.get(DIGESTS_KEY, {}).items():
+        found = file_digest(folder / name)
+        if found != recorded:
+            raise StudyError(f"trial {trial.number}'s {name} in the artifact store is not the file its worker "
+                             f"uploaded (SHA-256 {found[:12]}, recorded {recorded[:12]}): replaced or damaged "
+                             "since; refusing to export it")
+    if stored is None:
+        raise StudyError(f"trial {trial.number}'s {CONFIG_FILE} in the artifact store is not a readable config")
     return folder
 
 

@@ -60,6 +60,24 @@ def fail_expired_trials(study: optuna.Study, now: float | None = None) -> list[i
     return failed
 
 
+def fail_trials_of(study: optuna.Study, workers: dict[str, str]) -> list[int]:
+    """Fail the RUNNING trials of workers known dead (`trials.worker_id` -> why), re-queued as an
+    expired lease's are; returns their numbers."""
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        reason = workers.get(trial.user_attrs.get("worker", ""))
+        if reason is None:
+            continue
+        try:
+            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason)  # noqa: SLF001
+            study.tell(trial.number, state=TrialState.FAIL)
+        except (UpdateFinishedTrialError, ValueError):
+            continue  # it finished after all
+        failed.append(trial.number)
+        _requeue(study, trial, reason)
+    return failed
+
+
 def trial_taken(exc: BaseException) -> bool:
     """Whether `exc`, raised by Study.optimize or a trial's storage call, says another worker failed
     this worker's trial because its lease ran out: the trial is re-queued, this worker may go on.
@@ -78,11 +96,11 @@ def trial_taken(exc: BaseException) -> bool:
     return False
 
 
-def _requeue(study: optuna.Study, trial: FrozenTrial) -> None:
+def _requeue(study: optuna.Study, trial: FrozenTrial, reason: str = "lease expired: its worker stopped") -> None:
     chain = trial.user_attrs.get("retry_count", 0)
     if chain >= MAX_RETRIES:
         return
-    retry = {RETRY_KEY: trial.number, "retry_count": chain + 1, "retry_reason": "lease expired: its worker stopped"}
+    retry = {RETRY_KEY: trial.number, "retry_count": chain + 1, "retry_reason": reason}
     study.enqueue_trial(trial.params, user_attrs={**queued_as(trial), **retry})
 
 

@@ -6,6 +6,9 @@ synthetic landscape (benchmarks/repeats.py; docs/decisions.md, "After a repeat, 
 neighbour") every run stopped as "exhausted" at about 500 trained architectures of 1,000 asked.
 After a repeat, the worker enqueues an untried one-parameter change of it (`SearchSpace.neighbours`):
 local search around what TPE found good, which TPE then learns from.
+
+A result reused from another study that trains alike is a repeat too, and "untried" means in no
+such study either: else a study whose neighbourhood another one covered reuses without end.
 """
 
 from __future__ import annotations
@@ -13,17 +16,21 @@ from __future__ import annotations
 import random
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from .gaps import tried_architectures, untried_changes
 from .settings import StudySettings
 
 
 def enqueue_untried_neighbour(study: optuna.Study, settings: StudySettings, repeat: FrozenTrial,
-                              vocab_size: int) -> bool:
+                              vocab_size: int, elsewhere: set[str] | frozenset[str] = frozenset()) -> bool:
     """Enqueue an untried one-parameter change of `repeat`'s parameters, chosen at random (seeded by
-    its number); False if every change builds an architecture the study holds already."""
-    tried = tried_architectures(study.get_trials(deepcopy=False))
+    its number); False if a trial is already waiting (it runs next) or every change builds an
+    architecture the study holds already or would reuse from another study (`elsewhere`)."""
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.WAITING for t in trials):
+        return False
+    tried = tried_architectures(trials) | elsewhere
     changes = [params for params, _ in untried_changes(settings, repeat.params, vocab_size, tried)]
     if not changes:
         return False

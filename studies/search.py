@@ -26,7 +26,7 @@ from .leases import LeaseReporter, fail_expired_trials, queued_as, trial_taken
 from .repeats import enqueue_untried_neighbour
 from .settings import StudySettings, read_settings, write_settings
 from .storage import is_journal, load_existing, open_storage, promoted_name
-from .trials import Reporter, SilentReporter, TrialContext, run_trial, stopped, trained
+from .trials import Reporter, SilentReporter, TrialContext, reusable_elsewhere, run_trial, stopped, trained
 
 MAX_CONSECUTIVE_INFEASIBLE = 200
 MAX_CONSECUTIVE_REPEATS = 10  # repeats with nothing untried next to them (studies/repeats.py): it is done
@@ -182,7 +182,8 @@ def _run_trials(context: TrialContext, n_trials: int, max_complete: int | None, 
         if journal:
             fail_expired_trials(study)  # journal storage has no heartbeat: expired leases are dead workers
         if repeat is not None and not queued_only:  # only when a trial follows; a promotion runs its queue only
-            enqueue_untried_neighbour(study, settings, repeat, context.data.vocab_size)
+            enqueue_untried_neighbour(study, settings, repeat, context.data.vocab_size,
+                                      reusable_elsewhere(study, settings, context.device.type))
         repeat = None
         if queued_only and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             if gap_trials_in(study) >= gap_trials or not enqueue_gap_trial(study, settings,
@@ -196,12 +197,12 @@ def _run_trials(context: TrialContext, n_trials: int, max_complete: int | None, 
             ran, infeasible_in_a_row, repeats_in_a_row = ran + 1, 0, 0
             continue
         infeasible_in_a_row = infeasible_in_a_row + 1 if trial.user_attrs.get("infeasible") else 0
-        repeat = trial if "reused_from" in trial.user_attrs and "reused_from_study" not in trial.user_attrs else None
+        repeat = trial if "reused_from" in trial.user_attrs else None  # from this study or another (repeats.py)
         repeats_in_a_row = repeats_in_a_row + 1 if repeat else 0
         if infeasible_in_a_row >= MAX_CONSECUTIVE_INFEASIBLE:
             raise StudyError(f"{infeasible_in_a_row} samples in a row broke the constraints "
                              f"{settings.constraints}; loosen them or narrow the space")
-        if repeats_in_a_row >= MAX_CONSECUTIVE_REPEATS:
+        if repeats_in_a_row >= MAX_CONSECUTIVE_REPEATS and not queued_only:  # a queue ends by itself
             return WorkerSummary(ran, count_complete(study), exhausted=True)
     return WorkerSummary(ran, count_complete(study))
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import platform
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +91,11 @@ def versions() -> dict[str, str]:
     return found
 
 
+def worker_id(pid: int | None = None) -> str:
+    """host:pid of the process running a trial: a `--jobs` parent fails the trial of a job killed outright."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
+
+
 def config_for_trial(trial: optuna.Trial, context: TrialContext) -> DecoderConfig:
     attrs, settings = trial.user_attrs, context.settings
     vocab = context.data.vocab_size
@@ -157,6 +164,7 @@ def _evaluate(trial: optuna.Trial, context: TrialContext) -> list[float]:
         **architecture_facts(config),
         "steps": settings.steps,
         "device": str(context.device),
+        "worker": worker_id(),
         "versions": versions(),
     }
     for key, value in record.items():
@@ -259,16 +267,26 @@ def _trained_twin(context: TrialContext, arch_hash: str, number: int) -> tuple[F
     own = _twin_in(context.study, arch_hash, number, (TrialState.COMPLETE, TrialState.PRUNED), None)
     if own is not None:
         return own, None
-    storage = context.study._storage  # noqa: SLF001 - Optuna exposes no public accessor
-    # The studies themselves, not get_all_study_summaries: that deep-copies every trial of every study.
-    for frozen in storage.get_all_studies():
-        if frozen.study_name == context.study.study_name or not _trains_alike(frozen.user_attrs, context.settings):
-            continue
-        other = optuna.load_study(study_name=frozen.study_name, storage=storage)
+    for other in studies_trained_alike(context.study, context.settings):
         twin = _twin_in(other, arch_hash, None, (TrialState.COMPLETE,), context.device.type)
         if twin is not None:
-            return twin, frozen.study_name
+            return twin, other.study_name
     return None, None
+
+
+def studies_trained_alike(study: optuna.Study, settings: StudySettings) -> Iterator[optuna.Study]:
+    """The other studies in `study`'s storage that train alike (`TRAINING_KEYS`): their results hold here."""
+    storage = study._storage  # noqa: SLF001 - Optuna exposes no public accessor
+    # The studies themselves, not get_all_study_summaries: that deep-copies every trial of every study.
+    for frozen in storage.get_all_studies():
+        if frozen.study_name != study.study_name and _trains_alike(frozen.user_attrs, settings):
+            yield optuna.load_study(study_name=frozen.study_name, storage=storage)
+
+
+def reusable_elsewhere(study: optuna.Study, settings: StudySettings, device_kind: str) -> set[str]:
+    """The architectures a trial of `study` on a `device_kind` device would reuse from another study."""
+    return {t.user_attrs["arch_hash"] for other in studies_trained_alike(study, settings)
+            for t in other.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if _reusable(t, device_kind)}
 
 
 def _trains_alike(study_attrs: dict[str, Any], settings: StudySettings) -> bool:
@@ -285,11 +303,16 @@ def _twin_in(study: optuna.Study, arch_hash: str, number: int | None, states: tu
     """A trained trial of the architecture, on a device of `device_kind` (cpu, cuda; None: any): the
     CPU and CUDA generators draw different batches, while cuda:0 and cuda:1 train alike."""
     for trial in study.get_trials(deepcopy=False, states=states):
-        attrs = trial.user_attrs
-        if (trial.number != number and attrs.get("arch_hash") == arch_hash and trained(trial)
-                and device_kind in (None, device_type(attrs.get("device")))):
+        if trial.number != number and trial.user_attrs.get("arch_hash") == arch_hash and _reusable(trial, device_kind):
             return trial
     return None
+
+
+def _reusable(trial: FrozenTrial, device_kind: str | None) -> bool:
+    """Whether the trial trained its architecture (on a device of `device_kind`, unless None) and holds
+    the result."""
+    return ("arch_hash" in trial.user_attrs and trained(trial)
+            and device_kind in (None, device_type(trial.user_attrs.get("device"))))
 
 
 class _RungPruner:

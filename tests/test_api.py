@@ -145,7 +145,7 @@ def test_export_refuses_a_file_name_it_cannot_write(tmp_path: Path, monkeypatch:
     def disk_full(config, path):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("studies.api.save_config", disk_full)
+    monkeypatch.setattr("studies.export_files.save_config", disk_full)
     result = cli("export", *tiny.study_flags(), "--pick", "knee", "-o", str(tmp_path / "best.yaml"))
     assert result.code == 2 and "No space left on device" in result.err and "Traceback" not in result.err
 

@@ -18,8 +18,10 @@ from ..arguments import (add_artifacts_argument, add_data_arguments, add_device_
                          explicit_recipe)
 from ...errors import StudyError
 from ...gaps import GAP_RATIO, gap_trials_in
+from ...jobs import check_jobs, watch_parent
 from ..live import LiveReporter
 from ...measures import CONSTRAINTS, DEFAULT_OBJECTIVES, OBJECTIVES
+from ..progress import STDERR
 from ..registry import command
 from ...search import MAX_CONSECUTIVE_REPEATS
 from ...settings import DEFAULT_TRIALS, SEARCH_RECIPE, WORKER_TRIALS, Pruning, StudySettings
@@ -129,12 +131,17 @@ def requested_settings(args: argparse.Namespace, base: StudySettings) -> StudySe
 
 
 def run_search(args: argparse.Namespace, console: Console) -> None:
+    if args.command == "worker":
+        watch_parent()  # a `search --jobs` job stops with its parent, however the parent died
     if args.top is not None and (args.top < 1 or not args.promote_steps):
         raise StudyError(f"--top {args.top}: needs --promote-steps and at least one trial to promote")
     if args.gap_trials is not None and not args.promote_steps:
         raise StudyError(f"--gap-trials {args.gap_trials}: needs --promote-steps (gap trials run at the longer budget)")
     if args.trials < 0:
         raise StudyError(f"--trials: {args.trials} must not be negative")
+    devices, jobs = _devices(args), getattr(args, "jobs", None)  # checked before the study is created
+    check_jobs(len(devices or [None]) if jobs is None else jobs, devices or [args.device],
+               "--devices" if devices else "--device")
     check_study_name(args.study)
     settings = requested_settings(args, stored_settings(args.study, args.storage) or StudySettings())
     search = Search.create(args.study, args.storage, settings, presets=not args.no_presets, artifacts=args.artifacts)
@@ -196,7 +203,7 @@ def _promote_and_run(search: Search, args: argparse.Namespace, steps: int, conso
 
 def _run(search: Search, trials: int, args: argparse.Namespace, console: Console,
          max_complete: int | None = None) -> None:
-    devices = args.devices.split(",") if getattr(args, "devices", None) else None
+    devices = _devices(args)
     jobs = getattr(args, "jobs", 1)
     jobs = default_jobs(search.storage, args.device, devices) if jobs is None else jobs
     if jobs == 1:
@@ -207,13 +214,18 @@ def _run(search: Search, trials: int, args: argparse.Namespace, console: Console
     else:  # the jobs' own view: one bar for all of them, each finished trial on a line
         summary = search.run(trials, jobs=jobs, devices=devices, max_complete=max_complete, device=args.device,
                              keep_checkpoints=args.keep_checkpoints)
-    if summary.exhausted:
-        console.print(f"stopped early: the sampler proposed {MAX_CONSECUTIVE_REPEATS} architectures in a row that "
-                      "the study had already trained (their results were reused), with nothing untried one "
-                      "change away; the space looks exhausted")
+    if summary.exhausted:  # a worker says it on stderr, where the `--jobs` parent reads it (jobs.EXHAUSTED_LINE)
+        (STDERR if args.command == "worker" else console).print(
+            f"stopped early: the sampler proposed {MAX_CONSECUTIVE_REPEATS} architectures in a row that were "
+            "trained already, in this study or one that trains alike (their results were reused), with nothing "
+            "untried one change away; the space looks exhausted", soft_wrap=True)
     console.print(f"trained {summary.trials_run} trial{'s' if summary.trials_run != 1 else ''} in "
                   f"{'this process' if jobs == 1 else f'{jobs} processes'} (stopped early ones included); "
                   f"the study now holds {study_counts(search.study)}", soft_wrap=True)
+
+
+def _devices(args: argparse.Namespace) -> list[str] | None:
+    return args.devices.split(",") if getattr(args, "devices", None) is not None else None
 
 
 @command("promote")

@@ -1,0 +1,133 @@
+"""A result reused from another study that trains alike is a repeat like any other (issue 26).
+
+Two studies in one storage, same data, tokenizer, context and recipe: a second study whose
+neighbourhood the first has covered used to reuse the first's results without end.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from study_helpers import PRESET_NAMES, PRESETS_TRAINED, SINGLE_SPACE, Result, Tiny, make_tiny, quiet_datasets
+
+from studies import search as search_module
+from studies import trials as trials_module
+from studies.cli import main
+from studies.search import MAX_CONSECUTIVE_REPEATS
+from studies.storage import open_storage
+
+TWO_ARCHITECTURES = {**SINGLE_SPACE, "mlp_ratio": [2, 4]}
+RUNAWAY = 5 * MAX_CONSECUTIVE_REPEATS  # far more trials than the rule allows: the worker never stopped
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("DECODER_NAS_CACHE", str(tmp_path / "cache"))
+    with quiet_datasets():
+        yield
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> Result:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return Result(code, captured.out, captured.err)
+
+
+def trials_of(tiny: Tiny, study: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=study, storage=open_storage(str(tiny.storage))).get_trials()
+
+
+def covered(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Tiny:
+    """Study 'a' has trained both architectures of the tiny two-architecture space."""
+    tiny = make_tiny(tmp_path, TWO_ARCHITECTURES)
+    assert run(capsys, *tiny.argv("search", "--trials", "2", "--no-presets", "--rungs", study="a")).code == 0
+    assert len({t.user_attrs["arch_hash"] for t in trials_of(tiny, "a") if trials_module.trained(t)}) == 2
+    return tiny
+
+
+@pytest.fixture
+def bounded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Fails a worker that runs away (it used to record thousands of trials) instead of hanging the test;
+    returns the calls to run_training."""
+    runs, calls = [], []
+    real_trial, real_training = search_module.run_trial, trials_module.run_training
+
+    def counted_trial(context):
+        runs.append(1)
+        if len(runs) > RUNAWAY:
+            raise RuntimeError(f"{len(runs)} trials in one worker: the repeats never ended")
+        return real_trial(context)
+
+    monkeypatch.setattr(search_module, "run_trial", counted_trial)
+    monkeypatch.setattr(trials_module, "run_training", lambda *a, **k: calls.append(1) or real_training(*a, **k))
+    return calls
+
+
+def test_a_study_covered_by_another_stops_as_exhausted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bounded: list[int]
+) -> None:
+    tiny = covered(tmp_path, capsys)
+    bounded.clear()
+    result = run(capsys, *tiny.argv("search", "--trials", "1", "--no-presets", "--rungs", "--sampler-seed", "7",
+                                    study="b"))
+    assert result.code == 0, result.err
+    assert "the space looks exhausted" in result.out and "trained 0 trials in this process" in result.out
+    reused = trials_of(tiny, "b")
+    assert len(reused) == MAX_CONSECUTIVE_REPEATS and not bounded  # nothing trained: all of it was reused
+    assert all(t.user_attrs["reused_from_study"] == "a" for t in reused)
+
+
+def test_after_a_repeat_from_another_study_the_neighbour_is_one_no_study_trained(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bounded: list[int]
+) -> None:
+    tiny = covered(tmp_path, capsys)
+    [source] = [t for t in trials_of(tiny, "a") if t.params["mlp_ratio"] == 2]
+    # Study b's space is wider (the space is not among the settings that decide a result): d_model 32 too.
+    wider = make_tiny(tmp_path / "b", {**TWO_ARCHITECTURES, "d_model": [16, 32]})
+    b = Tiny(tiny.root, tiny.corpus, wider.space, tiny.storage)
+    assert run(capsys, *b.argv("search", "--trials", "0", "--no-presets", "--rungs", study="b")).code == 0
+    optuna.load_study(study_name="b", storage=open_storage(str(tiny.storage))).enqueue_trial(source.params)
+    bounded.clear()
+    result = run(capsys, *b.argv("search", "--trials", "1", "--no-presets", "--rungs", study="b"))
+    assert result.code == 0, result.err
+    repeat, neighbour = trials_of(tiny, "b")
+    assert repeat.user_attrs["reused_from_study"] == "a" and repeat.user_attrs["reused_from"] == source.number
+    # mlp_ratio 4 is one change away too, but study a trained it: d_model 32 is the untried change
+    assert neighbour.user_attrs["neighbour_of"] == repeat.number and trials_module.trained(neighbour)
+    assert neighbour.params == {**source.params, "d_model": 32} and len(bounded) == 1
+
+
+def test_a_promotion_runs_its_whole_queue_however_many_results_it_reuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The exhaustion rule is for sampled trials: a promoted sibling's queue is finite and runs to its end.
+    tiny = make_tiny(tmp_path, TWO_ARCHITECTURES)
+    for study in ("a", "b"):  # the presets, then a sampled trial; b reuses a's presets
+        assert run(capsys, *tiny.argv("search", "--trials", str(PRESETS_TRAINED + 1), "--rungs", study=study)).code == 0
+    # b's presets were each a repeat, but a neighbour is queued only when nothing waits: none is left behind
+    assert not [t for t in trials_of(tiny, "b") if t.state == TrialState.WAITING]
+    monkeypatch.setattr(search_module, "MAX_CONSECUTIVE_REPEATS", 1)
+    for study in ("a", "b"):
+        assert run(capsys, "promote", *tiny.study_flags(study), "--steps", "24", "--device", "cpu",
+                   "--gap-trials", "0").code == 0
+    sibling = trials_of(tiny, "b@24")
+    assert sum(t.user_attrs.get("reused_from_study") == "a@24" for t in sibling) >= len(PRESET_NAMES)
+    assert all(t.state != TrialState.WAITING for t in sibling)
+
+
+@pytest.mark.slow
+def test_the_jobs_parent_ends_with_the_exhausted_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tiny = covered(tmp_path, capsys)
+    # --jobs 2, the default on a CPU-only machine with a journal file
+    argv = ["search", *tiny.argv("worker", "--trials", "1", "--no-presets", "--rungs", study="b")[1:], "--jobs", "2"]
+    done = subprocess.run([sys.executable, "-m", "studies", *argv], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "the space looks exhausted" in done.stdout and "trained 0 trials in 2 processes" in done.stdout
+    assert any(line.startswith("[job ") and line.endswith("the space looks exhausted")
+               for line in done.stderr.splitlines()), done.stderr
+    assert len(trials_of(tiny, "b")) <= 2 * MAX_CONSECUTIVE_REPEATS
