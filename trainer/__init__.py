@@ -20,6 +20,7 @@ _MODULE_OF = {
     "Corpus": "data",
     "TokenizedData": "data",
     "check_fits": "data",
+    "data_info": "data",
     "default_cache_dir": "data",
     "load_corpus": "data",
     "open_store": "data",

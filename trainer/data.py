@@ -21,11 +21,11 @@ import torch
 
 from .corpora import BUILTIN_CORPORA, DEFAULT_DATA_SPEC, DataError
 from .sources import DOCUMENT_SEPARATOR, TEXT_SUFFIXES, first_line, open_source
-from .store import CACHE_ENV_VAR, VAL_FRACTION, Progress, TokenStore, open_store, prepared_store
+from .store import CACHE_ENV_VAR, VAL_FRACTION, Progress, TokenStore, described_stores, open_store, prepared_store
 from .tokenizers import Tokenizer
 
 __all__ = ["BUILTIN_CORPORA", "CACHE_ENV_VAR", "DOCUMENT_SEPARATOR", "DataError", "TEXT_SUFFIXES", "VAL_FRACTION",
-           "Corpus", "TokenizedData", "check_fits", "default_cache_dir", "first_line", "load_corpus",
+           "Corpus", "TokenizedData", "check_fits", "data_info", "default_cache_dir", "first_line", "load_corpus",
            "open_store", "prepare_data", "sample_batch", "validation_windows"]
 
 Tokens = np.ndarray | torch.Tensor  # a split as a memory map (prepared data) or a 1-D integer tensor
@@ -95,6 +95,14 @@ def prepare_data(
     cache_dir = Path(cache_dir or default_cache_dir())
     source = open_source(DEFAULT_DATA_SPEC if data_spec is None else data_spec, text_column, cache_dir / "datasets")
     return _as_data(source.spec, prepared_store(source, tokenizer_spec, cache_dir / "tokens", on_progress))
+
+
+def data_info(data_spec: str | None, cache_dir: Path | None = None, text_column: str = "text") -> list[dict]:
+    """What the token stores prepared for a corpus hold, one per tokenizer (empty when none is),
+    without preparing anything: counts, dtype, content hash, folder, and "current" or "stale"."""
+    cache_dir = Path(cache_dir or default_cache_dir())
+    source = open_source(DEFAULT_DATA_SPEC if data_spec is None else data_spec, text_column, cache_dir / "datasets")
+    return described_stores(source, cache_dir / "tokens")
 
 
 def _as_data(spec: str, store: TokenStore) -> TokenizedData:

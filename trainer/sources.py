@@ -104,7 +104,7 @@ def _file_source(spec: str) -> Source:
     else:
         raise DataError(f"data path {spec!r} does not exist")
     return Source(spec, f"files:{path.resolve()}", lambda: _documents(_read_text(f) for f in files), None,
-                  lambda: sampled_digest(files))
+                  lambda: sampled_digest([f.resolve() for f in files]))
 
 
 def _read_text(path: Path) -> Iterator[str]:

@@ -101,9 +101,37 @@ def prepared_store(source: Source, tokenizer_spec: str, root: Path, on_progress:
         store = _indexed(entry, fingerprint, root)  # another process may have built it while we waited
         if store is None:
             store = _build(source, tokenizer_spec, root, on_progress)
-            _write_json(entry, {"fingerprint": fingerprint, "store": store.folder.name, "source": source.spec,
+            _write_json(entry, {"fingerprint": fingerprint, "store": store.folder.name, "identity": source.identity,
                                 "tokenizer": tokenizer_spec})
     return store
+
+
+def described_stores(source: Source, root: Path) -> list[dict[str, Any]]:
+    """What each store prepared for `source` holds (one per tokenizer), and whether the source still
+    matches it ("current") or changed since ("stale": the next use prepares it again)."""
+    fingerprint, described = source.fingerprint(), []
+    for entry in sorted((root / "index").glob("*.json")):
+        try:
+            index = json.loads(entry.read_text(encoding="utf-8"))
+            if index["identity"] != source.identity:
+                continue
+            store = open_store(root / index["store"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        described.append(summary(store) | {"state": "current" if index["fingerprint"] == fingerprint else "stale"})
+    return described
+
+
+def summary(store: TokenStore) -> dict[str, Any]:
+    """A store's manifest in a few fields, for `data prepare` and `data info`."""
+    manifest = store.manifest
+    return {
+        "source": manifest["source"], "tokenizer": manifest["tokenizer"]["spec"],
+        "vocab_size": manifest["tokenizer"]["vocab_size"], "dtype": manifest["dtype"],
+        "train_tokens": manifest["tokens"]["train"], "val_tokens": manifest["tokens"]["val"],
+        "text_mb": round(sum(manifest["text_bytes"].values()) / 1e6, 3),
+        "content_hash": manifest["content_hash"], "folder": str(store.folder), "created": manifest["created"],
+    }
 
 
 def _indexed(entry: Path, fingerprint: str, root: Path) -> TokenStore | None:
