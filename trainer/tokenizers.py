@@ -73,8 +73,10 @@ class CharTokenizer(Tokenizer):
         if not chars:
             raise TokenizerError("char tokenizer needs a non-empty corpus to take its characters from")
         self.chars = "".join(sorted(set(chars)))
-        # Sorted code points let encode() map a whole text with one vectorised searchsorted.
-        self._code_points = _code_points(self.chars)
+        # A table from code point to id (-1: not in the vocabulary) maps a whole text in one gather.
+        code_points = _code_points(self.chars)
+        self._ids = np.full(int(code_points.max()) + 2, -1, dtype=np.int32)  # the last slot: any larger code point
+        self._ids[code_points] = np.arange(len(code_points), dtype=np.int32)
 
     @property
     def vocab_size(self) -> int:
@@ -85,13 +87,18 @@ class CharTokenizer(Tokenizer):
         return f"char:{_short_hash(self.chars)}"
 
     def encode(self, text: str) -> list[int]:
+        return self._encode(text).tolist()
+
+    def encode_many(self, texts: Sequence[str]) -> list[np.ndarray]:
+        return [self._encode(text) for text in texts]
+
+    def _encode(self, text: str) -> np.ndarray:
         code_points = _code_points(text)
-        ids = np.searchsorted(self._code_points, code_points)
-        known = self._code_points[np.minimum(ids, self.vocab_size - 1)] == code_points
-        if not known.all():
-            unknown = sorted(set(chr(c) for c in code_points[~known]))
+        ids = self._ids[np.minimum(code_points, len(self._ids) - 1)]
+        if (ids < 0).any():
+            unknown = sorted(set(chr(c) for c in code_points[ids < 0]))
             raise TokenizerError(f"char tokenizer has no id for characters {''.join(unknown)[:20]!r}")
-        return ids.tolist()
+        return ids
 
     def decode(self, ids: Sequence[int]) -> str:
         return "".join(self.chars[i] for i in ids)
