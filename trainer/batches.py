@@ -24,8 +24,9 @@ class Batches:
         self._shape = (batch_size, block_size)
         self._device = device
         self._prefetch = device.type == "cuda" and len(tokens) > DEVICE_RESIDENT_TOKENS
-        if device.type == "cuda" and not self._prefetch:
-            tokens = torch.from_numpy(np.asarray(tokens, dtype=np.int32)).to(device)
+        if device.type == "cuda" and not self._prefetch:  # widened on the host: CUDA kernels for uint16 are few
+            host = tokens if isinstance(tokens, torch.Tensor) else torch.from_numpy(np.array(tokens))
+            tokens = host.to(torch.int32).to(device)
         self._tokens = tokens
         self._generator = torch.Generator(device="cpu" if self._prefetch else device).manual_seed(seed)
         self._pending = self._draw() if self._prefetch else None

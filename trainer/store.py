@@ -25,6 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,21 +242,35 @@ def _tokenize(source: Source, scan: _Scan, tokenizer: Tokenizer, dtype: np.dtype
     digest, counts, done = hashlib.sha256(), {}, 0
     total = scan.train_bytes + scan.val_bytes
     report = on_progress or _progress_bar(source.spec, total)
-    for split, pieces, n_bytes in zip(SPLITS, _split(source, scan.train_chars), (scan.train_bytes, scan.val_bytes)):
-        digest.update(n_bytes.to_bytes(8, "little"))  # the split point is part of the content
-        counts[split] = 0
-        with open(folder / f"{split}.bin", "wb") as out:
-            for batch in _batches(pieces()):
-                for ids in tokenizer.encode_many(batch):
-                    ids.astype(dtype, copy=False).tofile(out)
-                    counts[split] += len(ids)
-                for text in batch:
-                    encoded = text.encode("utf-8")
-                    digest.update(encoded)
-                    done += len(encoded)
-                report(done, total)
+    # One batch is encoded (on all cores; encode_batch releases the GIL) while the previous one is
+    # written and hashed here, so the cores never wait for the disk.
+    with ThreadPoolExecutor(1) as encoder:
+        for split, pieces, n_bytes in zip(SPLITS, _split(source, scan.train_chars), (scan.train_bytes, scan.val_bytes)):
+            digest.update(n_bytes.to_bytes(8, "little"))  # the split point is part of the content
+            counts[split] = 0
+            with open(folder / f"{split}.bin", "wb") as out:
+                encoded_batches = (
+                    (batch, encoder.submit(tokenizer.encode_many, batch)) for batch in _batches(pieces()))
+                for batch, ids_of in _one_ahead(encoded_batches):
+                    for ids in ids_of.result():
+                        ids.astype(dtype, copy=False).tofile(out)
+                        counts[split] += len(ids)
+                    for text in batch:
+                        encoded = text.encode("utf-8")
+                        digest.update(encoded)
+                        done += len(encoded)
+                    report(done, total)
     report(total, total)
     return digest.hexdigest(), counts
+
+
+def _one_ahead(items: Iterator[Any]) -> Iterator[Any]:
+    """`items` with the next one always drawn before the current one is handed out."""
+    pending = next(items, None)
+    while pending is not None:
+        following = next(items, None)
+        yield pending
+        pending = following
 
 
 def _batches(pieces: Iterator[str]) -> Iterator[list[str]]:
