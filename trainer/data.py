@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .corpora import BUILTIN_CORPORA, DEFAULT_DATA_SPEC, DataError
-from .sources import DOCUMENT_SEPARATOR, TEXT_SUFFIXES, first_line, open_source
+from .sources import DOCUMENT_SEPARATOR, TEXT_SUFFIXES, Source, first_line, open_source
 from .store import CACHE_ENV_VAR, VAL_FRACTION, Progress, TokenStore, described_stores, open_store, prepared_store
 from .tokenizers import Tokenizer
 
@@ -65,8 +65,7 @@ def default_cache_dir() -> Path:
 def load_corpus(data_spec: str | None, text_column: str = "text", cache_dir: Path | None = None) -> Corpus:
     """The whole text `data_spec` names (None: the default builtin corpus), split into train/val, in
     memory: for inspecting small corpora. Training reads a token store instead (`prepare_data`)."""
-    source = open_source(DEFAULT_DATA_SPEC if data_spec is None else data_spec, text_column,
-                         Path(cache_dir or default_cache_dir()) / "datasets")
+    source = _source(data_spec, text_column, Path(cache_dir or default_cache_dir()))
     train_text = "".join(source.train())
     if source.val is None:
         boundary = int(len(train_text) * (1 - VAL_FRACTION))
@@ -76,7 +75,7 @@ def load_corpus(data_spec: str | None, text_column: str = "text", cache_dir: Pat
     if not (train_text + val_text).strip():
         raise DataError(f"corpus {source.spec!r} is empty")
     digest = hashlib.sha256()
-    for text in (train_text, val_text):  # the same definition trainer.store streams
+    for text in (train_text, val_text):  # the definition trainer.store._tokenize streams
         encoded = text.encode("utf-8")
         digest.update(len(encoded).to_bytes(8, "little"))
         digest.update(encoded)
@@ -93,7 +92,7 @@ def prepare_data(
     """The token store of a corpus and tokenizer: opened in constant time once prepared, else built
     (streaming, in parallel, atomically; see trainer.store) under `cache_dir/tokens`."""
     cache_dir = Path(cache_dir or default_cache_dir())
-    source = open_source(DEFAULT_DATA_SPEC if data_spec is None else data_spec, text_column, cache_dir / "datasets")
+    source = _source(data_spec, text_column, cache_dir)
     return _as_data(source.spec, prepared_store(source, tokenizer_spec, cache_dir / "tokens", on_progress))
 
 
@@ -101,8 +100,12 @@ def data_info(data_spec: str | None, cache_dir: Path | None = None, text_column:
     """What the token stores prepared for a corpus hold, one per tokenizer (empty when none is),
     without preparing anything: counts, dtype, content hash, folder, and "current" or "stale"."""
     cache_dir = Path(cache_dir or default_cache_dir())
-    source = open_source(DEFAULT_DATA_SPEC if data_spec is None else data_spec, text_column, cache_dir / "datasets")
-    return described_stores(source, cache_dir / "tokens")
+    return described_stores(_source(data_spec, text_column, cache_dir), cache_dir / "tokens")
+
+
+def _source(data_spec: str | None, text_column: str, cache_dir: Path) -> Source:
+    # `datasets` keeps its own cache of hub data under cache_dir/datasets.
+    return open_source(DEFAULT_DATA_SPEC if data_spec is None else data_spec, text_column, cache_dir / "datasets")
 
 
 def _as_data(spec: str, store: TokenStore) -> TokenizedData:
