@@ -39,6 +39,9 @@ def test_a_prepared_store_is_used_by_train_and_described_by_info(
     tiny.corpus.write_text(tiny.corpus.read_text() + "an edit\n")
     assert json.loads(cli("data", "info", str(tiny.corpus), "--json").out)[0]["state"] == "stale"
     assert "no token store prepared" in cli("data", "info", "builtin:pydoc").out
+    (Path(store["folder"]) / "val.bin").write_bytes(b"")
+    [damaged] = json.loads(cli("data", "info", str(tiny.corpus), "--json").out)
+    assert damaged["state"].startswith("damaged: ") and "val.bin: 0 bytes, but the manifest records" in damaged["state"]
 
 
 def test_data_prepare_errors_are_one_line(tmp_path: Path) -> None:

@@ -109,7 +109,8 @@ def prepared_store(source: Source, tokenizer_spec: str, root: Path, on_progress:
 
 def described_stores(source: Source, root: Path) -> list[dict[str, Any]]:
     """What each store prepared for `source` holds (one per tokenizer), and whether the source still
-    matches it ("current") or changed since ("stale": the next use prepares it again)."""
+    matches it ("current"), changed since ("stale") or its files were damaged ("damaged: why"); the
+    next use prepares a stale or damaged one again."""
     fingerprint, described = source.fingerprint(), []
     for entry in sorted((root / "index").glob("*.json")):
         try:
@@ -117,6 +118,10 @@ def described_stores(source: Source, root: Path) -> list[dict[str, Any]]:
             if index["identity"] != source.identity:
                 continue
             store = open_store(root / index["store"])
+        except DataError as exc:  # truncated or replaced: say so (the next use prepares it again)
+            described.append({"tokenizer": index["tokenizer"], "folder": str(root / index["store"]),
+                              "state": f"damaged: {exc}"})
+            continue
         except (OSError, ValueError, KeyError, TypeError):
             continue
         described.append(summary(store) | {"state": "current" if index["fingerprint"] == fingerprint else "stale"})

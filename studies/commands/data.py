@@ -49,5 +49,5 @@ def run_data(args: argparse.Namespace, console: Console) -> None:
         print(json.dumps(described))
         return
     for entry in described:
-        console.print(metrics_table(f"token store of {entry['source']} ({entry['tokenizer']})", entry))
+        console.print(metrics_table(f"token store of {args.spec} ({entry['tokenizer']})", entry))
 
