@@ -202,7 +202,7 @@ def main() -> None:
     params = check_same_architecture(config)
     # nanoGPT's CPU recipe; one validation window, since evaluation is not timed anyway.
     recipe = TrainingRecipe(batch_size=BATCH_SIZE, eval_windows=1)
-    tokens = data.train.numpy().astype(np.uint16)  # nanoGPT's train.bin dtype
+    tokens = data.train  # a uint16 memory map, as nanoGPT's train.bin
 
     loops: dict[str, Callable[[], float]] = {
         "decoder-nas": lambda: ours(config, data, recipe, device, args.warmup, args.steps),

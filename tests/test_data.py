@@ -9,6 +9,7 @@ from pathlib import Path
 
 import datasets
 import huggingface_hub
+import numpy as np
 import pytest
 import torch
 
@@ -181,7 +182,7 @@ def test_undecodable_file_is_named(tmp_path: Path, cache: Path) -> None:
 def test_prepare_data_tokenises_both_splits(text_file: Path, cache: Path) -> None:
     data = prepare_data(str(text_file), "char", cache_dir=cache)
     corpus = load_corpus(str(text_file), cache_dir=cache)
-    assert data.train.dtype == torch.int64 and data.train.ndim == 1
+    assert data.train.dtype == np.uint16 and data.train.ndim == 1 and isinstance(data.train, np.memmap)
     assert data.tokenizer.decode(data.train.tolist()) == corpus.train_text
     assert data.tokenizer.decode(data.val.tolist()) == corpus.val_text
     assert data.vocab_size == len(set(TEXT))
@@ -192,39 +193,40 @@ def test_second_prepare_loads_from_cache_without_tokenising(
     text_file: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = prepare_data(str(text_file), "char", cache_dir=cache)
-    assert first.cache_file.is_file() and first.cache_file.is_relative_to(cache)
+    assert (first.store / "train.bin").is_file() and first.store.is_relative_to(cache)
 
     def refuse(self: CharTokenizer, text: str) -> list[int]:
         raise AssertionError("re-tokenised on a cache hit")
 
     monkeypatch.setattr(CharTokenizer, "encode", refuse)
     second = prepare_data(str(text_file), "char", cache_dir=cache)
-    assert second.cache_file == first.cache_file
-    assert torch.equal(second.train, first.train) and torch.equal(second.val, first.val)
+    assert second.store == first.store
+    assert np.array_equal(second.train, first.train) and np.array_equal(second.val, first.val)
 
 
 def test_cache_key_follows_content_and_tokenizer(tmp_path: Path, text_file: Path, cache: Path) -> None:
-    char = prepare_data(str(text_file), "char", cache_dir=cache).cache_file
-    byte = prepare_data(str(text_file), "byte", cache_dir=cache).cache_file
+    char = prepare_data(str(text_file), "char", cache_dir=cache).store
+    byte = prepare_data(str(text_file), "byte", cache_dir=cache).store
     other_file = write(tmp_path / "other.txt", TEXT + "more")
-    other_text = prepare_data(str(other_file), "char", cache_dir=cache).cache_file
+    other_text = prepare_data(str(other_file), "char", cache_dir=cache).store
     assert len({char, byte, other_text}) == 3
 
 
 
-@pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 half a zip", b"not a numpy file at all"])
-def test_a_damaged_token_cache_is_rebuilt(text_file: Path, cache: Path, damage: bytes) -> None:
+@pytest.mark.parametrize("damage", [b"", b"\x00\x01 half a store", b"not a token file at all"])
+def test_a_damaged_token_store_is_rebuilt(text_file: Path, cache: Path, damage: bytes) -> None:
     first = prepare_data(str(text_file), "char", cache_dir=cache)
-    first.cache_file.write_bytes(damage)  # an interrupted copy, a full disk, a stray edit
+    expected = np.array(first.train)
+    (first.store / "train.bin").write_bytes(damage)  # an interrupted copy, a full disk, a stray edit
     again = prepare_data(str(text_file), "char", cache_dir=cache)
-    assert torch.equal(again.train, first.train) and torch.equal(again.val, first.val)
-    assert prepare_data(str(text_file), "char", cache_dir=cache).cache_file.stat().st_size > len(damage)
+    assert np.array_equal(again.train, expected) and np.array_equal(again.val, first.val)
 
 
 def test_an_unwritable_token_cache_is_one_line_naming_it(text_file: Path, cache: Path) -> None:
     write(cache / "tokens", "a file where the cache folder should be")
-    with pytest.raises(DataError, match=r"cannot write the token cache .*tokens.*DECODER_NAS_CACHE"):
+    with pytest.raises(DataError, match=r"cannot write the token store under .*tokens.*DECODER_NAS_CACHE"):
         prepare_data(str(text_file), "char", cache_dir=cache)
+
 
 def test_default_cache_dir_honours_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DECODER_NAS_CACHE", str(tmp_path / "elsewhere"))

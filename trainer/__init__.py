@@ -20,8 +20,10 @@ _MODULE_OF = {
     "Corpus": "data",
     "TokenizedData": "data",
     "check_fits": "data",
+    "data_info": "data",
     "default_cache_dir": "data",
     "load_corpus": "data",
+    "open_store": "data",
     "prepare_data": "data",
     "sample_batch": "data",
     "validation_windows": "data",
@@ -35,6 +37,7 @@ _MODULE_OF = {
     "train": "loop",
     "RecipeError": "recipe",
     "TrainingRecipe": "recipe",
+    "TokenStore": "store",
     "RunReport": "run",
     "fit_vocabulary": "run",
     "initialised_model": "run",
@@ -47,6 +50,7 @@ _MODULE_OF = {
     "TokenizerError": "tokenizers",
     "load_tokenizer": "tokenizers",
     "make_tokenizer": "tokenizers",
+    "train_bpe": "tokenizers",
 }
 __all__ = sorted(_MODULE_OF)
 

@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import sample_batch, validation_windows
+from .batches import Batches
+from .data import Tokens, validation_windows
 from .recipe import RecipeError, TrainingRecipe
 from .threads import check_threads
 
@@ -94,8 +95,8 @@ def autocast(device: torch.device) -> Any:
 
 def train(
     model: nn.Module,
-    train_tokens: torch.Tensor,
-    val_tokens: torch.Tensor,
+    train_tokens: Tokens,
+    val_tokens: Tokens,
     recipe: TrainingRecipe,
     device: torch.device,
     on_progress: Callable[[Progress], None] | None = None,
@@ -113,8 +114,7 @@ def train(
         # would otherwise reach its recompile limit and silently run eager.
         torch._dynamo.reset()
     step_model = torch.compile(model) if recipe.compile else model
-    train_tokens = train_tokens.to(device)
-    generator = torch.Generator(device=device).manual_seed(recipe.seed + start_step)
+    batches = Batches(train_tokens, recipe.batch_size, block_size, recipe.seed + start_step, device)
     tokens_per_step = recipe.batch_size * block_size * recipe.grad_accum
     losses = torch.zeros(recipe.steps, device=device)  # stays on the device: no per-step sync
     curve = list(loss_curve or [])
@@ -125,7 +125,7 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = recipe.lr_at(step)
         for _ in range(recipe.grad_accum):
-            x, y = sample_batch(train_tokens, recipe.batch_size, block_size, generator)
+            x, y = batches.next()
             with autocast(device):
                 logits = step_model(x)
             loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
@@ -174,7 +174,7 @@ def _budget_spent(recipe: TrainingRecipe, tokens: int, seconds: float) -> bool:
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    val_tokens: torch.Tensor,
+    val_tokens: Tokens,
     n_windows: int,
     seed: int,
     device: torch.device,

@@ -1,23 +1,32 @@
-"""Tokenizers: characters, UTF-8 bytes, or any Hugging Face `tokenizers` model, behind one interface.
+"""Tokenizers: characters, UTF-8 bytes, a byte-level BPE trained here, or any Hugging Face
+`tokenizers` model, behind one interface.
 
 `make_tokenizer(spec, corpus_text)` builds one from a spec string; `tokenizer.save(run_dir)` and
 `load_tokenizer(run_dir)` keep it with a run, so sampling later decodes with the same vocabulary.
-`identity` names the exact vocabulary and is what token caches are keyed on.
+`identity` names the exact vocabulary and is what token stores are keyed on.
+
+Saved form (one folder): `tokenizer_spec.json` ({"kind": "char", "chars": ...}, {"kind": "byte"} or
+{"kind": "huggingface", "name": SPEC}) and, for the huggingface kind (hub, tokenizer.json, bpe:N),
+the standard `tokenizer.json` that `tokenizers.Tokenizer.from_file` reads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import tokenizers
+from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from .hub import require_hub
 
+BPE_SPEC = re.compile(r"bpe:(?P<size>\d+)(?::(?P<sample_mb>\d+))?")
+BPE_SAMPLE_MB = 256  # bpe:N learns its merges from the first 256 MB of the training split unless told
 SPEC_FILE = "tokenizer_spec.json"  # written by every tokenizer's save(); says which kind to load
 HF_TOKENIZER_FILE = "tokenizer.json"
 
@@ -46,6 +55,10 @@ class Tokenizer(ABC):
     @abstractmethod
     def decode(self, ids: Sequence[int]) -> str: ...
 
+    def encode_many(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Each text's ids as an array; kinds with a parallel encoder override this."""
+        return [np.asarray(self.encode(text), dtype=np.int64) for text in texts]
+
     @abstractmethod
     def save(self, directory: Path) -> None:
         """Write everything `load_tokenizer(directory)` needs into `directory` (created if missing)."""
@@ -60,8 +73,10 @@ class CharTokenizer(Tokenizer):
         if not chars:
             raise TokenizerError("char tokenizer needs a non-empty corpus to take its characters from")
         self.chars = "".join(sorted(set(chars)))
-        # Sorted code points let encode() map a whole text with one vectorised searchsorted.
-        self._code_points = _code_points(self.chars)
+        # A table from code point to id (-1: not in the vocabulary) maps a whole text in one gather.
+        code_points = _code_points(self.chars)
+        self._ids = np.full(int(code_points.max()) + 2, -1, dtype=np.int32)  # the last slot: any larger code point
+        self._ids[code_points] = np.arange(len(code_points), dtype=np.int32)
 
     @property
     def vocab_size(self) -> int:
@@ -72,13 +87,18 @@ class CharTokenizer(Tokenizer):
         return f"char:{_short_hash(self.chars)}"
 
     def encode(self, text: str) -> list[int]:
+        return self._encode(text).tolist()
+
+    def encode_many(self, texts: Sequence[str]) -> list[np.ndarray]:
+        return [self._encode(text) for text in texts]
+
+    def _encode(self, text: str) -> np.ndarray:
         code_points = _code_points(text)
-        ids = np.searchsorted(self._code_points, code_points)
-        known = self._code_points[np.minimum(ids, self.vocab_size - 1)] == code_points
-        if not known.all():
-            unknown = sorted(set(chr(c) for c in code_points[~known]))
+        ids = self._ids[np.minimum(code_points, len(self._ids) - 1)]
+        if (ids < 0).any():
+            unknown = sorted(set(chr(c) for c in code_points[ids < 0]))
             raise TokenizerError(f"char tokenizer has no id for characters {''.join(unknown)[:20]!r}")
-        return ids.tolist()
+        return ids
 
     def decode(self, ids: Sequence[int]) -> str:
         return "".join(self.chars[i] for i in ids)
@@ -96,6 +116,9 @@ class ByteTokenizer(Tokenizer):
 
     def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))
+
+    def encode_many(self, texts: Sequence[str]) -> list[np.ndarray]:
+        return [np.frombuffer(text.encode("utf-8"), dtype=np.uint8) for text in texts]
 
     def decode(self, ids: Sequence[int]) -> str:
         # A sampled byte sequence need not be valid UTF-8; show the damage instead of failing.
@@ -125,6 +148,11 @@ class HuggingFaceTokenizer(Tokenizer):
         # No BOS/EOS from a post-processor: the corpus is one continuous stream.
         return self._tokenizer.encode(text, add_special_tokens=False).ids
 
+    def encode_many(self, texts: Sequence[str]) -> list[np.ndarray]:
+        # encode_batch spreads the texts over all cores (the Rust side releases the GIL).
+        encodings = self._tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
+        return [np.asarray(encoding.ids, dtype=np.int64) for encoding in encodings]
+
     def decode(self, ids: Sequence[int]) -> str:
         return self._tokenizer.decode(list(ids), skip_special_tokens=False)
 
@@ -133,17 +161,46 @@ class HuggingFaceTokenizer(Tokenizer):
         self._tokenizer.save(str(Path(directory) / HF_TOKENIZER_FILE))
 
 
-def make_tokenizer(spec: str, corpus_text: str) -> Tokenizer:
-    """Build the tokenizer `spec` names: "char" (fitted to `corpus_text`), "byte",
-    a path to a tokenizer.json (or a folder holding one), or a tokenizer name on the Hugging Face hub."""
+def make_tokenizer(spec: str, corpus_text: str | Iterable[str]) -> Tokenizer:
+    """Build the tokenizer `spec` names: "char" (fitted to `corpus_text`), "byte", "bpe:N[:SAMPLE_MB]"
+    (a byte-level BPE of N tokens learnt from the first SAMPLE_MB of `corpus_text`, which may be
+    an iterable of pieces), a path to a tokenizer.json (or a folder holding one), or a hub name."""
     if spec == "char":
-        return CharTokenizer(corpus_text)
+        return CharTokenizer(corpus_text if isinstance(corpus_text, str) else "".join(corpus_text))
     if spec == "byte":
         return ByteTokenizer()
+    if spec.startswith("bpe:"):
+        return train_bpe(spec, [corpus_text] if isinstance(corpus_text, str) else corpus_text)
     path = Path(spec)
     if path.exists() or spec.endswith(".json"):
         return _load_tokenizer_file(path / HF_TOKENIZER_FILE if path.is_dir() else path, name=spec)
     return _load_hub_tokenizer(spec)
+
+
+def train_bpe(spec: str, pieces: Iterable[str]) -> HuggingFaceTokenizer:
+    """A byte-level BPE (GPT-2's pre-tokenizer and byte alphabet, no special tokens) trained on `pieces`.
+    The same pieces and spec give the same tokenizer.json, so a run re-made from its spec decodes alike."""
+    match = BPE_SPEC.fullmatch(spec)
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    if match is None or not len(alphabet) < int(match["size"]) <= 2**32:
+        raise TokenizerError(f"tokenizer {spec!r}: expected bpe:N[:SAMPLE_MB] with {len(alphabet)} < N <= 2**32, "
+                             "e.g. bpe:8192")
+    budget = int(match["sample_mb"] or BPE_SAMPLE_MB) * 2**20
+
+    def sample() -> Iterable[str]:
+        nonlocal budget
+        for piece in pieces:
+            if budget <= 0:
+                return
+            budget -= len(piece)
+            yield piece
+
+    tokenizer = tokenizers.Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=int(match["size"]), initial_alphabet=alphabet, show_progress=False)
+    tokenizer.train_from_iterator(sample(), trainer=trainer)
+    return HuggingFaceTokenizer(tokenizer, name=spec)
 
 
 def load_tokenizer(directory: Path) -> Tokenizer:

@@ -55,14 +55,18 @@ def resolve_config(args: argparse.Namespace) -> DecoderConfig:
     return config.replace(**overrides) if overrides else config
 
 
+TOKENIZER_HELP = ("char (vocabulary from the data, the default), byte, bpe:N[:SAMPLE_MB] (a byte-level BPE of N "
+                  "tokens learnt from the first SAMPLE_MB (default 256) of the training text; no hub needed), "
+                  "a tokenizer.json path, or a hub name")
+
+
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     builtins = ", ".join(f"builtin:{name} ({corpus.description})" for name, corpus in BUILTIN_CORPORA.items())
     group = parser.add_argument_group("data")
     group.add_argument("--data", default=None, metavar="SPEC",
                        help=f"a text file or folder, hf:NAME[:CONFIG][@SPLIT], or {builtins}. "
                             f"Default: {DEFAULT_DATA_SPEC}")
-    group.add_argument("--tokenizer", help="char (vocabulary from the data, the default), byte, "
-                       "a tokenizer.json path, or a hub name")
+    group.add_argument("--tokenizer", help=TOKENIZER_HELP)
     group.add_argument("--text-column", help="column of a hub dataset holding the text (default: text)")
 
 

@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("model", "train one architecture on a corpus and report validation loss, accuracy and speed"),
     "generate": ("model", "sample text from a checkpoint (KV-cached; reports ms per token)"),
     "evaluate": ("model", "score a checkpoint on zero-shot multiple choice (continuation log-likelihood)"),
+    "data": ("data", "tokenise a corpus once into a token store ahead of a study (prepare), or describe the "
+                     "stores prepared for it (info)"),
     "reproduce": ("evidence", "train the paper's four models at one budget and compare them side by side"),
     "calibrate": ("evidence", "check that the short proxy ranks architectures as long training does (Kendall τ)"),
 }
