@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import io
 import os
 import platform
 import resource
@@ -66,7 +65,7 @@ def timed_run(jobs: int, trials: int, steps: int, device: str) -> Run:
         storage = str(Path(folder) / "study.journal")
         argv = ["--study", STUDY, "--storage", storage, "--steps", str(steps)]
         start, cpu_start = time.perf_counter(), children_cpu_seconds()
-        code = run_jobs(argv, jobs, trials * jobs, [device], console=Console(file=io.StringIO())).exit_code
+        code = run_jobs(argv, jobs, trials * jobs, [device]).exit_code  # quiet: no view
         seconds, cpu_seconds = time.perf_counter() - start, children_cpu_seconds() - cpu_start
         if code:
             raise SystemExit(f"--jobs {jobs} failed with exit code {code}")

@@ -41,6 +41,7 @@ from .storage import (DEFAULT_STORAGE, display_storage, is_journal, load_existin
 if TYPE_CHECKING:  # training needs torch; reading a study does not, so these load where a run starts
     from trainer.data import TokenizedData
 
+    from .jobs import JobsView
     from .model_export import Takeaway
     from .search import WorkerSummary
     from .trials import Reporter
@@ -213,12 +214,14 @@ class Search:
 
     def run(self, trials: int = DEFAULT_TRIALS, *, jobs: int | None = None, devices: Sequence[str] | None = None,
             max_complete: int | None = None, device: str = "auto", keep_checkpoints: KeepCheckpoints = "none",
-            reporter: Reporter | None = None, queued_only: bool = False, gap_trials: int = 0) -> WorkerSummary:
+            reporter: Reporter | None = None, queued_only: bool = False, gap_trials: int = 0,
+            jobs_view: JobsView | None = None) -> WorkerSummary:
         """Train up to `trials` trials in all, shared between `jobs` processes as Optuna's
         optimize(n_trials, n_jobs) counts them (repeats and infeasible samples are free); stop early
         once the study holds `max_complete` complete trials. `jobs` (default: see `default_jobs`) > 1 starts that many worker processes on this machine, on `devices` in turn
-        (default: `device`); 1 trains here, where `reporter` sees each trial (studies.cli.live.LiveReporter
-        draws the command line's live view)."""
+        (default: `device`), shown by `jobs_view` (studies.cli.progress.ConsoleJobsView draws the command
+        line's); 1 trains here, where `reporter` sees each trial (studies.cli.live.LiveReporter draws the
+        command line's live view)."""
         expect("trials", trials, int, minimum=0)
         expect("jobs", jobs, int, optional=True)
         expect("max_complete", max_complete, int, optional=True)
@@ -226,7 +229,7 @@ class Search:
         expect("keep_checkpoints", keep_checkpoints, str, choices=KEEP_CHECKPOINTS)
         jobs = default_jobs(self.storage, device, devices) if jobs is None else jobs
         if jobs != 1:
-            return self._run_jobs(trials, jobs, devices or [device], max_complete, keep_checkpoints)
+            return self._run_jobs(trials, jobs, devices or [device], max_complete, keep_checkpoints, jobs_view)
         from trainer.loop import resolve_device
 
         from .search import run_worker
@@ -243,7 +246,7 @@ class Search:
         return summary
 
     def _run_jobs(self, trials: int, jobs: int, devices: Sequence[str], max_complete: int | None,
-                  keep_checkpoints: KeepCheckpoints) -> WorkerSummary:
+                  keep_checkpoints: KeepCheckpoints, view: JobsView | None) -> WorkerSummary:
         from .jobs import run_jobs
         from .leases import fail_trials_of
         from .search import WorkerSummary
@@ -257,7 +260,7 @@ class Search:
         argv = ["--study", self.name, "--storage", self.storage, "--keep-checkpoints", keep_checkpoints]
         argv += ["--artifacts", self._artifacts] if self._artifacts else []
         argv += ["--max-complete", str(max_complete)] if max_complete is not None else []
-        done = run_jobs(argv, jobs, trials, devices)
+        done = run_jobs(argv, jobs, trials, devices, view)
         if done.killed:  # nothing else would fail their trials before a lease or heartbeat runs out
             fail_trials_of(self.study, done.killed)
         if done.stopped:

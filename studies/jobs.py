@@ -24,14 +24,11 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO
-
-from rich.console import Console
+from typing import IO, ContextManager, Protocol
 
 from trainer.threads import job_threads
 
 from .errors import StudyError
-from .cli.progress import STDERR, progress_bar
 from .trials import worker_id
 
 STOP_SECONDS = 15.0  # how long a stopped job may take to record its interrupted trial before it is killed
@@ -67,6 +64,25 @@ class Job:
         """The signal that ended the job outright (SIGKILL, the OOM killer), before it could record anything."""
         code = self.process.returncode
         return signal.Signals(-code).name if code is not None and code < 0 else None
+
+
+class JobsView(Protocol):
+    """How the jobs are shown while they run (studies/cli draws a bar and their lines; the API, nothing)."""
+
+    def watching(self, total: int, jobs: int) -> ContextManager[None]: ...  # around the whole run
+    def trained(self) -> None: ...  # one more trial trained, of `total`
+    def say(self, line: str) -> None: ...  # a job's line, prefixed, or the launcher's own
+
+
+class QuietView:
+    def watching(self, total: int, jobs: int) -> ContextManager[None]:
+        return contextlib.nullcontext()
+
+    def trained(self) -> None:
+        pass
+
+    def say(self, line: str) -> None:
+        pass
 
 
 @dataclass
@@ -154,13 +170,13 @@ class JobsResult:
 
 
 def run_jobs(worker_argv: Sequence[str], jobs: int, trials: int, devices: Sequence[str] | None = None,
-             console: Console | None = None) -> JobsResult:
+             view: JobsView | None = None) -> JobsResult:
     """Run `jobs` workers on the study `worker_argv` names, training `trials` trials between them, and wait.
     Call it from the main thread: it handles SIGINT and SIGTERM while it runs."""
     check_jobs(jobs, devices)
     if trials < 0:
         raise StudyError(f"--trials: {trials} must not be negative")
-    console = console or STDERR
+    view = view or QuietView()
     lines: queue.Queue[tuple[Job, str | None]] = queue.Queue()
     started: list[Job] = []
     with _recorded_stop_signals() as stop:
@@ -170,12 +186,12 @@ def run_jobs(worker_argv: Sequence[str], jobs: int, trials: int, devices: Sequen
                 share = trials // jobs + (number <= trials % jobs)
                 if share or number == 1:  # --trials 1 --jobs 2 needs one process
                     started.append(_start(number, device, worker_argv, share, env, lines))
-            _watch(started, lines, trials, stop, console)
+            _watch(started, lines, trials, stop, view)
         finally:
             for job in started:  # only left running if the watch itself broke
                 job.process.kill()
                 job.process.wait()
-    return _report(started, stop, console)
+    return _report(started, stop, view)
 
 
 def _start(number: int, device: str, worker_argv: Sequence[str], trials: int, env: dict[str, str],
@@ -200,11 +216,10 @@ def _read_lines(job: Job, stream: IO[str], lines: queue.Queue[tuple[Job, str | N
 
 
 def _watch(jobs: list[Job], lines: queue.Queue[tuple[Job, str | None]], total: int, stop: StopRequest,
-           console: Console) -> None:
-    """Show every job's lines, prefixed, under one bar of trials trained, until all jobs exit."""
+           view: JobsView) -> None:
+    """Pass every job's lines on, prefixed, and count the trials trained, until all jobs exit."""
     running, forwarded, deadline = len(jobs), 0, float("inf")
-    with progress_bar(console) as bar:
-        task = bar.add_task("trials", total=total, status=f"{len(jobs)} jobs")
+    with view.watching(total, len(jobs)):
         while running:
             if len(stop.signals) > forwarded:
                 forwarded, deadline = _stop_jobs(jobs, forwarded, deadline)
@@ -219,17 +234,16 @@ def _watch(jobs: list[Job], lines: queue.Queue[tuple[Job, str | None]], total: i
                 running -= 1
                 job.process.wait()
                 if job.killed_by and not stop.signals:  # it could say nothing itself
-                    console.print(f"job {job.number} ({job.device}) was killed by {job.killed_by}: its running "
-                                  f"trial is failed and re-queued{'; the other jobs go on' if running else ''}",
-                                  markup=False, highlight=False, soft_wrap=True)
+                    view.say(f"job {job.number} ({job.device}) was killed by {job.killed_by}: its running "
+                             f"trial is failed and re-queued{'; the other jobs go on' if running else ''}")
                 continue
             job.last_lines.append(line)
             trained = TRAINED_LINE.match(line)
             if trained:
                 job.trained[trained[1]] += 1
-                bar.advance(task)
+                view.trained()
             job.exhausted = job.exhausted or bool(EXHAUSTED_LINE.match(line))
-            console.print(f"[job {job.number}] {line}", markup=False, highlight=False, soft_wrap=True)
+            view.say(f"[job {job.number}] {line}")
 
 
 def _stop_jobs(jobs: list[Job], forwarded: int, deadline: float) -> tuple[int, float]:
@@ -257,20 +271,19 @@ def _recorded_stop_signals() -> Iterator[StopRequest]:
             signal.signal(number, handler)
 
 
-def _report(jobs: list[Job], stop: StopRequest, console: Console) -> JobsResult:
+def _report(jobs: list[Job], stop: StopRequest, view: JobsView) -> JobsResult:
     states = sum((job.trained for job in jobs), Counter())
     trained = sum(states.values())
     killed = {worker_id(job.process.pid): f"its worker was killed by {job.killed_by}" for job in jobs if job.killed_by}
     if stop.signals:
-        console.print(f"{signal.Signals(stop.signals[0]).name}: stopped {len(jobs)} jobs after {trained} trials")
+        view.say(f"{signal.Signals(stop.signals[0]).name}: stopped {len(jobs)} jobs after {trained} trials")
         return JobsResult(EXIT_CODES[stop.signals[0]], trained, stopped=True, killed=killed)
     failed = [job for job in jobs if job.exit_code]
     for job in failed:
         reason = next((line for line in reversed(job.last_lines) if line.strip()), "no output")
         reason = f"killed by {job.killed_by}" if job.killed_by else reason
-        console.print(f"job {job.number} ({job.device}) failed with exit code {job.exit_code}: {reason}",
-                      markup=False, highlight=False, soft_wrap=True)
-    console.print(f"{trained} trials trained by {len(jobs)} job{'s' if len(jobs) != 1 else ''} ("
+        view.say(f"job {job.number} ({job.device}) failed with exit code {job.exit_code}: {reason}")
+    view.say(f"{trained} trials trained by {len(jobs)} job{'s' if len(jobs) != 1 else ''} ("
                   + ", ".join(f"{states[state]} {'failed' if state == 'fail' else state}"
                               for state in ("complete", "pruned", "fail") if states[state] or state == "complete")
                   + ")")

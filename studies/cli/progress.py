@@ -37,3 +37,24 @@ def training_bar(description: str, steps: int, console: Console = STDERR) -> Ite
             bar.update(task, completed=progress.step, status=f"loss {progress.loss:.3f} · {rate:,.0f} tok/s")
 
         yield update
+
+
+class ConsoleJobsView:
+    """studies.jobs.JobsView on a console: one bar of trials trained by all jobs, their lines above it."""
+
+    def __init__(self, console: Console = STDERR) -> None:
+        self.console = console
+        self._advance: Callable[[], None] = lambda: None
+
+    @contextlib.contextmanager
+    def watching(self, total: int, jobs: int) -> Iterator[None]:
+        with progress_bar(self.console) as bar:
+            task = bar.add_task("trials", total=total, status=f"{jobs} jobs")
+            self._advance = lambda: bar.advance(task)
+            yield
+
+    def trained(self) -> None:
+        self._advance()
+
+    def say(self, line: str) -> None:
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -21,7 +21,7 @@ from ...gaps import GAP_RATIO, gap_trials_in
 from ...jobs import check_jobs, watch_parent
 from ..live import LiveReporter
 from ...measures import CONSTRAINTS, DEFAULT_OBJECTIVES, OBJECTIVES
-from ..progress import STDERR
+from ..progress import STDERR, ConsoleJobsView
 from ..registry import command
 from ...search import MAX_CONSECUTIVE_REPEATS
 from ...settings import DEFAULT_TRIALS, SEARCH_RECIPE, WORKER_TRIALS, Pruning, StudySettings
@@ -213,7 +213,7 @@ def _run(search: Search, trials: int, args: argparse.Namespace, console: Console
                                  keep_checkpoints=args.keep_checkpoints, reporter=reporter)
     else:  # the jobs' own view: one bar for all of them, each finished trial on a line
         summary = search.run(trials, jobs=jobs, devices=devices, max_complete=max_complete, device=args.device,
-                             keep_checkpoints=args.keep_checkpoints)
+                             keep_checkpoints=args.keep_checkpoints, jobs_view=ConsoleJobsView(STDERR))
     if summary.exhausted:  # a worker says it on stderr, where the `--jobs` parent reads it (jobs.EXHAUSTED_LINE)
         (STDERR if args.command == "worker" else console).print(
             f"stopped early: the sampler proposed {MAX_CONSECUTIVE_REPEATS} architectures in a row that were "
