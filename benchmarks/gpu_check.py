@@ -50,9 +50,10 @@ PROJECT = ("search_space", "trainer.loop", "objectives", "studies.cli", "studies
 PROXY_VOCAB = 96  # about a character vocabulary
 SIZES = {  # full (a GPU) and quick (a CPU rehearsal)
     False: {"batches": (12, 48, 192, 768), "warmup": 10, "timed": 50, "loop_steps": 60, "jobs": (1, 4, 8),
-            "job_window": 40.0, "job_steps": 300, "busy_warmup": 12.0, "det_steps": 100, "paper_steps": 100},
+            "job_window": 40.0, "job_trials": 1000, "job_steps": 300, "busy_warmup": 12.0, "det_steps": 100,
+            "paper_steps": 100},
     True: {"batches": (2, 4), "warmup": 1, "timed": 3, "loop_steps": 3, "jobs": (2,),
-           "job_window": 20.0, "job_steps": 2, "busy_warmup": 4.0, "det_steps": 3, "paper_steps": 3},
+           "job_window": 300.0, "job_trials": 1, "job_steps": 2, "busy_warmup": 4.0, "det_steps": 3, "paper_steps": 3},
 }
 
 
@@ -364,7 +365,7 @@ def jobs(results: Results, device, sizes: dict) -> None:
         for count in sizes["jobs"]:
             journal = Path(scratch, f"jobs{count}.journal")
             argv = [sys.executable, "-m", "studies", "search", "--study", f"jobs{count}", "--storage", str(journal),
-                    "--jobs", str(count), "--trials", "1000", "--steps", str(sizes["job_steps"]),
+                    "--jobs", str(count), "--trials", str(sizes["job_trials"]), "--steps", str(sizes["job_steps"]),
                     "--device", str(device)]
             started = time.time()
             window = _run_for(argv, sizes["job_window"], Path(scratch, f"jobs{count}.log"))
@@ -468,7 +469,8 @@ def paper(results: Results, device, sizes: dict) -> None:
     results.put("paper", "shape", {**shape, "batch": batch, "steps": sizes["paper_steps"]})
     tokens = torch.randint(config.vocab_size, (2_000_000,), generator=torch.Generator().manual_seed(0))
     recipe = TrainingRecipe(steps=sizes["paper_steps"], batch_size=batch, lr=6e-4, min_lr=6e-5, warmup_steps=10,
-                            beta2=0.95, eval_windows=8, eval_batch_size=8, report_every=max(1, sizes["paper_steps"] // 10))
+                            beta2=0.95, eval_windows=8, eval_batch_size=8,
+                            report_every=max(1, sizes["paper_steps"] // 10))
     free(device)
     reports: list[tuple[int, float]] = []
     train(initialised_model(config, 0), tokens, tokens[:100_000], recipe, device,

@@ -82,7 +82,10 @@ class TrainingShare:
         fcntl.flock(lock, fcntl.LOCK_SH)
 
     def pausing(self, callback: Callable[[Any], None]) -> Callable[[Any], None]:
-        """`callback` for the training loop's progress reports, pausing first."""
+        """`callback` for the training loop's progress reports, pausing first (on a CPU: `callback`)."""
+        if self._files is None:
+            return callback
+
         def on_progress(progress: Any) -> None:
             self.pause()
             callback(progress)
