@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search_space import DecoderConfig, config_from_dict
 
 from .artifacts import WEIGHTS_KEY, default_artifacts, open_store, remove_weights, study_artifacts
-from .errors import StudyError, Terminated
+from .errors import ArgumentError, StudyError, Terminated
 from .expect import expect
 from .export_files import write_export
 from .front import (JOINT_LATENCY_KEY, complete_trials, count_complete, front_hypervolume, front_trials,
@@ -100,8 +100,8 @@ def _storage_kept(method: Callable[..., Any]) -> Callable[..., Any]:
             file = local_file(self.storage)
             if file is None or file.exists():
                 raise
-            raise StudyError(f"--storage {display_storage(self.storage)}: the file was deleted while study "
-                             f"{self.name!r} was open") from exc
+            raise ArgumentError("storage", display_storage(self.storage),
+                                f"the file was deleted while study {self.name!r} was open") from exc
     return call
 
 
@@ -235,8 +235,6 @@ class Search:
         from .search import run_worker
         from .trials import SilentReporter
 
-        if trials < 0:
-            raise StudyError(f"--trials: {trials} must not be negative")
         store = self._weights_store() if keep_checkpoints != "none" else None
         summary = run_worker(self.study, self.settings, self.data, resolve_device(device), trials, max_complete,
                              self.storage, store, reporter or SilentReporter(), queued_only, gap_trials)
@@ -252,7 +250,7 @@ class Search:
         from .search import WorkerSummary
 
         if local_file(self.storage) is not None and not is_journal(self.storage):
-            raise StudyError(f"--jobs {jobs}: SQLite must not be shared by several processes; use a journal file "
+            raise ArgumentError("jobs", jobs, "SQLite must not be shared by several processes; use a journal file "
                              "or PostgreSQL storage")
         if keep_checkpoints != "none":
             self._weights_store()  # refused here, not once per job
@@ -266,12 +264,12 @@ class Search:
         if done.stopped:
             raise KeyboardInterrupt if done.exit_code == 130 else Terminated
         if done.exit_code:
-            raise StudyError(f"--jobs {jobs}: a job failed (exit code {done.exit_code}; its last line is above)")
+            raise StudyError(f"a job failed (exit code {done.exit_code}; its last line is above)")
         return WorkerSummary(done.trained, self.count_complete(), done.exhausted)
 
     def _weights_store(self) -> Any:
         if self.artifacts is None:
-            raise StudyError("--keep-checkpoints: a database storage has no folder beside it; give --artifacts "
+            raise StudyError("kept weights need a folder, and a database storage has none beside it; give artifacts "
                              "(a folder every worker reaches, or s3://BUCKET)")
         return open_store(self.artifacts)
 
@@ -343,8 +341,7 @@ class Search:
         expect("steps", steps, int, minimum=1)
         expect("top", top, int, optional=True)
         expect("gap_trials", gap_trials, int)
-        if gap_trials < 0:
-            raise StudyError(f"--gap-trials {gap_trials}: must not be negative")
+        expect("gap_trials", gap_trials, int, minimum=0)
         sibling, settings, added = promote(self.name, self.storage, steps, top)
         long = Search(sibling, settings, self.storage, self._data, self._artifacts)
         waiting = len(sibling.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
@@ -357,9 +354,9 @@ class Search:
         expect("trial", number, int)
         matches = [t for t in self.study.get_trials(deepcopy=False) if t.number == number]
         if not matches:
-            raise StudyError(f"--trial {number}: study {self.name!r} has no such trial")
+            raise ArgumentError("trial", number, f"study {self.name!r} has no such trial")
         if matches[0].state != TrialState.COMPLETE:
-            raise StudyError(f"--trial {number}: the trial is {matches[0].state.name.lower()}, not complete")
+            raise ArgumentError("trial", number, f"the trial is {matches[0].state.name.lower()}, not complete")
         return matches[0]
 
     def export(self, pick: str = "knee", *, trial: int | None = None, path: str | Path | None = None,
@@ -490,8 +487,9 @@ def _expect_study(name: str, storage: str) -> None:
 def check_study_name(name: str) -> None:
     """NAME@STEPS names a promoted sibling, so `@` is refused in a user's name."""
     if not name or not name.strip():
-        raise StudyError("--study: give a non-empty name")
+        raise ArgumentError("name", name, "give a non-empty name")
     if "@" in name:
-        raise StudyError(f"--study {name!r}: '@' is reserved for promoted studies (NAME@STEPS); choose another name")
+        raise ArgumentError("name", name, "'@' is reserved for promoted studies (NAME@STEPS); choose another name")
     if len(name) > 200 or any(not ch.isprintable() for ch in name):
-        raise StudyError(f"--study: names are at most 200 printable characters ({len(name)} given)")
+        raise ArgumentError("name", f"{name[:40]}…" if len(name) > 40 else name,
+                            f"names are at most 200 printable characters ({len(name)} given)")

@@ -28,7 +28,7 @@ from typing import IO, ContextManager, Protocol
 
 from trainer.threads import job_threads
 
-from .errors import StudyError
+from .errors import ArgumentError
 from .trials import worker_id
 
 STOP_SECONDS = 15.0  # how long a stopped job may take to record its interrupted trial before it is killed
@@ -90,33 +90,34 @@ class StopRequest:
     signals: list[int] = field(default_factory=list)
 
 
-def check_jobs(jobs: int, devices: Sequence[str] | None = None, flag: str = "--devices") -> None:
-    """Refuse a --jobs value, or a device the jobs are to use (named `flag` on the command line),
-    before anything is created or started."""
+def check_jobs(jobs: int, devices: Sequence[str] | None = None, argument: str = "devices") -> None:
+    """Refuse a job count, or a device the jobs are to use (`devices` as the caller named them:
+    `argument`), before anything is created or started."""
     if jobs < 1:
-        raise StudyError(f"--jobs {jobs}: give at least 1 worker process")
+        raise ArgumentError("jobs", jobs, "give at least 1 worker process")
     cores = os.cpu_count() or 1
     if jobs > MAX_JOBS_PER_CORE * cores:
-        raise StudyError(f"--jobs {jobs}: at most {MAX_JOBS_PER_CORE * cores} on this machine's {cores} CPU "
+        raise ArgumentError("jobs", jobs, f"at most {MAX_JOBS_PER_CORE * cores} on this machine's {cores} CPU "
                          f"core{'s' if cores != 1 else ''} ({MAX_JOBS_PER_CORE} per core); more only wait for each "
                          "other, each holding ~0.35 GB before it trains")
     for device in devices or ():
-        _check_device(device, f"{flag} {','.join(devices or ())!r}")
+        _check_device(device, argument, ",".join(devices or ()))
 
 
-def _check_device(device: str, given: str) -> None:
+def _check_device(device: str, argument: str, given: str) -> None:
     import torch
 
     from trainer.loop import RecipeError, resolve_device
 
     if not device.strip():
-        raise StudyError(f"{given}: an empty entry; list devices as D1,D2,... (e.g. cuda:0,cuda:1)")
+        raise ArgumentError(argument, given, "an empty entry; list devices as D1,D2,... (e.g. cuda:0,cuda:1)")
     try:
         resolved = resolve_device(device.strip())
     except RecipeError as exc:
-        raise StudyError(f"{given}: {exc}") from None
+        raise ArgumentError(argument, given, str(exc)) from None
     if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
-        raise StudyError(f"{given}: {device!r} asked for, but this machine has {torch.cuda.device_count()} CUDA GPUs")
+        raise ArgumentError(argument, given,
+                            f"{device!r} asked for, but this machine has {torch.cuda.device_count()} CUDA GPUs")
 
 
 def job_devices(jobs: int, devices: Sequence[str] | None) -> list[str]:
@@ -174,8 +175,6 @@ def run_jobs(worker_argv: Sequence[str], jobs: int, trials: int, devices: Sequen
     """Run `jobs` workers on the study `worker_argv` names, training `trials` trials between them, and wait.
     Call it from the main thread: it handles SIGINT and SIGTERM while it runs."""
     check_jobs(jobs, devices)
-    if trials < 0:
-        raise StudyError(f"--trials: {trials} must not be negative")
     view = view or QuietView()
     lines: queue.Queue[tuple[Job, str | None]] = queue.Queue()
     started: list[Job] = []

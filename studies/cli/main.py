@@ -86,7 +86,7 @@ def _version() -> str:
 
 
 # API argument -> the flag that sets it, where the two names differ (else --name-with-dashes).
-_FLAG_OF = {"name": "--study", "path": "-o", "number": "--trial", "margin": "--prune-margin"}
+_FLAG_OF = {"name": "--study", "path": "-o", "margin": "--prune-margin"}
 
 
 def flag_error(exc: BaseException) -> str:

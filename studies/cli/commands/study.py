@@ -17,6 +17,7 @@ from ..arguments import (add_artifacts_argument, add_data_arguments, add_device_
                          add_promotion_arguments, add_shape_arguments, add_study_arguments, add_training_arguments,
                          explicit_recipe)
 from ...errors import StudyError
+from ...expect import expect
 from ...gaps import GAP_RATIO, gap_trials_in
 from ...jobs import check_jobs, watch_parent
 from ..live import LiveReporter
@@ -137,11 +138,10 @@ def run_search(args: argparse.Namespace, console: Console) -> None:
         raise StudyError(f"--top {args.top}: needs --promote-steps and at least one trial to promote")
     if args.gap_trials is not None and not args.promote_steps:
         raise StudyError(f"--gap-trials {args.gap_trials}: needs --promote-steps (gap trials run at the longer budget)")
-    if args.trials < 0:
-        raise StudyError(f"--trials: {args.trials} must not be negative")
+    expect("trials", args.trials, int, minimum=0)
     devices, jobs = _devices(args), getattr(args, "jobs", None)  # checked before the study is created
     check_jobs(len(devices or [None]) if jobs is None else jobs, devices or [args.device],
-               "--devices" if devices else "--device")
+               "devices" if devices else "device")
     check_study_name(args.study)
     settings = requested_settings(args, stored_settings(args.study, args.storage) or StudySettings())
     search = Search.create(args.study, args.storage, settings, presets=not args.no_presets, artifacts=args.artifacts)
