@@ -30,13 +30,20 @@ from .artifacts import WEIGHTS_KEY, default_artifacts, open_store, remove_weight
 from .errors import ArgumentError, StudyError, Terminated
 from .expect import expect
 from .export_files import write_export
-from .front import (JOINT_LATENCY_KEY, complete_trials, count_complete, front_hypervolume, front_trials,
-                    normaliser_for, pick, study_at_budget)
+from .front import (
+    JOINT_LATENCY_KEY,
+    complete_trials,
+    count_complete,
+    front_hypervolume,
+    front_trials,
+    normaliser_for,
+    pick,
+    study_at_budget,
+)
 from .measures import OBJECTIVES
 from .reading import StudyView, open_reader
-from .settings import (DEFAULT_GAP_TRIALS, DEFAULT_STUDY, DEFAULT_TRIALS, SETTINGS_KEY, StudySettings,
-                       read_settings)
-from .storage import (DEFAULT_STORAGE, display_storage, is_journal, load_existing, local_file, open_storage)
+from .settings import DEFAULT_GAP_TRIALS, DEFAULT_STUDY, DEFAULT_TRIALS, SETTINGS_KEY, StudySettings, read_settings
+from .storage import DEFAULT_STORAGE, display_storage, is_journal, load_existing, local_file, open_storage
 
 if TYPE_CHECKING:  # training needs torch; reading a study does not, so these load where a run starts
     from trainer.data import TokenizedData

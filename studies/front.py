@@ -20,12 +20,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .errors import ArgumentError, StudyError
-from .reading import Reader, StudyView
-from .storage import PROMOTED_SEPARATOR
 from .hypervolume import hypervolume, incremental_hypervolume, non_dominated
-from .ranking import kendall_tau
 from .measures import OBJECTIVES, minimised, quality_objective
+from .ranking import kendall_tau
+from .reading import Reader, StudyView
 from .settings import StudySettings, read_settings
+from .storage import PROMOTED_SEPARATOR
 
 REFERENCE = 1.1
 JOINT_LATENCY_KEY = "joint_latency"  # study attribute: latencies of the front re-measured in one session

@@ -28,8 +28,8 @@ from objectives import describe
 from search_space import DecoderConfig, architecture_hash, config_from_dict
 
 from .front import front_trials
-from .settings import StudySettings
 from .measures import OBJECTIVES, constraint_excess, cost_objectives, static_measures
+from .settings import StudySettings
 from .space import SearchSpace
 
 GAP_RATIO = 1.5  # front neighbours further apart in cost than this leave a gap

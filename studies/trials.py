@@ -32,8 +32,15 @@ from .claims import wait_for_claimants
 from .devices import device_type
 from .errors import Terminated
 from .gpu_share import TrainingShare, timing_turn
-from .measures import (CONSTRAINTS, OBJECTIVES, STATIC_MEASURES, constraint_excess, cost_objectives, dominates,
-                       static_measures)
+from .measures import (
+    CONSTRAINTS,
+    OBJECTIVES,
+    STATIC_MEASURES,
+    constraint_excess,
+    cost_objectives,
+    dominates,
+    static_measures,
+)
 from .settings import SETTINGS_KEY, StudySettings
 
 # Settings that decide a trial's measures: two studies alike in these give an architecture the same result.

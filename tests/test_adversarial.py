@@ -13,6 +13,13 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+
+from search_space import ConfigError, build_decoder, preset
+from search_space import model as model_module
+from studies import Search, StudyError
+from studies import artifacts as artifacts_module
+from studies.front import JOINT_LATENCY_KEY
+from studies.storage import open_storage
 from study_helpers import (  # noqa: F401 (isolated_python_api: an autouse fixture)
     STEPS,
     Tiny,
@@ -22,13 +29,6 @@ from study_helpers import (  # noqa: F401 (isolated_python_api: an autouse fixtu
     make_settings,
     make_tiny,
 )
-
-from search_space import ConfigError, build_decoder, preset
-from search_space import model as model_module
-from studies import Search, StudyError
-from studies import artifacts as artifacts_module
-from studies.front import JOINT_LATENCY_KEY
-from studies.storage import open_storage
 
 SECRET = "pa55-w0rd"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import optuna
 import pytest
-from study_helpers import STEPS, isolated_python_api, make_settings, make_tiny  # noqa: F401 - autouse fixture
 
 from studies import Search
+from study_helpers import STEPS, isolated_python_api, make_settings, make_tiny  # noqa: F401 - autouse fixture
 
 
 class Records(logging.Handler):

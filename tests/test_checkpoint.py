@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import save_model
 
 import trainer.generate
+from conftest import CORPUS_TEXT as TEXT
 from search_space import DecoderConfig, build_decoder, preset
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.data import DataError, TokenizedData, prepare_data
@@ -18,7 +19,6 @@ from trainer.loop import Progress, TrainingRecipe, evaluate
 from trainer.run import RunReport, resume_training, run_training
 from trainer.tokenizers import CharTokenizer, TokenizerError
 
-from conftest import CORPUS_TEXT as TEXT
 STEPS = 10
 RECIPE = TrainingRecipe(steps=STEPS, batch_size=4, lr=1e-2, warmup_steps=2, eval_windows=16, report_every=5)
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from study_helpers import RECIPE, SHAPE, isolated_python_api, make_tiny  # noqa: F401 (an autouse fixture)
 
 from studies import claims
 from studies.storage import open_storage
+from study_helpers import RECIPE, SHAPE, isolated_python_api, make_tiny  # noqa: F401 (an autouse fixture)
 
 OPEN_AT = """
 import sys, time

@@ -8,8 +8,8 @@ import optuna
 from optuna.trial import TrialState, create_trial
 
 from studies.cli.live import trial_line
-from studies.storage import open_storage
 from studies.cli.views import study_counts
+from studies.storage import open_storage
 
 
 def made(state: TrialState, number: int = 0, **attrs) -> optuna.trial.FrozenTrial:

@@ -13,13 +13,13 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from study_helpers import PRESET_NAMES, PRESETS_TRAINED, SINGLE_SPACE, Result, Tiny, make_tiny, quiet_datasets
 
 from studies import search as search_module
 from studies import trials as trials_module
 from studies.cli import main
 from studies.search import MAX_CONSECUTIVE_REPEATS
 from studies.storage import open_storage
+from study_helpers import PRESET_NAMES, PRESETS_TRAINED, SINGLE_SPACE, Result, Tiny, make_tiny, quiet_datasets
 
 TWO_ARCHITECTURES = {**SINGLE_SPACE, "mlp_ratio": [2, 4]}
 RUNAWAY = 5 * MAX_CONSECUTIVE_REPEATS  # far more trials than the rule allows: the worker never stopped

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from study_helpers import cli, isolated_python_api, make_tiny  # noqa: F401  (autouse fixture)
 
 import trainer.store
 from search_space import load_config
+from study_helpers import cli, isolated_python_api, make_tiny  # noqa: F401  (autouse fixture)
 from trainer.checkpoint import load_checkpoint
 from trainer.data import prepare_data
 

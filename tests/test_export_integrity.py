@@ -12,11 +12,11 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
-from study_helpers import SINGLE_SPACE, Tiny, assert_one_line_error, cli, make_tiny, quiet_datasets
 
 from search_space import architecture_hash, load_config
 from studies.artifacts import WEIGHTS_KEY
 from studies.storage import open_storage
+from study_helpers import SINGLE_SPACE, Tiny, assert_one_line_error, cli, make_tiny, quiet_datasets
 
 WEIGHTS = "model.safetensors"
 

@@ -9,8 +9,17 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from studies.errors import StudyError
-from studies.front import (REFERENCE, complete_trials, front_trials, hypervolume_history, knee, normaliser_for, pareto_layers, pick,
-                           promotion_candidates)
+from studies.front import (
+    REFERENCE,
+    complete_trials,
+    front_trials,
+    hypervolume_history,
+    knee,
+    normaliser_for,
+    pareto_layers,
+    pick,
+    promotion_candidates,
+)
 from studies.hypervolume import hypervolume as exact_hypervolume
 from studies.settings import StudySettings
 from trainer.loop import TrainingRecipe

@@ -14,12 +14,12 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers loads: it reads this o
 import pytest
 import tokenizers
 import torch
-from study_helpers import assert_one_line_error, cli
 
 from search_space import BiasConfig, DecoderConfig, LayerConfig, Reduction, build_decoder
 from studies import hf_export
 from studies.errors import StudyError
 from studies.model_export import export_run
+from study_helpers import assert_one_line_error, cli
 from trainer.checkpoint import WEIGHTS_FILE, load_checkpoint, save_checkpoint
 from trainer.loop import TrainingRecipe
 from trainer.tokenizers import ByteTokenizer, CharTokenizer, HuggingFaceTokenizer, Tokenizer

@@ -11,9 +11,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers loads: it reads this o
 
 import pytest
 import torch
-from study_helpers import Tiny, assert_one_line_error, cli, isolated_python_api, make_tiny, quiet_datasets  # noqa: F401
 
 from studies.api import Search
+from study_helpers import Tiny, assert_one_line_error, cli, isolated_python_api, make_tiny, quiet_datasets  # noqa: F401
 from trainer.checkpoint import load_checkpoint
 
 transformers = pytest.importorskip("transformers")  # in the test extra, so CI runs these

@@ -14,12 +14,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from rich.console import Console
-from study_helpers import RECIPE, SHAPE, Tiny, isolated_python_api, make_tiny  # noqa: F401 (an autouse fixture)
 
 from studies.cli.progress import ConsoleJobsView
 from studies.jobs import job_devices, job_environment, run_jobs
 from studies.storage import open_storage
-
+from study_helpers import RECIPE, SHAPE, Tiny, isolated_python_api, make_tiny  # noqa: F401 (an autouse fixture)
 
 
 def worker_argv(tiny: Tiny, *extra: str) -> list[str]:

@@ -12,11 +12,11 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from study_helpers import Tiny, assert_one_line_error, cli, make_tiny, quiet_datasets
-from test_jobs import children_of, training_started, trials_of, worker_argv
 
 from studies.errors import StudyError
 from studies.jobs import MAX_JOBS_PER_CORE, check_jobs
+from study_helpers import Tiny, assert_one_line_error, cli, make_tiny, quiet_datasets
+from test_jobs import children_of, training_started, trials_of, worker_argv
 
 
 @pytest.fixture(autouse=True)

@@ -24,8 +24,17 @@ from studies import trials as trials_module
 from studies.front import JOINT_LATENCY_KEY, complete_trials, front_trials
 from studies.settings import read_settings
 from studies.storage import open_storage
-from study_helpers import (PRESETS_TRAINED, TINY_SPACE, Result, Tiny, assert_one_line_error, cli, isolated_python_api,  # noqa: F401
-                           make_tiny, quiet_datasets)
+from study_helpers import (  # noqa: F401
+    PRESETS_TRAINED,
+    TINY_SPACE,
+    Result,
+    Tiny,
+    assert_one_line_error,
+    cli,
+    isolated_python_api,
+    make_tiny,
+    quiet_datasets,
+)
 from trainer.checkpoint import load_checkpoint
 from trainer.run import initialised_model
 

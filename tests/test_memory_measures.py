@@ -6,7 +6,7 @@ from hypothesis import given, settings
 
 from conftest import decoder_configs
 from objectives import count_parameters, describe, kv_cache_bytes, memory_measures, weights_bytes
-from search_space import DecodeState, DecoderConfig, LayerConfig, Reduction, build_decoder
+from search_space import DecoderConfig, DecodeState, LayerConfig, Reduction, build_decoder
 from search_space.model import CausalSelfAttention
 
 

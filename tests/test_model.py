@@ -4,10 +4,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 
-from search_space import DecodeState, DecoderConfig, LayerConfig, Reduction, build_decoder, preset
-from objectives import count_parameters
-
 from conftest import decoder_configs
+from objectives import count_parameters
+from search_space import DecoderConfig, DecodeState, LayerConfig, Reduction, build_decoder, preset
 
 
 def assert_causal(config: DecoderConfig, seed: int = 0) -> None:

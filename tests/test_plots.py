@@ -11,10 +11,10 @@ import optuna
 from optuna.trial import create_trial
 
 from studies.api import Search
-from studies.measures import OBJECTIVES
 from studies.cli.plots import front_figure_data, write_front_html
-from studies.settings import StudySettings, write_settings
 from studies.cli.views import SHORTHAND
+from studies.measures import OBJECTIVES
+from studies.settings import StudySettings, write_settings
 from trainer.loop import TrainingRecipe
 
 THREE = ("val_loss", "flops_per_token", "latency_ms")

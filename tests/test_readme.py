@@ -20,7 +20,7 @@ README = ROOT / "README.md"
 DOCUMENTS = [README, ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "decisions.md"]
 MAX_README_LINES = 260
 CI_SCRIPT = ROOT / ".ci" / "run"
-TEST_COMMAND = "pip install -e '.[test]' && python -m pytest -q"
+TEST_COMMAND = "pip install -e '.[test]' && ruff check . && python -m pytest -q"
 
 # Words in example commands that stand for something the reader fills in. They are dropped before
 # parsing; any other bracketed or <angled> word fails the test, so a new placeholder is a choice.

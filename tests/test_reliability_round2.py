@@ -20,6 +20,8 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
+
+import studies.trials
 from study_helpers import (  # noqa: F401 - autouse fixture
     SINGLE_SPACE,
     TINY_SPACE,
@@ -29,8 +31,6 @@ from study_helpers import (  # noqa: F401 - autouse fixture
     isolated_python_api,
     make_tiny,
 )
-
-import studies.trials
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "SuperSecret123"

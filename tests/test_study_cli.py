@@ -20,8 +20,19 @@ from studies.front import front_trials, knee
 from studies.repeats import enqueue_untried_neighbour
 from studies.settings import read_settings
 from studies.storage import open_storage
-from study_helpers import (PRESET_NAMES, PRESETS_TRAINED, SINGLE_SPACE, STEPS, TINY_SPACE, Result, Tiny,
-                           assert_one_line_error, cli, make_tiny, quiet_datasets)
+from study_helpers import (
+    PRESET_NAMES,
+    PRESETS_TRAINED,
+    SINGLE_SPACE,
+    STEPS,
+    TINY_SPACE,
+    Result,
+    Tiny,
+    assert_one_line_error,
+    cli,
+    make_tiny,
+    quiet_datasets,
+)
 
 RECORDED = ("config", "arch_hash", "summary", "steps", "val_loss", "val_accuracy", "flops_per_token", "params",
             "latency_ms", "loss_curve", "device", "versions")

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState, create_trial
 from rich.console import Console
-from study_helpers import cli, isolated_python_api, make_tiny  # noqa: F401 (an autouse fixture)
 
-from studies.settings import StudySettings
 from studies.cli.views import front_table
+from studies.settings import StudySettings
+from study_helpers import cli, isolated_python_api, make_tiny  # noqa: F401 (an autouse fixture)
 from trainer.loop import TrainingRecipe
 
 OBJECTIVES = ("val_loss", "flops_per_token")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from study_helpers import cli
 
 from studies.cli.main import build_parser
 from studies.cli.registry import COMMANDS
+from study_helpers import cli
 
 
 @pytest.mark.parametrize("argv, typo, suggestion", [

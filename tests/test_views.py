@@ -19,8 +19,19 @@ from studies import evidence as evidence_module
 from studies.cli import main
 from studies.cli.live import LiveReporter
 from studies.storage import open_storage
-from study_helpers import (PRESET_NAMES, PRESETS_TRAINED, RECIPE, SHAPE, STEPS, Tiny, cli, isolated_python_api,  # noqa: F401
-                           make_settings, make_tiny, quiet_datasets)
+from study_helpers import (  # noqa: F401
+    PRESET_NAMES,
+    PRESETS_TRAINED,
+    RECIPE,
+    SHAPE,
+    STEPS,
+    Tiny,
+    cli,
+    isolated_python_api,
+    make_settings,
+    make_tiny,
+    quiet_datasets,
+)
 from trainer.loop import Progress
 
 

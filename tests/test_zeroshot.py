@@ -17,7 +17,6 @@ from trainer.data import DataError
 from trainer.tokenizers import make_tokenizer
 from trainer.zeroshot import MultipleChoiceItem, choice_logprobs, load_items, score_items
 
-
 BYTES = make_tokenizer("byte", "")  # one id per UTF-8 byte: test strings map to ids by hand
 
 

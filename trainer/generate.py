@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from search_space import DecodeState, Decoder
+from search_space import Decoder, DecodeState
 
 from .tokenizers import Tokenizer, TokenizerError
 

@@ -15,7 +15,6 @@ from .checkpoint import RUN_FILE, load_checkpoint, load_optimizer_state, save_ch
 from .data import DataError, TokenizedData, check_fits, prepare_data
 from .loop import Progress, TrainingRecipe, TrainingResult, make_optimizer, resolve_device, train
 
-
 RESUME_KEYS = ("step", "loss_curve", "data_spec", "tokenizer", "content_hash")  # what run.json must hold
 
 

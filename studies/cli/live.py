@@ -15,9 +15,9 @@ from trainer.loop import Progress
 
 from ..front import front_trials
 from ..measures import OBJECTIVES
-from .progress import STDERR, progress_bar
 from ..settings import StudySettings
 from ..trials import trained
+from .progress import STDERR, progress_bar
 
 RECENT_ROWS = 10
 

@@ -13,15 +13,14 @@ from rich.table import Table
 from trainer import prepare_data
 from trainer.loop import TrainingRecipe, resolve_device
 
-from ..arguments import add_data_arguments, add_shape_arguments, add_training_arguments, data_choice, recipe_from_args
 from ...errors import StudyError
-from ...measures import OBJECTIVES
 from ...evidence import calibrate, reproduce, sample_architectures
+from ...measures import OBJECTIVES
+from ...settings import SEARCH_BLOCK_SIZE, SEARCH_RECIPE, SEARCH_SHAPE
+from ...space import load_space
+from ..arguments import add_data_arguments, add_shape_arguments, add_training_arguments, data_choice, recipe_from_args
 from ..progress import STDERR, training_bar
 from ..registry import command
-from ...space import load_space
-from ...settings import SEARCH_BLOCK_SIZE, SEARCH_RECIPE, SEARCH_SHAPE
-
 
 
 @command("reproduce")

@@ -11,12 +11,12 @@ from rich.console import Console
 from rich.table import Table
 
 from ...api import Search, delete_study, list_studies, serve_dashboard
-from ..arguments import add_artifacts_argument, add_device_argument, add_study_arguments
 from ...errors import StudyError
 from ...front import PICKS, promotion_agreement
 from ...measures import OBJECTIVES, quality_objective
-from ..registry import command
 from ...storage import display_storage
+from ..arguments import add_artifacts_argument, add_device_argument, add_study_arguments
+from ..registry import command
 from ..views import front_table
 
 if TYPE_CHECKING:

@@ -14,11 +14,20 @@ from trainer import prepare_data
 from trainer.checkpoint import load_checkpoint, read_run
 from trainer.generate import check_sampling, generate
 from trainer.loop import RecipeError, TrainingRecipe, resolve_device
-from trainer.zeroshot import load_items, score_items
 from trainer.run import RunReport, resume_training, run_training
+from trainer.zeroshot import load_items, score_items
 
-from ..arguments import (add_data_arguments, add_device_argument, add_model_arguments, add_training_arguments, data_choice,
-                         explicit_recipe, recipe_from_args, resolve_config, shape_overrides)
+from ..arguments import (
+    add_data_arguments,
+    add_device_argument,
+    add_model_arguments,
+    add_training_arguments,
+    data_choice,
+    explicit_recipe,
+    recipe_from_args,
+    resolve_config,
+    shape_overrides,
+)
 from ..progress import STDERR, training_bar
 from ..registry import command
 from ..views import description_table, metrics_table

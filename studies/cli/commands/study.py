@@ -13,21 +13,29 @@ from rich.console import Console
 from objectives.protocol import BACKENDS
 
 from ...api import Search, check_study_name, default_jobs, stored_settings
-from ..arguments import (add_artifacts_argument, add_data_arguments, add_device_argument, add_keep_checkpoints_argument,
-                         add_promotion_arguments, add_shape_arguments, add_study_arguments, add_training_arguments,
-                         explicit_recipe)
 from ...errors import StudyError
 from ...expect import expect
 from ...gaps import GAP_RATIO, gap_trials_in
 from ...jobs import check_jobs, watch_parent
-from ..live import LiveReporter
 from ...measures import CONSTRAINTS, DEFAULT_OBJECTIVES, OBJECTIVES
-from ..progress import STDERR, ConsoleJobsView
-from ..registry import command
 from ...search import MAX_CONSECUTIVE_REPEATS
 from ...settings import DEFAULT_TRIALS, SEARCH_RECIPE, WORKER_TRIALS, Pruning, StudySettings
 from ...space import load_space
 from ...storage import display_storage, promoted_name
+from ..arguments import (
+    add_artifacts_argument,
+    add_data_arguments,
+    add_device_argument,
+    add_keep_checkpoints_argument,
+    add_promotion_arguments,
+    add_shape_arguments,
+    add_study_arguments,
+    add_training_arguments,
+    explicit_recipe,
+)
+from ..live import LiveReporter
+from ..progress import STDERR, ConsoleJobsView
+from ..registry import command
 from ..views import front_table, study_counts
 from .front import retimed_line
 
