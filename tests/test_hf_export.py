@@ -266,3 +266,13 @@ def test_copied_model_code_may_not_import_the_project(tmp_path: Path, monkeypatc
     with pytest.raises(StudyError, match="imports trainer.tokenizers"):
         hf_export.remote_source(leaky)
     assert "from .architecture import" in hf_export.remote_source(hf_export.search_space.model)
+
+
+def test_an_onnx_graph_that_disagrees_with_pytorch_is_not_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("onnxruntime")
+    import objectives.onnx
+
+    run = run_folder(tmp_path, LAYER_KINDS["parallel"][0])
+    monkeypatch.setattr(objectives.onnx, "onnx_max_difference", lambda *args: 0.5)
+    assert_one_line_error(cli("export", str(run), "--onnx", str(tmp_path / "m.onnx")), "export", "differ", "0.5")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]
