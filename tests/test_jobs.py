@@ -111,7 +111,7 @@ def test_sigterm_stops_every_job_and_leaves_no_trial_running(tmp_path):
 def test_a_failing_job_makes_the_run_fail_with_its_error_line(tmp_path):
     tiny = make_tiny(tmp_path)
     out = io.StringIO()
-    done = run_jobs([*worker_argv(tiny), "--no-such-flag"], jobs=2, trials=1, console=Console(file=out))
+    done = run_jobs([*worker_argv(tiny), "--no-such-flag"], jobs=2, trials=2, console=Console(file=out))
     assert done.exit_code == 2 and done.trained == 0
     failures = [line for line in out.getvalue().splitlines() if line.startswith("job ")]
     assert len(failures) == 2, out.getvalue()
