@@ -28,6 +28,7 @@ for k, path in enumerate(sys.argv[2:]):
 """
 
 
+@pytest.mark.slow
 def test_processes_opening_one_new_sqlite_file_at_once_all_succeed(tmp_path: Path) -> None:
     # Without a lock, Optuna's schema set-up raced: "UNIQUE constraint failed: alembic_version".
     files = [str(tmp_path / f"study{k}.db") for k in range(6)]

@@ -102,6 +102,7 @@ def test_after_a_repeat_from_another_study_the_neighbour_is_one_no_study_trained
     assert neighbour.params == {**source.params, "d_model": 32} and len(bounded) == 1
 
 
+@pytest.mark.slow
 def test_a_promotion_runs_its_whole_queue_however_many_results_it_reuses(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -151,6 +151,7 @@ def test_the_model_card_says_what_the_model_is_and_where_it_came_from(tmp_path: 
     assert (tmp_path / "hf" / "generation_config.json").is_file()
 
 
+@pytest.mark.slow
 def test_the_custom_folder_loads_without_decoder_nas(tmp_path: Path) -> None:
     run = run_folder(tmp_path, LAYER_KINDS["3 towers, conv k3"][0])
     export_run(run, hf=tmp_path / "hf")
@@ -268,6 +269,7 @@ def test_copied_model_code_may_not_import_the_project(tmp_path: Path, monkeypatc
     assert "from .architecture import" in hf_export.remote_source(hf_export.search_space.model)
 
 
+@pytest.mark.slow
 def test_an_onnx_graph_that_disagrees_with_pytorch_is_not_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("onnxruntime")
     import objectives.onnx

@@ -220,6 +220,7 @@ def test_export_onnx_writes_the_trained_model(timed: tuple[Tiny, Result], tmp_pa
                                atol=1e-4)
 
 
+@pytest.mark.slow
 def test_export_onnx_without_kept_weights_is_refused_unless_untrained_is_asked_for(tmp_path: Path) -> None:
     tiny = make_tiny(tmp_path)
     assert cli(*tiny.argv("search", "--trials", "1", "--no-presets", "--sampler", "random", "--rungs")).code == 0

@@ -42,6 +42,7 @@ def random_tokens(config: DecoderConfig, length: int, batch: int = 1) -> torch.T
     return torch.randint(0, config.vocab_size, (batch, length), generator=torch.Generator().manual_seed(length))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", LAYER_KINDS.values(), ids=LAYER_KINDS.keys())
 def test_exported_graph_matches_pytorch_at_every_length(config, tmp_path):
     torch.manual_seed(0)
@@ -65,6 +66,7 @@ def test_max_difference_measures_the_graph_against_the_model(tiny_config, tmp_pa
     assert onnx_max_difference(model, path) > 100 * TOLERANCE
 
 
+@pytest.mark.slow
 def test_a_config_mixing_every_kind_exports(tiny_config, tmp_path):
     model = build_decoder(tiny_config)
     session = ort.InferenceSession(export_onnx(model, tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -91,6 +93,7 @@ def test_seq_len_outside_the_context_is_refused(tiny_config, tmp_path, seq_len):
         export_onnx(build_decoder(tiny_config), tmp_path / "model.onnx", seq_len=seq_len)
 
 
+@pytest.mark.slow
 def test_export_runs_in_eval_mode_and_restores_training(tiny_config, tmp_path):
     model = build_decoder(tiny_config.replace(dropout=0.5)).train()
     path = export_onnx(model, tmp_path / "model.onnx")
@@ -103,6 +106,7 @@ def test_export_runs_in_eval_mode_and_restores_training(tiny_config, tmp_path):
     np.testing.assert_allclose(session.run(None, {"idx": idx.numpy()})[0], torch_logits(model, idx), atol=TOLERANCE)
 
 
+@pytest.mark.slow
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(decoder_configs())
 def test_runner_matches_pytorch_on_drawn_configs(config):
