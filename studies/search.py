@@ -16,6 +16,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from search_space import PRESETS, preset
+from trainer.corpora import corpus_changed
 from trainer.data import TokenizedData
 
 from .devices import claim_device_type
@@ -80,9 +81,8 @@ def open_study(name: str, storage: str | optuna.storages.BaseStorage | None, set
             return study, settings
     stored = read_settings(study)
     if stored.data == settings.data and stored.content_hash != settings.content_hash:
-        raise StudyError(f"the corpus {settings.data} changed since study {name!r} was created (content hash "
-                         f"{settings.content_hash[:12]}, the study's {stored.content_hash[:12]}); restore it or use "
-                         "another --study name")
+        raise corpus_changed(settings.data, f"study {name!r} was created", settings.content_hash, stored.content_hash,
+                             "restore it or start another study")
     differences = stored.differences(settings)
     if differences:
         raise StudyError(f"study {name!r} was created with other settings: " + "; ".join(differences)
@@ -156,8 +156,8 @@ def run_worker(
     `queued_only` (a promotion) runs enqueued trials only, then gap trials (studies/gaps.py) until the
     study holds `gap_trials` of them, and stops when none is waiting."""
     if data.content_hash != settings.content_hash:
-        raise StudyError(f"the corpus {settings.data} changed since the study was created "
-                         f"(content hash {data.content_hash[:12]} != {settings.content_hash[:12]})")
+        raise corpus_changed(settings.data, f"study {study.study_name!r} was created", data.content_hash,
+                             settings.content_hash)
     claim_device_type(study, device)
     if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)  # what runs on "the current device" (memory stats, empty_cache) is this one

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import optuna
 
 from objectives.protocol import LatencyProtocol
-from trainer import DEFAULT_DATA_SPEC
+from trainer import DEFAULT_DATA_SPEC, DEFAULT_TEXT_COLUMN, DEFAULT_TOKENIZER
 from trainer.recipe import TrainingRecipe
 
 from .errors import ArgumentError, StudyError
@@ -58,8 +58,8 @@ class StudySettings:
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     space: SearchSpace = field(default_factory=load_space)
     data: str = DEFAULT_DATA_SPEC
-    tokenizer: str = "char"
-    text_column: str = "text"
+    tokenizer: str = DEFAULT_TOKENIZER
+    text_column: str = DEFAULT_TEXT_COLUMN
     content_hash: str = ""  # of the tokenised corpus, filled in when the study is created
     block_size: int = SEARCH_BLOCK_SIZE
     preset_shape: Mapping[str, int] = field(default_factory=lambda: dict(SEARCH_SHAPE))  # of the paper presets

@@ -19,6 +19,7 @@ from studies import OBJECTIVES, Search, StudyError, StudySettings
 from studies.api import check_study_name
 from studies.settings import write_settings
 from study_helpers import STEPS, cli, isolated_python_api, make_settings, make_tiny  # noqa: F401 - autouse fixture
+from trainer import DataError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -168,7 +169,7 @@ def test_a_corpus_edited_since_the_study_was_made_is_refused(tmp_path: Path) -> 
     tiny = make_tiny(tmp_path)
     Search.create("s", str(tiny.storage), make_settings(data=str(tiny.corpus)), presets=False)
     tiny.corpus.write_text(tiny.corpus.read_text() + "one more line\n")
-    with pytest.raises(StudyError, match="changed since study 's' was created"):
+    with pytest.raises(DataError, match="changed since study 's' was created"):
         Search.create("s", str(tiny.storage))
 
 

@@ -20,7 +20,7 @@ from studies.search import run_worker
 from studies.settings import Pruning, StudySettings, write_settings
 from studies.trials import TrialContext, _RungPruner, run_trial
 from study_helpers import STEPS, TINY_SPACE, isolated_python_api, make_settings, make_tiny  # noqa: F401 - autouse fixture
-from trainer import prepare_data
+from trainer import DataError, prepare_data
 from trainer.loop import NonFiniteLossError, Progress
 
 LOSS_FLOPS = ("val_loss", "flops_per_token")
@@ -221,7 +221,7 @@ def test_a_failing_trial_records_why_and_the_worker_goes_on(
 
 def test_the_worker_refuses_a_changed_corpus(context: TrialContext) -> None:
     settings = make_settings(content_hash="0" * 64)
-    with pytest.raises(StudyError, match="changed since the study was created"):
+    with pytest.raises(DataError, match="changed since study .* was created"):
         run_worker(context.study, settings, context.data, context.device, n_trials=1)
     assert context.study.trials == []
 

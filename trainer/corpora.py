@@ -9,10 +9,18 @@ from dataclasses import dataclass
 from typing import Callable
 
 DEFAULT_DATA_SPEC = "builtin:pydoc"
+DEFAULT_TOKENIZER = "char"  # a vocabulary fitted to the corpus: the paper's character-level setting
+DEFAULT_TEXT_COLUMN = "text"  # the column of a hub dataset that holds the text
 
 
 class DataError(ValueError):
     """A corpus that cannot be loaded or is unusable; the message names the offending input."""
+
+
+def corpus_changed(spec: str, since: str, found: str, recorded: str, advice: str = "") -> DataError:
+    """The one wording of "this corpus is not the one it was": a study or a run recorded `recorded`."""
+    return DataError(f"the corpus {spec} changed since {since} (content hash {found[:12]}, recorded "
+                     f"{recorded[:12]}){'; ' + advice if advice else ''}")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .corpora import BUILTIN_CORPORA, DEFAULT_DATA_SPEC, DataError
+from .corpora import BUILTIN_CORPORA, DEFAULT_DATA_SPEC, DEFAULT_TEXT_COLUMN, DEFAULT_TOKENIZER, DataError
 from .sources import DOCUMENT_SEPARATOR, TEXT_SUFFIXES, Source, first_line, open_source
 from .store import CACHE_ENV_VAR, VAL_FRACTION, Progress, TokenStore, described_stores, open_store, prepared_store
 from .tokenizers import Tokenizer
@@ -62,7 +62,7 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV_VAR) or Path.home() / ".cache" / "decoder-nas")
 
 
-def load_corpus(data_spec: str | None, text_column: str = "text", cache_dir: Path | None = None) -> Corpus:
+def load_corpus(data_spec: str | None, text_column: str = DEFAULT_TEXT_COLUMN, cache_dir: Path | None = None) -> Corpus:
     """The whole text `data_spec` names (None: the default builtin corpus), split into train/val, in
     memory: for inspecting small corpora. Training reads a token store instead (`prepare_data`)."""
     source = _source(data_spec, text_column, Path(cache_dir or default_cache_dir()))
@@ -84,9 +84,9 @@ def load_corpus(data_spec: str | None, text_column: str = "text", cache_dir: Pat
 
 def prepare_data(
     data_spec: str | None,
-    tokenizer_spec: str = "char",
+    tokenizer_spec: str = DEFAULT_TOKENIZER,
     cache_dir: Path | None = None,
-    text_column: str = "text",
+    text_column: str = DEFAULT_TEXT_COLUMN,
     on_progress: Progress | None = None,
 ) -> TokenizedData:
     """The token store of a corpus and tokenizer: opened in constant time once prepared, else built
@@ -96,7 +96,7 @@ def prepare_data(
     return _as_data(source.spec, prepared_store(source, tokenizer_spec, cache_dir / "tokens", on_progress))
 
 
-def data_info(data_spec: str | None, cache_dir: Path | None = None, text_column: str = "text") -> list[dict]:
+def data_info(data_spec: str | None, cache_dir: Path | None = None, text_column: str = DEFAULT_TEXT_COLUMN) -> list[dict]:
     """What the token stores prepared for a corpus hold, one per tokenizer (empty when none is),
     without preparing anything: counts, dtype, content hash, folder, and "current" or "stale"."""
     cache_dir = Path(cache_dir or default_cache_dir())

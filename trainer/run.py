@@ -12,6 +12,7 @@ import torch
 from search_space import Decoder, DecoderConfig, build_decoder
 
 from .checkpoint import RUN_FILE, load_checkpoint, load_optimizer_state, save_checkpoint
+from .corpora import corpus_changed
 from .data import DataError, TokenizedData, check_fits, prepare_data
 from .loop import Progress, TrainingRecipe, TrainingResult, make_optimizer, resolve_device, train
 
@@ -112,8 +113,7 @@ def resume_training(
     recipe = dataclasses.replace(checkpoint.recipe, steps=steps or checkpoint.recipe.steps)
     data = prepare_data(record["data_spec"], record["tokenizer"], cache_dir)
     if data.content_hash != record["content_hash"]:
-        raise DataError(f"{record['data_spec']}: the corpus changed since {directory} was trained "
-                        f"(content hash {data.content_hash[:12]} != {record['content_hash'][:12]})")
+        raise corpus_changed(record["data_spec"], f"{directory} was trained", data.content_hash, record["content_hash"])
     if record["step"] >= recipe.steps:
         raise DataError(f"{directory}: already trained {record['step']} of {recipe.steps} steps; pass more --steps")
     optimizer = make_optimizer(checkpoint.model, recipe, target)

@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 import datasets
 
-from .corpora import BUILTIN_CORPORA, DataError
+from .corpora import BUILTIN_CORPORA, DEFAULT_TEXT_COLUMN, DataError
 from .hub import require_hub
 
 TEXT_SUFFIXES = (".txt", ".md")
@@ -46,7 +46,7 @@ class Source:
     fingerprint: Callable[[], str]  # changes whenever the content does; cheap for any corpus size
 
 
-def open_source(spec: str, text_column: str = "text", datasets_cache: Path | None = None) -> Source:
+def open_source(spec: str, text_column: str = DEFAULT_TEXT_COLUMN, datasets_cache: Path | None = None) -> Source:
     """The source `spec` names; raises DataError for a malformed spec or a missing path, split or column."""
     if not spec.strip():
         raise DataError(f"empty data spec: expected {_SPEC_FORMS}")

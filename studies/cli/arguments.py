@@ -10,7 +10,7 @@ from dataclasses import fields, replace
 from typing import Any
 
 from search_space import PRESETS, SHAPE_KEYS, ConfigError, DecoderConfig, load_config, preset
-from trainer import BUILTIN_CORPORA, DEFAULT_DATA_SPEC
+from trainer import BUILTIN_CORPORA, DEFAULT_DATA_SPEC, DEFAULT_TEXT_COLUMN, DEFAULT_TOKENIZER
 from trainer.recipe import TrainingRecipe
 
 from ..api import KEEP_CHECKPOINTS
@@ -72,7 +72,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def data_choice(args: argparse.Namespace) -> tuple[str, str, str]:
     """(data spec, tokenizer spec, text column) with the defaults filled in."""
-    return args.data or DEFAULT_DATA_SPEC, args.tokenizer or "char", args.text_column or "text"
+    return args.data or DEFAULT_DATA_SPEC, args.tokenizer or DEFAULT_TOKENIZER, args.text_column or DEFAULT_TEXT_COLUMN
 
 
 # Flag help for each TrainingRecipe field the command line exposes; defaults come from the recipe.

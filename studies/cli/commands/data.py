@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from trainer.corpora import DEFAULT_TOKENIZER
 from trainer.data import CACHE_ENV_VAR, data_info, default_cache_dir, open_store, prepare_data
 from trainer.store import summary
 
@@ -28,7 +29,7 @@ def data_arguments(parser: argparse.ArgumentParser) -> None:
         action.add_argument("spec", metavar="SPEC", help="a text file or folder, hf:NAME[:CONFIG][@SPLIT], "
                                                          "or builtin:NAME")
         if name == "prepare":
-            action.add_argument("--tokenizer", default="char", help=TOKENIZER_HELP)
+            action.add_argument("--tokenizer", default=DEFAULT_TOKENIZER, help=TOKENIZER_HELP)
         action.add_argument("--text-column", default="text", help="column of a hub dataset holding the text")
         action.add_argument("--cache-dir", type=Path, help=f"cache folder (default ${CACHE_ENV_VAR})")
         action.add_argument("--json", action="store_true", help="print JSON instead of a table")
