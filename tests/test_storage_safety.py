@@ -109,6 +109,7 @@ def test_a_stop_during_a_storage_write_comes_after_it(tmp_path: Path, monkeypatc
         raise Terminated
 
     monkeypatch.setattr(owner, where, stopped_midway)
+    interrupt = signal.getsignal(signal.SIGINT)  # the default handler, or SIG_IGN in a background job
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
         with pytest.raises(Terminated):
@@ -116,7 +117,7 @@ def test_a_stop_during_a_storage_write_comes_after_it(tmp_path: Path, monkeypatc
     finally:
         signal.signal(signal.SIGTERM, previous)
     monkeypatch.undo()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is interrupt  # put back as it was
     assert sorted(path.name for path in tmp_path.iterdir()) == [file.rsplit("/", 1)[-1]]  # no lock file behind
     study.set_user_attr("after", 2)  # the storage goes on working
     reopened = optuna.load_study(study_name="s", storage=open_storage(spec, create=False))
