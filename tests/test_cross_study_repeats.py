@@ -86,7 +86,7 @@ def test_after_a_repeat_from_another_study_the_neighbour_is_one_no_study_trained
     tmp_path: Path, capsys: pytest.CaptureFixture[str], bounded: list[int]
 ) -> None:
     tiny = covered(tmp_path, capsys)
-    [source] = [t for t in trials_of(tiny, "a") if t.params["mlp_ratio"] == 2]
+    [source] = [t for t in trials_of(tiny, "a") if t.params["mlp_ratio"] == 2 and trials_module.trained(t)]
     # Study b's space is wider (the space is not among the settings that decide a result): d_model 32 too.
     wider = make_tiny(tmp_path / "b", {**TWO_ARCHITECTURES, "d_model": [16, 32]})
     b = Tiny(tiny.root, tiny.corpus, wider.space, tiny.storage)
