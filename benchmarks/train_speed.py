@@ -137,7 +137,7 @@ def child(args: argparse.Namespace) -> None:
     if args.child == "decoder-nas":
         rate = ours(config, data, recipe, device, args.warmup, args.steps)
     else:
-        rate = reference(config, data.train.numpy().astype(np.uint16), recipe, device, args.warmup, args.steps)
+        rate = reference(config, np.asarray(data.train, dtype=np.uint16), recipe, device, args.warmup, args.steps)
     after = cpu_sample()
     print(json.dumps({"tokens_per_second": rate, "other_load": other_load(before, after) if before else None,
                       "policy": globals().get("POLICY", "torch default"), "threads": torch.get_num_threads()}))
