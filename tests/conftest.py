@@ -49,6 +49,12 @@ CORPUS_TEXT = "".join(f"{i} little pigs, {i} big bad wolves.\n" for i in range(1
 
 
 @pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    """A token-store cache folder of the test's own."""
+    return tmp_path / "cache"
+
+
+@pytest.fixture
 def corpus(tmp_path: Path) -> Path:
     """A small text file the tests train on: enough for char-level windows of 16-64 tokens."""
     path = tmp_path / "corpus.txt"

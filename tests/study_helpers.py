@@ -154,3 +154,10 @@ def isolated_python_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     with quiet_datasets():
         yield
+
+
+def write(path: Path, text: str) -> Path:
+    """`text` as a UTF-8 file at `path`, its folders made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

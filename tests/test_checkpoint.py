@@ -24,11 +24,6 @@ RECIPE = TrainingRecipe(steps=STEPS, batch_size=4, lr=1e-2, warmup_steps=2, eval
 
 
 @pytest.fixture
-def cache(tmp_path: Path) -> Path:
-    return tmp_path / "cache"
-
-
-@pytest.fixture
 def data(corpus: Path, cache: Path) -> TokenizedData:
     return prepare_data(str(corpus), "char", cache_dir=cache)
 

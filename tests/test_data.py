@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import trainer.hub
+from study_helpers import write
 from trainer.data import (
     BUILTIN_CORPORA,
     DOCUMENT_SEPARATOR,
@@ -28,17 +29,6 @@ from trainer.data import (
 from trainer.tokenizers import CharTokenizer
 
 TEXT = "".join(f"Line {i}: to be, or not to be.\n" for i in range(40))  # 1,210 characters
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def cache(tmp_path: Path) -> Path:
-    return tmp_path / "cache"
 
 
 @pytest.fixture

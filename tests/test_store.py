@@ -14,6 +14,7 @@ import torch
 
 import trainer.sources
 import trainer.store
+from study_helpers import write
 from trainer.checkpoint import load_checkpoint
 from trainer.data import DataError, load_corpus, open_store, prepare_data, sample_batch, validation_windows
 from trainer.loop import train
@@ -24,20 +25,9 @@ from trainer.tokenizers import TokenizerError, make_tokenizer
 TEXT = "".join(f"Line {i}: the quick brown fox jumps over the lazy dog, ünïcode ok.\n" for i in range(300))
 
 
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
     return write(tmp_path / "corpus.txt", TEXT)
-
-
-@pytest.fixture
-def cache(tmp_path: Path) -> Path:
-    return tmp_path / "cache"
 
 
 def stores(cache: Path) -> list[Path]:
