@@ -358,7 +358,8 @@ def jobs(results: Results, device, sizes: dict) -> None:
     import optuna
 
     from studies.storage import open_storage
-    from studies.trials import stopped, trained
+    from studies.trial_record import trained
+    from studies.trials import stopped
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="gpu-check-jobs-") as scratch:

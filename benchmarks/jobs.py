@@ -3,8 +3,8 @@
     python benchmarks/jobs.py [--steps 60] [--trials 4] [--jobs 1 2 1 2] [--device cpu]
 
 Each run is a fresh study of the default search (shipped space, built-in corpus, presets first,
-early stopping) in a temporary journal, run by studies.jobs.run_jobs with `--trials` trials per
-job, timed from launch to the last job's exit (process start-up included: --jobs pays it too).
+early stopping) in a temporary journal, created here, then run by studies.jobs.run_jobs with `--trials`
+trials per job, timed from launch to the last job's exit (process start-up included: --jobs pays it too).
 Runs alternate in the order given, so load from other processes on the machine falls on every
 setting alike; each run's load average is printed with it. Ratios are against the mean of the
 --jobs 1 runs.
@@ -28,9 +28,10 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.table import Table
 
-from studies.jobs import run_jobs
+from studies import Search
+from studies.jobs import JobSpec, run_jobs
 from studies.storage import open_storage
-from studies.trials import trained
+from studies.trial_record import trained
 from trainer import DEFAULT_DATA_SPEC, prepare_data
 
 STUDY = "bench"
@@ -63,9 +64,9 @@ def parse_args() -> argparse.Namespace:
 def timed_run(jobs: int, trials: int, steps: int, device: str) -> Run:
     with tempfile.TemporaryDirectory() as folder:
         storage = str(Path(folder) / "study.journal")
-        argv = ["--study", STUDY, "--storage", storage, "--steps", str(steps)]
+        settings = Search.create(STUDY, storage, recipe={"steps": steps}).settings.to_dict()
         start, cpu_start = time.perf_counter(), children_cpu_seconds()
-        code = run_jobs(argv, jobs, trials * jobs, [device]).exit_code  # quiet: no view
+        code = run_jobs(JobSpec(STUDY, storage, settings), jobs, trials * jobs, [device]).exit_code  # quiet
         seconds, cpu_seconds = time.perf_counter() - start, children_cpu_seconds() - cpu_start
         if code:
             raise SystemExit(f"--jobs {jobs} failed with exit code {code}")

@@ -64,7 +64,8 @@ from studies.journal_index import index_path
 from studies.search import name_metrics, run_worker
 from studies.settings import StudySettings, read_settings, write_settings
 from studies.storage import open_storage
-from studies.trials import SilentReporter, trained
+from studies.trial_record import trained
+from studies.trials import SilentReporter
 from trainer.loop import Evaluation, Progress, TrainingResult
 from trainer.run import RunReport
 

@@ -46,7 +46,7 @@ from studies.front import front_trials, hypervolume, normaliser_for
 from studies.settings import read_settings
 from studies.space import load_space
 from studies.storage import open_storage, promoted_name
-from studies.trials import trained as trained_trial
+from studies.trial_record import trained as trained_trial
 from trainer import prepare_data
 from trainer.loop import TrainingRecipe
 from trainer.run import run_training

@@ -17,9 +17,9 @@ import functools
 import inspect
 import os
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence, get_args
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence, get_args
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search_space import DecoderConfig, config_from_dict
 
 from .artifacts import WEIGHTS_KEY, default_artifacts, open_store, remove_weights, study_artifacts
-from .errors import ArgumentError, StudyError, Terminated
+from .errors import ArgumentError, StudyError, Terminated, user_errors
 from .expect import expect
 from .export_files import write_export
 from .front import (
@@ -161,7 +161,8 @@ class Search:
         """Create study `name`, or join it if it exists (several workers may start at once).
 
         The settings are `settings` (default: the study's own if it exists, else `StudySettings()`)
-        with `changes` applied (any StudySettings field: objectives=..., data=..., recipe=...). Joining
+        with `changes` applied (any StudySettings field: objectives=..., data=..., recipe=...; a dict
+        for a field that holds several, as recipe={"steps": 600}, changes only the keys it names). Joining
         with settings that differ from the study's is refused; everything is validated before a
         study is created. `presets`: enqueue the paper's four models first. `artifacts`: where kept
         weights go (a folder or s3://BUCKET; see `artifacts`)."""
@@ -181,7 +182,7 @@ class Search:
         check_study_name(name)
         backend = open_storage(storage)
         stored = stored_settings(name, backend)
-        settings = replace(settings or stored or StudySettings(), **changes)
+        settings = _changed(settings or stored or StudySettings(), changes)
         data = prepare_data(settings.data, settings.tokenizer, text_column=settings.text_column)
         check_fits(data, settings.block_size)
         if settings.latency.backend == "onnxruntime":
@@ -252,7 +253,7 @@ class Search:
 
     def _run_jobs(self, trials: int, jobs: int, devices: Sequence[str], max_complete: int | None,
                   keep_checkpoints: KeepCheckpoints, view: JobsView | None) -> WorkerSummary:
-        from .jobs import run_jobs
+        from .jobs import JobSpec, run_jobs
         from .leases import fail_trials_of
         from .search import WorkerSummary
 
@@ -261,11 +262,9 @@ class Search:
                              "or PostgreSQL storage")
         if keep_checkpoints != "none":
             self._weights_store()  # refused here, not once per job
-        # The study exists: its name and storage are all a worker needs to join it with its settings.
-        argv = ["--study", self.name, "--storage", self.storage, "--keep-checkpoints", keep_checkpoints]
-        argv += ["--artifacts", self._artifacts] if self._artifacts else []
-        argv += ["--max-complete", str(max_complete)] if max_complete is not None else []
-        done = run_jobs(argv, jobs, trials, devices, view)
+        spec = JobSpec(self.name, self.storage, self.settings.to_dict(), keep_checkpoints, self._artifacts,
+                       max_complete)
+        done = run_jobs(spec, jobs, trials, devices, view)
         if done.killed:  # nothing else would fail their trials before a lease or heartbeat runs out
             fail_trials_of(self.study, done.killed)
         if done.stopped:
@@ -484,6 +483,25 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def _changed(base: StudySettings, changes: dict[str, Any]) -> StudySettings:
+    """`base` with `changes`; a mapping given for a field of several values (recipe, latency,
+    pruning, preset_shape, constraints) changes only the keys it names."""
+    merged = {}
+    for name, value in changes.items():
+        current = getattr(base, name)
+        if isinstance(value, Mapping) and is_dataclass(current):
+            try:
+                value = replace(current, **value)
+            except user_errors():  # they name what they refuse
+                raise
+            except (TypeError, ValueError) as exc:  # an unknown key; decode latency with onnxruntime
+                raise ArgumentError(name, dict(value), str(exc)) from None
+        elif isinstance(value, Mapping) and isinstance(current, Mapping):
+            value = {**current, **value}
+        merged[name] = value
+    return replace(base, **merged)
 
 
 def _expect_study(name: str, storage: str) -> None:

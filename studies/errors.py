@@ -37,6 +37,21 @@ class Terminated(KeyboardInterrupt):
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises Terminated in the main thread while the body runs (a process that trains: the
+    command line and a `search --jobs` job), so the running trial is recorded as on Ctrl-C."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @contextmanager
 def stops_held() -> Iterator[None]:
     """Ctrl-C and SIGTERM wait until the body has run, then act as they would have: around every

@@ -1,18 +1,21 @@
-"""`search --jobs N`: N worker processes on one machine sharing one study, watched in one live view.
+"""`search --jobs N`: N worker processes on one machine sharing one study, watched in one view.
 
-Each job is `decoder-nas worker ARGV --trials T --device D` in a process of its own, the call's
-trials shared out between them as Optuna's optimize(n_trials, n_jobs) counts them: for the whole call. The study's
-storage is all they share (a journal file is safe for several processes on one machine), so trial
-numbers never collide. The parent launches the jobs, shows their trials as they finish, and stops
-them all on Ctrl-C or SIGTERM. A job killed outright is reported at once (the others go on), its
-running trial failed and re-queued, and the run exits non-zero. A job whose parent dies, even by
-SIGKILL, stops as on SIGTERM: it watches its stdin, a pipe only the parent holds open
-(`watch_parent`), which works wherever pipes do, unlike Linux's PR_SET_PDEATHSIG.
+Each job is `python -m studies.job` (studies/job.py) in a process of its own, given its work as data:
+the study, its settings and its share of the call's trials (counted for the whole call, as Optuna's
+optimize(n_trials, n_jobs) counts them) as one JSON line on its stdin. It answers in JSON events on
+its stdout, one per finished trial; its stderr is shown prefixed. The study's storage is all the
+jobs share (a journal file is safe for several processes on one machine), so trial numbers never
+collide. The parent shows their trials as they finish and stops them all on Ctrl-C or SIGTERM. A job
+killed outright is reported at once (the others go on), its running trial failed and re-queued, and
+the run exits non-zero. A job whose parent dies, even by SIGKILL, stops as on SIGTERM: it watches
+its stdin, a pipe only the parent holds open (`job.watch_parent`), which works wherever pipes do,
+unlike Linux's PR_SET_PDEATHSIG.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import re
@@ -23,26 +26,33 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import IO, ContextManager, Protocol
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any, ContextManager, Protocol
 
 from trainer.threads import job_threads
 
 from .errors import ArgumentError
+from .trial_record import TrialRecord
 from .trials import worker_id
 
 STOP_SECONDS = 15.0  # how long a stopped job may take to record its interrupted trial before it is killed
 ERROR_LINES = 20  # the last stderr lines kept per job, to say why it failed
-# A finished trial's line (live.trial_line) is "trial N STATE ...": these states cost training,
-# reused repeats and infeasible samples do not (trials.trained).
-TRAINED_LINE = re.compile(r"trial \d+ (complete|pruned|fail)\b")
-# A worker that stopped because only trained architectures were proposed says so (commands/study.py).
-EXHAUSTED_LINE = re.compile(r"stopped early: .*the space looks exhausted$")
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # the shell's 128 + signal number
-JOB_ENV = "DECODER_NAS_JOB"  # set in a job's environment: its stdin is the parent's pipe
 # More jobs than this per core only queue for the cores, each holding a worker's memory (~0.35 GB with
 # torch, optuna and datasets loaded): refused, not capped, so a run is never other than the one asked for.
 MAX_JOBS_PER_CORE = 4
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What every job of a run trains: the study, as the parent opened it, and how."""
+
+    study: str
+    storage: str
+    settings: dict[str, Any]  # StudySettings.to_dict(): the study's own, so no job reads or re-derives them
+    keep_checkpoints: str = "none"
+    artifacts: str | None = None
+    max_complete: int | None = None
 
 
 @dataclass
@@ -53,6 +63,7 @@ class Job:
     last_lines: deque[str] = field(default_factory=lambda: deque(maxlen=ERROR_LINES))
     trained: Counter[str] = field(default_factory=Counter)  # by state: complete, pruned, fail
     exhausted: bool = False
+    open_streams: int = 2  # its events (stdout) and its stderr: it has exited once both are closed
 
     @property
     def exit_code(self) -> int:
@@ -70,15 +81,15 @@ class JobsView(Protocol):
     """How the jobs are shown while they run (studies/cli draws a bar and their lines; the API, nothing)."""
 
     def watching(self, total: int, jobs: int) -> ContextManager[None]: ...  # around the whole run
-    def trained(self) -> None: ...  # one more trial trained, of `total`
-    def say(self, line: str) -> None: ...  # a job's line, prefixed, or the launcher's own
+    def trial(self, job: int, record: TrialRecord) -> None: ...  # job `job` finished a trial
+    def say(self, line: str) -> None: ...  # a job's stderr line, prefixed, or the launcher's own
 
 
 class QuietView:
     def watching(self, total: int, jobs: int) -> ContextManager[None]:
         return contextlib.nullcontext()
 
-    def trained(self) -> None:
+    def trial(self, job: int, record: TrialRecord) -> None:
         pass
 
     def say(self, line: str) -> None:
@@ -142,23 +153,7 @@ def device_view(device: str, environ: dict[str, str]) -> tuple[str, dict[str, st
 
 
 def job_environment(jobs: int) -> dict[str, str]:
-    return {**os.environ, **job_threads(jobs), JOB_ENV: "1"}
-
-
-def watch_parent() -> None:
-    """In a job: stop as on SIGTERM (the trial recorded FAIL) once the parent is gone, however it died.
-    The parent never writes to the job's stdin; the pipe reads end-of-file when the parent exits."""
-    if os.environ.get(JOB_ENV) != "1":
-        return
-
-    def wait_for_end_of_file() -> None:
-        while os.read(0, 1 << 12):
-            pass
-        quiet = os.open(os.devnull, os.O_WRONLY)  # nobody reads stderr any more: writes must not fail
-        os.dup2(quiet, 2)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=wait_for_end_of_file, name="parent-watch", daemon=True).start()
+    return {**os.environ, **job_threads(jobs)}
 
 
 @dataclass(frozen=True)
@@ -170,13 +165,13 @@ class JobsResult:
     killed: dict[str, str] = field(default_factory=dict)  # trials.worker_id of each job killed outright -> why
 
 
-def run_jobs(worker_argv: Sequence[str], jobs: int, trials: int, devices: Sequence[str] | None = None,
+def run_jobs(spec: JobSpec, jobs: int, trials: int, devices: Sequence[str] | None = None,
              view: JobsView | None = None) -> JobsResult:
-    """Run `jobs` workers on the study `worker_argv` names, training `trials` trials between them, and wait.
+    """Run `jobs` workers on the study `spec` names, training `trials` trials between them, and wait.
     Call it from the main thread: it handles SIGINT and SIGTERM while it runs."""
     check_jobs(jobs, devices)
     view = view or QuietView()
-    lines: queue.Queue[tuple[Job, str | None]] = queue.Queue()
+    messages: queue.Queue[Message] = queue.Queue()
     started: list[Job] = []
     with _recorded_stop_signals() as stop:
         try:
@@ -184,8 +179,8 @@ def run_jobs(worker_argv: Sequence[str], jobs: int, trials: int, devices: Sequen
             for number, device in enumerate(job_devices(jobs, devices), 1):
                 share = trials // jobs + (number <= trials % jobs)
                 if share or number == 1:  # --trials 1 --jobs 2 needs one process
-                    started.append(_start(number, device, worker_argv, share, env, lines))
-            _watch(started, lines, trials, stop, view)
+                    started.append(_start(number, device, spec, share, env, messages))
+            _watch(started, messages, trials, stop, view)
         finally:
             for job in started:  # only left running if the watch itself broke
                 job.process.kill()
@@ -193,30 +188,46 @@ def run_jobs(worker_argv: Sequence[str], jobs: int, trials: int, devices: Sequen
     return _report(started, stop, view)
 
 
-def _start(number: int, device: str, worker_argv: Sequence[str], trials: int, env: dict[str, str],
-           lines: queue.Queue[tuple[Job, str | None]]) -> Job:
+# What a job's reader threads pass to the watch: (job, event, a line of stderr). Neither: a stream closed.
+Message = tuple["Job", dict[str, Any] | None, str | None]
+
+
+def _start(number: int, device: str, spec: JobSpec, trials: int, env: dict[str, str],
+           messages: queue.Queue[Message]) -> Job:
     job_device, visible = device_view(device, env)
-    env = {**env, **visible}
-    argv = [sys.executable, "-m", "studies", "worker", *worker_argv, "--trials", str(trials), "--device", job_device]
-    # Off a terminal the worker prints one line per finished trial on stderr; stdout holds its front
-    # table, which the caller prints once for the whole study. A session of its own: a Ctrl-C at the
-    # terminal reaches the parent only, which forwards it once. Its stdin: see watch_parent.
-    process = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True)
+    # A session of its own: a Ctrl-C at the terminal reaches the parent only, which forwards it once.
+    process = subprocess.Popen([sys.executable, "-m", "studies.job"], env={**env, **visible}, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
+                               start_new_session=True)
     job = Job(number, device, process)
-    threading.Thread(target=_read_lines, args=(job, process.stderr, lines), daemon=True).start()
-    return job
+    threading.Thread(target=_read_events, args=(job, process.stdout, messages), daemon=True).start()
+    threading.Thread(target=_read_lines, args=(job, process.stderr, messages), daemon=True).start()
+    request = {**asdict(spec), "trials": trials, "device": job_device}
+    with contextlib.suppress(BrokenPipeError):  # a job that died at once says why on stderr
+        process.stdin.write(json.dumps(request) + "\n")  # type: ignore[union-attr]
+        process.stdin.flush()  # type: ignore[union-attr]
+    return job  # its stdin stays open: job.watch_parent waits for it to close
 
 
-def _read_lines(job: Job, stream: IO[str], lines: queue.Queue[tuple[Job, str | None]]) -> None:
+def _read_events(job: Job, stream: IO[str], messages: queue.Queue[Message]) -> None:
     for line in stream:
-        lines.put((job, line.rstrip("\n")))
-    lines.put((job, None))  # the job closed stderr: it has exited
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:  # not ours (job.py points stray prints at stderr): shown as a line
+            messages.put((job, None, line.rstrip("\n")))
+        else:
+            messages.put((job, event, None))
+    messages.put((job, None, None))
 
 
-def _watch(jobs: list[Job], lines: queue.Queue[tuple[Job, str | None]], total: int, stop: StopRequest,
-           view: JobsView) -> None:
-    """Pass every job's lines on, prefixed, and count the trials trained, until all jobs exit."""
+def _read_lines(job: Job, stream: IO[str], messages: queue.Queue[Message]) -> None:
+    for line in stream:
+        messages.put((job, None, line.rstrip("\n")))
+    messages.put((job, None, None))
+
+
+def _watch(jobs: list[Job], messages: queue.Queue[Message], total: int, stop: StopRequest, view: JobsView) -> None:
+    """Pass every job's trials and lines on and count the trials trained, until all jobs exit."""
     running, forwarded, deadline = len(jobs), 0, float("inf")
     with view.watching(total, len(jobs)):
         while running:
@@ -226,23 +237,36 @@ def _watch(jobs: list[Job], lines: queue.Queue[tuple[Job, str | None]], total: i
                 for job in jobs:
                     job.process.kill()
             try:
-                job, line = lines.get(timeout=0.2)
+                job, event, line = messages.get(timeout=0.2)
             except queue.Empty:
                 continue
-            if line is None:
-                running -= 1
-                job.process.wait()
-                if job.killed_by and not stop.signals:  # it could say nothing itself
-                    view.say(f"job {job.number} ({job.device}) was killed by {job.killed_by}: its running "
-                             f"trial is failed and re-queued{'; the other jobs go on' if running else ''}")
-                continue
-            job.last_lines.append(line)
-            trained = TRAINED_LINE.match(line)
-            if trained:
-                job.trained[trained[1]] += 1
-                view.trained()
-            job.exhausted = job.exhausted or bool(EXHAUSTED_LINE.match(line))
-            view.say(f"[job {job.number}] {line}")
+            if event is not None:
+                _take_event(job, event, view)
+            elif line is not None:
+                job.last_lines.append(line)
+                view.say(f"[job {job.number}] {line}")
+            else:
+                job.open_streams -= 1
+                if job.open_streams == 0:
+                    running -= 1
+                    _exited(job, running, stop, view)
+
+
+def _take_event(job: Job, event: dict[str, Any], view: JobsView) -> None:
+    if event["event"] == "trial":
+        record = TrialRecord.from_dict(event["record"])
+        if record.trained:
+            job.trained[record.state] += 1
+        view.trial(job.number, record)
+    elif event["event"] == "done":
+        job.exhausted = event["exhausted"]
+
+
+def _exited(job: Job, running: int, stop: StopRequest, view: JobsView) -> None:
+    job.process.wait()
+    if job.killed_by and not stop.signals:  # it could say nothing itself
+        view.say(f"job {job.number} ({job.device}) was killed by {job.killed_by}: its running "
+                 f"trial is failed and re-queued{'; the other jobs go on' if running else ''}")
 
 
 def _stop_jobs(jobs: list[Job], forwarded: int, deadline: float) -> tuple[int, float]:

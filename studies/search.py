@@ -27,7 +27,8 @@ from .leases import LeaseReporter, fail_expired_trials, queued_as, trial_taken
 from .repeats import enqueue_untried_neighbour
 from .settings import StudySettings, read_settings, write_settings
 from .storage import is_journal, load_existing, open_storage, promoted_name
-from .trials import Reporter, SilentReporter, TrialContext, reusable_elsewhere, run_trial, stopped, trained
+from .trial_record import trained
+from .trials import Reporter, SilentReporter, TrialContext, reusable_elsewhere, run_trial, stopped
 
 MAX_CONSECUTIVE_INFEASIBLE = 200
 MAX_CONSECUTIVE_REPEATS = 10  # repeats with nothing untried next to them (studies/repeats.py): it is done

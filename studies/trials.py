@@ -42,6 +42,7 @@ from .measures import (
     static_measures,
 )
 from .settings import SETTINGS_KEY, StudySettings
+from .trial_record import trained
 
 # Settings that decide a trial's measures: two studies alike in these give an architecture the same result.
 TRAINING_KEYS = ("data", "tokenizer", "text_column", "content_hash", "block_size", "recipe", "latency")
@@ -145,11 +146,6 @@ def run_trial(context: TrialContext) -> FrozenTrial:
 def stopped(trial: FrozenTrial) -> bool:
     """Whether the trial failed only because its worker was stopped (Ctrl-C, SIGTERM): worth retrying."""
     return trial.state == TrialState.FAIL and trial.user_attrs.get("fail_reason") in (INTERRUPTED, TERMINATED)
-
-
-def trained(trial: FrozenTrial) -> bool:
-    """Whether the trial cost training: infeasible samples and reused repeats do not count as run."""
-    return not trial.user_attrs.get("infeasible") and "reused_from" not in trial.user_attrs
 
 
 def _failure_reason(exc: BaseException) -> str:

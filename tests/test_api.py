@@ -165,6 +165,27 @@ def test_joining_with_other_settings_is_refused_without_training(tmp_path: Path)
     assert created.study.get_trials() == []
 
 
+def test_a_change_given_as_a_dict_changes_only_the_keys_it_names(tmp_path: Path) -> None:
+    tiny = make_tiny(tmp_path)
+    storage = str(tiny.storage)
+    created = Search.create("s", storage, make_settings(data=str(tiny.corpus)), presets=False)
+    recipe = created.settings.recipe
+    joined = Search.create("s", storage, recipe={"steps": recipe.steps}, latency={"mode": "forward"})
+    assert joined.settings == created.settings  # the study's own with nothing changed: joined, not refused
+    with pytest.raises(StudyError, match=r"recipe\.steps: study has .*, this run asks 13"):
+        Search.create("s", storage, recipe={"steps": 13})
+    other = Search.create("t", storage, make_settings(data=str(tiny.corpus)), presets=False, recipe={"steps": 13},
+                          preset_shape={"n_layer": 2 * created.settings.preset_shape["n_layer"]})
+    assert other.settings.recipe == replace(recipe, steps=13)
+    assert other.settings.preset_shape == {**created.settings.preset_shape,
+                                           "n_layer": 2 * created.settings.preset_shape["n_layer"]}
+    with pytest.raises(StudyError, match="recipe=.*'no_such_field'"):
+        Search.create("u", storage, make_settings(data=str(tiny.corpus)), recipe={"no_such_field": 1})
+    with pytest.raises(StudyError, match="latency=.*KV cache"):
+        Search.create("u", storage, make_settings(data=str(tiny.corpus)), latency={"mode": "decode",
+                                                                               "backend": "onnxruntime"})
+
+
 def test_a_corpus_edited_since_the_study_was_made_is_refused(tmp_path: Path) -> None:
     tiny = make_tiny(tmp_path)
     Search.create("s", str(tiny.storage), make_settings(data=str(tiny.corpus)), presets=False)

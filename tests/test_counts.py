@@ -7,9 +7,9 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState, create_trial
 
-from studies.cli.live import trial_line
 from studies.cli.views import study_counts
 from studies.storage import open_storage
+from studies.trial_record import TrialRecord
 
 
 def made(state: TrialState, number: int = 0, **attrs) -> optuna.trial.FrozenTrial:
@@ -21,7 +21,7 @@ def made(state: TrialState, number: int = 0, **attrs) -> optuna.trial.FrozenTria
 def test_a_stopped_trial_prints_no_empty_values() -> None:
     pruned = made(TrialState.PRUNED, 7, summary="d16 1L[S2]", flops_per_token=2e4,
                   pruned_reason="dominated at step 4: loss 3.300 vs trial 2's 3.100 at no greater cost (margin 0.100)")
-    line = trial_line(pruned, ["val_loss", "flops_per_token"])
+    line = TrialRecord.of(pruned, ["val_loss", "flops_per_token"]).line()
     assert line.startswith("trial 7 pruned d16 1L[S2] flops_per_token=20k dominated at step 4")
     assert "val_loss=" not in line and "= " not in line
 

@@ -13,11 +13,11 @@ from optuna.trial import TrialState
 from objectives import describe
 from search_space import architecture_hash
 from studies import gaps
-from studies.cli.live import trial_line
 from studies.search import run_worker
 from studies.settings import write_settings
 from studies.space import space_from_dict
 from studies.storage import open_storage
+from studies.trial_record import TrialRecord
 from study_helpers import TINY_SPACE, cli, isolated_python_api, make_settings, make_tiny  # noqa: F401 - autouse fixture
 from trainer import prepare_data
 
@@ -140,7 +140,7 @@ def test_a_promotion_run_trains_gap_trials_after_its_queue(gap_trials: int, tmp_
     if gap_trials:
         trained = study.trials[-1]
         assert trained.state in (TrialState.COMPLETE, TrialState.PRUNED)
-        assert "(gap trial)" in trial_line(trained, settings.objectives)  # the progress line says so
+        assert "(gap trial)" in TrialRecord.of(trained, settings.objectives).line()  # the progress line says so
         low, high = cheap.user_attrs["flops_per_token"], dear.user_attrs["flops_per_token"]
         assert low < trained.user_attrs["flops_per_token"] < high
         study.enqueue_trial(trained.params)  # proposed again: a repeat is not a gap trial

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import optuna
@@ -15,10 +17,12 @@ import pytest
 from optuna.trial import TrialState
 from rich.console import Console
 
+from studies import Search
 from studies.cli.progress import ConsoleJobsView
-from studies.jobs import job_devices, job_environment, run_jobs
+from studies.jobs import JobSpec, job_devices, job_environment, run_jobs
 from studies.storage import open_storage
-from study_helpers import RECIPE, SHAPE, Tiny, isolated_python_api, make_tiny  # noqa: F401 (an autouse fixture)
+from studies.trial_record import TrialRecord
+from study_helpers import RECIPE, SHAPE, Tiny, cli, isolated_python_api, make_tiny  # noqa: F401 (an autouse fixture)
 
 
 def worker_argv(tiny: Tiny, *extra: str) -> list[str]:
@@ -107,14 +111,38 @@ def test_sigterm_stops_every_job_and_leaves_no_trial_running(tmp_path):
     assert interrupted and all(t.state == TrialState.FAIL for t in interrupted)
 
 
+def created(tiny: Tiny) -> JobSpec:
+    """The tiny study, created with no trials yet, as a job receives it."""
+    assert cli(*tiny.argv("search", "--trials", "0", "--no-presets", "--rungs")).code == 0
+    return JobSpec(tiny.study, str(tiny.storage), Search.load(tiny.study, str(tiny.storage)).settings.to_dict())
+
+
+def test_a_job_takes_its_work_as_data_and_answers_in_json_events(tmp_path):
+    spec = created(make_tiny(tmp_path))
+    request = {**asdict(spec), "trials": 1, "device": "cpu"}
+    job = subprocess.Popen([sys.executable, "-m", "studies.job"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    job.stdin.write(json.dumps(request) + "\n")
+    job.stdin.flush()  # and kept open, as the parent does: its end of file stops the job
+    out, err = job.stdout.read(), job.stderr.read()
+    assert job.wait(timeout=120) == 0, err
+    job.stdin.close()
+    events = [json.loads(line) for line in out.splitlines()]  # nothing else on stdout
+    assert [event["event"] for event in events] == ["trial", "done"]
+    record = TrialRecord.from_dict(events[0]["record"])
+    assert record.number == 0 and record.state == "complete" and record.trained
+    assert set(record.measures) == set(spec.settings["objectives"])
+    assert events[1] == {"event": "done", "trained": 1, "exhausted": False}
+
+
 @pytest.mark.slow
 def test_a_failing_job_makes_the_run_fail_with_its_error_line(tmp_path):
-    tiny = make_tiny(tmp_path)
+    spec = replace(created(make_tiny(tmp_path)), study="elsewhere")
     out = io.StringIO()
-    done = run_jobs([*worker_argv(tiny), "--no-such-flag"], jobs=2, trials=2, view=ConsoleJobsView(Console(file=out)))
+    done = run_jobs(spec, jobs=2, trials=2, view=ConsoleJobsView(Console(file=out)))
     assert done.exit_code == 2 and done.trained == 0
     failures = [line for line in out.getvalue().splitlines() if line.startswith("job ")]
     assert len(failures) == 2, out.getvalue()
     for number, line in enumerate(failures, 1):
         assert line.startswith(f"job {number} (auto) failed with exit code 2: "), line
-        assert "unrecognized arguments: --no-such-flag" in line
+        assert "unknown study 'elsewhere' (this storage has: tiny)" in line

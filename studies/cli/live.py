@@ -3,10 +3,8 @@ the recent trials with the current front marked. Off a terminal it prints one li
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -16,7 +14,7 @@ from trainer.loop import Progress
 from ..front import front_trials
 from ..measures import OBJECTIVES
 from ..settings import StudySettings
-from ..trials import trained
+from ..trial_record import TrialRecord
 from .progress import STDERR, progress_bar
 
 RECENT_ROWS = 10
@@ -31,7 +29,7 @@ class LiveReporter:
         self.bar = progress_bar(console)
         self.trials_task = self.bar.add_task("trials", total=total_trials, status="")
         self.step_task = self.bar.add_task("trial", total=1, status="", visible=False)
-        self.finished: list[FrozenTrial] = []
+        self.finished: list[TrialRecord] = []
         self.live = Live(self._render(), console=console, refresh_per_second=4, transient=False)
 
     def __enter__(self) -> LiveReporter:
@@ -56,15 +54,16 @@ class LiveReporter:
         self._refresh()
 
     def trial_finished(self, trial: FrozenTrial) -> None:
-        self.finished.append(trial)
+        record = TrialRecord.of(trial, self.objectives)
+        self.finished.append(record)
         self.front = {t.number for t in front_trials(self.study, self.settings)}
-        if trained(trial):
+        if record.trained:
             self.bar.advance(self.trials_task)
         self.bar.update(self.step_task, visible=False)
         if self.console.is_terminal:
             self._refresh()
         else:
-            self.console.print(trial_line(trial, self.objectives), soft_wrap=True)
+            self.console.print(record.line(), soft_wrap=True)
 
     def _refresh(self) -> None:
         if self.console.is_terminal:
@@ -75,28 +74,9 @@ class LiveReporter:
         for column in ("#", "architecture", "state", *self.objectives):  # folded where narrow, never cut
             table.add_column(column, justify="right" if column not in ("architecture", "state") else "left",
                              overflow="fold", min_width=len(column))
-        for trial in self.finished[-RECENT_ROWS:]:
-            marker = "★" if trial.number in self.front else ""
-            values = [OBJECTIVES[name].format(trial.user_attrs.get(name)) for name in self.objectives]
-            table.add_row(f"{marker}{trial.number}", _architecture(trial), _state(trial), *values)
+        for record in self.finished[-RECENT_ROWS:]:
+            marker = "★" if record.number in self.front else ""
+            values = [OBJECTIVES[name].format(record.measures.get(name)) for name in self.objectives]
+            table.add_row(f"{marker}{record.number}", record.architecture, record.state, *values)
         return Group(self.bar, table)
 
-
-def _architecture(trial: FrozenTrial) -> str:
-    summary = trial.user_attrs.get("summary", "")
-    return f"{summary} (gap trial)" if "gap_between" in trial.user_attrs else summary
-
-
-def _state(trial: FrozenTrial) -> str:
-    if trial.state == TrialState.COMPLETE:
-        return "reused" if "reused_from" in trial.user_attrs else "complete"
-    if trial.user_attrs.get("infeasible"):
-        return "infeasible"
-    return trial.state.name.lower()
-
-
-def trial_line(trial: FrozenTrial, objectives: Sequence[str]) -> str:
-    values = " ".join(f"{name}={OBJECTIVES[name].format(trial.user_attrs[name])}" for name in objectives
-                      if trial.user_attrs.get(name) is not None)  # a stopped trial has no val_loss
-    reason = trial.user_attrs.get("fail_reason") or trial.user_attrs.get("pruned_reason") or ""
-    return f"trial {trial.number} {_state(trial)} {_architecture(trial)} {values} {reason}".rstrip()

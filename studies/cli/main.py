@@ -9,7 +9,6 @@ import argparse
 import difflib
 import importlib
 import os
-import signal
 import sys
 import warnings
 from importlib.metadata import PackageNotFoundError, version
@@ -20,7 +19,7 @@ from rich.console import Console
 
 from trainer.threads import configure_process
 
-from ..errors import ArgumentError, Terminated, user_errors
+from ..errors import ArgumentError, Terminated, sigterm_raises, user_errors
 from .registry import ARGUMENTS, COMMANDS, TRAINING_COMMANDS
 
 
@@ -86,7 +85,7 @@ def _version() -> str:
 
 
 # API argument -> the flag that sets it, where the two names differ (else --name-with-dashes).
-_FLAG_OF = {"name": "--study", "path": "-o", "margin": "--prune-margin"}
+_FLAG_OF = {"name": "--study", "path": "-o", "margin": "--prune-margin", "latency": "--latency-backend/--latency-mode"}
 
 
 def flag_error(exc: BaseException) -> str:
@@ -95,10 +94,6 @@ def flag_error(exc: BaseException) -> str:
         return str(exc)
     flag = _FLAG_OF.get(exc.argument, "--" + exc.argument.replace("_", "-"))
     return f"{flag} {exc.value}: {exc.problem}"
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated()
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
@@ -122,9 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.modules["datasets"].disable_progress_bars()
         else:
             os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        with warnings.catch_warnings():  # restores warnings.showwarning afterwards
+        with sigterm_raises(), warnings.catch_warnings():  # restores warnings.showwarning afterwards
             warnings.showwarning = _one_line_warning
             # Off a terminal (a log, a pipe) tables get room instead of rich's 80-column default,
             # unless COLUMNS says how wide (rich reads it).
@@ -147,7 +141,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"decoder-nas {args.command}: internal error: {type(exc).__name__}: {exc} "
               "(run again with --debug for the traceback)", file=sys.stderr)
         return 1
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     return 0
 

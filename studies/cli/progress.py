@@ -10,6 +10,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from trainer.loop import Progress as TrainingProgress
 
+from ..trial_record import TrialRecord
+
 STDERR = Console(stderr=True)
 
 
@@ -53,8 +55,10 @@ class ConsoleJobsView:
             self._advance = lambda: bar.advance(task)
             yield
 
-    def trained(self) -> None:
-        self._advance()
+    def trial(self, job: int, record: TrialRecord) -> None:
+        if record.trained:
+            self._advance()
+        self.say(f"[job {job}] {record.line()}")
 
     def say(self, line: str) -> None:
         self.console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +11,14 @@ from rich.console import Console
 
 from objectives.protocol import BACKENDS
 
-from ...api import Search, check_study_name, default_jobs, stored_settings
+from ...api import Search, default_jobs
 from ...errors import StudyError
 from ...expect import expect
 from ...gaps import GAP_RATIO, gap_trials_in
-from ...jobs import check_jobs, watch_parent
+from ...jobs import check_jobs
 from ...measures import CONSTRAINTS, DEFAULT_OBJECTIVES, OBJECTIVES
 from ...search import MAX_CONSECUTIVE_REPEATS
-from ...settings import DEFAULT_TRIALS, SEARCH_RECIPE, WORKER_TRIALS, Pruning, StudySettings
+from ...settings import DEFAULT_TRIALS, SEARCH_RECIPE, WORKER_TRIALS, Pruning
 from ...space import load_space
 from ...storage import display_storage, promoted_name
 from ..arguments import (
@@ -102,8 +101,9 @@ def worker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(run=run_search)
 
 
-def requested_settings(args: argparse.Namespace, base: StudySettings) -> StudySettings:
-    """`base` (the stored study's settings, or the defaults) with what the user asked for explicitly."""
+def requested_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the user asked for explicitly, as Search.create's changes: the rest are the
+    study's own, or the defaults for a new one."""
     changes: dict[str, Any] = {}
     if args.objectives:
         changes["objectives"] = tuple(args.objectives)
@@ -116,45 +116,34 @@ def requested_settings(args: argparse.Namespace, base: StudySettings) -> StudySe
     if "data" in changes and Path(changes["data"]).exists():
         # A local corpus is stored by absolute path: workers started elsewhere find the same file.
         changes["data"] = str(Path(changes["data"]).resolve())
-    shape = {k: getattr(args, k) for k in ("n_layer", "n_head", "d_model") if getattr(args, k) is not None}
-    if shape:
-        changes["preset_shape"] = {**base.preset_shape, **shape}
-    recipe = explicit_recipe(args)
-    if recipe:
-        changes["recipe"] = replace(base.recipe, **recipe)
-    constraints = {o.constraint: getattr(args, o.constraint) for o in CONSTRAINTS.values()
-                   if getattr(args, o.constraint, None) is not None}
-    if constraints:
-        changes["constraints"] = constraints
-    latency = {key: value for key, value in (("mode", args.latency_mode), ("backend", args.latency_backend))
-               if value is not None}
-    if latency:
-        try:
-            changes["latency"] = replace(base.latency, **latency)
-        except ValueError as exc:  # e.g. decode mode with onnxruntime, which has no KV cache
-            raise StudyError(f"--latency-backend/--latency-mode: {exc}") from None
-    pruning = {key: value for key, value in (("rungs", args.rungs), ("margin", args.prune_margin)) if value is not None}
-    if pruning:
-        changes["pruning"] = replace(base.pruning, **pruning)
-    return replace(base, **changes)
+    nested = {
+        "preset_shape": {k: getattr(args, k) for k in ("n_layer", "n_head", "d_model")},
+        "recipe": explicit_recipe(args),
+        "constraints": {o.constraint: getattr(args, o.constraint, None) for o in CONSTRAINTS.values()},
+        "latency": {"mode": args.latency_mode, "backend": args.latency_backend},
+        "pruning": {"rungs": args.rungs, "margin": args.prune_margin},
+    }
+    for name, values in nested.items():
+        given = {key: value for key, value in values.items() if value is not None}
+        if given:
+            changes[name] = given
+    return changes
 
 
 def run_search(args: argparse.Namespace, console: Console) -> None:
-    if args.command == "worker":
-        watch_parent()  # a `search --jobs` job stops with its parent, however the parent died
     if args.top is not None and (args.top < 1 or not args.promote_steps):
         raise StudyError(f"--top {args.top}: needs --promote-steps and at least one trial to promote")
     if args.gap_trials is not None and not args.promote_steps:
         raise StudyError(f"--gap-trials {args.gap_trials}: needs --promote-steps (gap trials run at the longer budget)")
     expect("trials", args.trials, int, minimum=0)
-    devices, jobs = _devices(args), getattr(args, "jobs", None)  # checked before the study is created
-    check_jobs(len(devices or [None]) if jobs is None else jobs, devices or [args.device],
-               "devices" if devices else "device")
-    check_study_name(args.study)
-    settings = requested_settings(args, stored_settings(args.study, args.storage) or StudySettings())
-    search = Search.create(args.study, args.storage, settings, presets=not args.no_presets, artifacts=args.artifacts)
+    devices = args.devices.split(",") if getattr(args, "devices", None) is not None else None
+    jobs = getattr(args, "jobs", 1)  # `worker` is one process by definition
+    jobs = default_jobs(args.storage, args.device, devices) if jobs is None else jobs
+    check_jobs(jobs, devices or [args.device], "devices" if devices else "device")  # before the study is created
+    search = Search.create(args.study, args.storage, presets=not args.no_presets, artifacts=args.artifacts,
+                           **requested_changes(args))
     _announce(search, console)
-    _run(search, args.trials, args, console, max_complete=args.max_complete)
+    _run(search, args.trials, jobs, devices, args, console)
     if args.promote_steps:
         search = _promote_and_run(search, args, args.promote_steps, console)
     _remeasure(search, args, console)
@@ -209,31 +198,24 @@ def _promote_and_run(search: Search, args: argparse.Namespace, steps: int, conso
     return done.search
 
 
-def _run(search: Search, trials: int, args: argparse.Namespace, console: Console,
-         max_complete: int | None = None) -> None:
-    devices = _devices(args)
-    jobs = getattr(args, "jobs", 1)
-    jobs = default_jobs(search.storage, args.device, devices) if jobs is None else jobs
+def _run(search: Search, trials: int, jobs: int, devices: list[str] | None, args: argparse.Namespace,
+         console: Console) -> None:
     if jobs == 1:
         total = trials if trials < WORKER_TRIALS else None
         with LiveReporter(search.study, search.settings, total) as reporter:
-            summary = search.run(trials, jobs=1, max_complete=max_complete, device=args.device,
+            summary = search.run(trials, jobs=1, max_complete=args.max_complete, device=args.device,
                                  keep_checkpoints=args.keep_checkpoints, reporter=reporter)
     else:  # the jobs' own view: one bar for all of them, each finished trial on a line
-        summary = search.run(trials, jobs=jobs, devices=devices, max_complete=max_complete, device=args.device,
+        summary = search.run(trials, jobs=jobs, devices=devices, max_complete=args.max_complete, device=args.device,
                              keep_checkpoints=args.keep_checkpoints, jobs_view=ConsoleJobsView(STDERR))
-    if summary.exhausted:  # a worker says it on stderr, where the `--jobs` parent reads it (jobs.EXHAUSTED_LINE)
-        (STDERR if args.command == "worker" else console).print(
+    if summary.exhausted:
+        console.print(
             f"stopped early: the sampler proposed {MAX_CONSECUTIVE_REPEATS} architectures in a row that were "
             "trained already, in this study or one that trains alike (their results were reused), with nothing "
             "untried one change away; the space looks exhausted", soft_wrap=True)
     console.print(f"trained {summary.trials_run} trial{'s' if summary.trials_run != 1 else ''} in "
                   f"{'this process' if jobs == 1 else f'{jobs} processes'} (stopped early ones included); "
                   f"the study now holds {study_counts(search.study)}", soft_wrap=True)
-
-
-def _devices(args: argparse.Namespace) -> list[str] | None:
-    return args.devices.split(",") if getattr(args, "devices", None) is not None else None
 
 
 @command("promote")

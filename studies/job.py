@@ -1,0 +1,113 @@
+"""One job of `search --jobs`, the child side of studies/jobs.py: `python -m studies.job`.
+
+It reads its work as one JSON line on stdin (a `jobs.JobSpec` with its share of the trials and its
+device), then watches stdin for the end of file that says the parent is gone. It answers on stdout
+in JSON lines, one event per finished trial and one at the end; whatever else it prints (a
+warning, an error's one line) goes to stderr, which the parent shows prefixed and keeps the end of.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import warnings
+from typing import IO, Any
+
+from trainer.threads import configure_process
+
+from .errors import Terminated, sigterm_raises, user_errors
+
+EXIT_CODES = {KeyboardInterrupt: 130, Terminated: 143}  # the shell's 128 + SIGINT, SIGTERM
+
+
+class EventReporter:
+    """trials.Reporter that sends each finished trial to the parent as a `trial` event."""
+
+    def __init__(self, events: IO[str], objectives: list[str]) -> None:
+        self.events, self.objectives = events, objectives
+
+    def trial_started(self, trial: Any, summary: str, steps: int) -> None:
+        pass
+
+    def progress(self, progress: Any) -> None:
+        pass
+
+    def trial_finished(self, trial: Any) -> None:
+        from .trial_record import TrialRecord
+
+        send(self.events, "trial", record=TrialRecord.of(trial, self.objectives).to_dict())
+
+
+def send(events: IO[str], event: str, **fields: Any) -> None:
+    events.write(json.dumps({"event": event, **fields}) + "\n")
+    events.flush()
+
+
+def run(request: dict[str, Any], events: IO[str]) -> None:
+    from .api import Search
+    from .settings import StudySettings
+    from .storage import load_existing, open_storage
+
+    study = load_existing(request["study"], open_storage(request["storage"], create=False))
+    settings = StudySettings.from_dict(request["settings"])
+    search = Search(study, settings, request["storage"], artifacts=request["artifacts"])
+    summary = search.run(request["trials"], jobs=1, device=request["device"], max_complete=request["max_complete"],
+                         keep_checkpoints=request["keep_checkpoints"],
+                         reporter=EventReporter(events, list(settings.objectives)))
+    send(events, "done", trained=summary.trials_run, exhausted=summary.exhausted)
+
+
+def watch_parent() -> None:
+    """Stop as on SIGTERM (the trial recorded FAIL) once the parent is gone, however it died: the
+    parent never writes to stdin after the request, and the pipe reads end-of-file when it exits."""
+
+    def wait_for_end_of_file() -> None:
+        while os.read(0, 1 << 12):
+            pass
+        quiet = os.open(os.devnull, os.O_WRONLY)  # nobody reads stderr any more: writes must not fail
+        os.dup2(quiet, 2)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=wait_for_end_of_file, name="parent-watch", daemon=True).start()
+
+
+def _events_stream() -> IO[str]:
+    """The events keep stdout's pipe; anything printed to stdout after this goes to stderr instead."""
+    events = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    return events
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def main() -> int:
+    configure_process()  # before torch loads; the parent's OMP_NUM_THREADS (jobs.job_threads) decides it
+    events = _events_stream()
+    request = json.loads(sys.stdin.readline())
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    warnings.showwarning = _one_line_warning
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        with sigterm_raises():
+            watch_parent()
+            run(request, events)
+    except user_errors() as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as stop:
+        return EXIT_CODES[type(stop)]
+    except Exception as exc:  # a bug: one line, as the command line says it
+        print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
