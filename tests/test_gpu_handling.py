@@ -5,6 +5,7 @@ evaluation, and CUDA events recorded on the model's own device and stream."""
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 import types
@@ -59,17 +60,18 @@ def test_each_job_process_gets_its_gpu_in_its_environment(monkeypatch: pytest.Mo
 
     class FakePopen:
         def __init__(self, argv, env, **kwargs):
-            launched.append((argv, env))
-            self.stderr = io.StringIO("")
+            self.stdin, self.stdout, self.stderr = io.StringIO(), io.StringIO(""), io.StringIO("")
+            launched.append((self.stdin, env))
 
     monkeypatch.setattr(jobs_module.subprocess, "Popen", FakePopen)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     env = jobs_module.job_environment(4)
-    lines = jobs_module.queue.Queue()
+    messages = jobs_module.queue.Queue()
+    spec = jobs_module.JobSpec("s", "s.journal", {})
     for number, device in enumerate(jobs_module.job_devices(4, ["cuda:0", "cuda:1"]), 1):
-        jobs_module._start(number, device, ["--study", "s"], 1, env, lines)
+        jobs_module._start(number, device, spec, 1, env, messages)
     assert [env["CUDA_VISIBLE_DEVICES"] for _, env in launched] == ["0", "1", "0", "1"]
-    assert all(argv[argv.index("--device") + 1] == "cuda:0" for argv, _ in launched)
+    assert all(json.loads(stdin.getvalue())["device"] == "cuda:0" for stdin, _ in launched)
 
 
 # --- the per-GPU timing lock ------------------------------------------------------------------------------
