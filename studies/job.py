@@ -88,7 +88,10 @@ def _one_line_warning(message: Warning | str, category: type[Warning], *_: objec
 def main() -> int:
     configure_process()  # before torch loads; the parent's OMP_NUM_THREADS (jobs.job_threads) decides it
     events = _events_stream()
-    request = json.loads(sys.stdin.readline())
+    line = sys.stdin.readline()
+    if not line:  # the parent died before it could say what to do
+        return EXIT_CODES[Terminated]
+    request = json.loads(line)
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     warnings.showwarning = _one_line_warning
     import optuna
