@@ -23,6 +23,7 @@ from objectives import LatencyProtocol
 from studies.cli import main
 from studies.settings import StudySettings
 from studies.space import space_from_dict
+from studies.storage import open_storage
 from trainer.loop import TrainingRecipe
 
 TEXT = "".join(f"Verse {i}: the rain in Spain stays mainly in the plain.\n" for i in range(80))  # ~4.6 kB
@@ -113,6 +114,18 @@ def cli(*argv: str) -> Result:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(list(argv))
     return Result(code, out.getvalue(), err.getvalue())
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> Result:
+    """Run the CLI in-process, reading stdout and stderr through the test's capsys."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return Result(code, out, err)
+
+
+def load(tiny: Tiny, study: str | None = None) -> optuna.Study:
+    """Study `study` (the tiny study's own by default) from the tiny study's storage."""
+    return optuna.load_study(study_name=study or tiny.study, storage=open_storage(str(tiny.storage)))
 
 
 def assert_one_line_error(result_or_err: Result | str, command: str, *fragments: str) -> str:
