@@ -1,8 +1,10 @@
-"""Trial weights as Optuna artifacts (issue 14): kept by `--keep-checkpoints`, found by `export` on
-another machine through `--artifacts`, checked against the trial's architecture, shown by the dashboard.
+"""Kept weights and their export: `--keep-checkpoints` stores a trial's weights as Optuna artifacts,
+`export` finds them (on another machine through `--artifacts`) and hands over the trial's own weights
+with its config, or nothing; the dashboard is given the artifact store.
 
-One tiny study that keeps every trial's weights (module fixture) is shared; a test that changes
-files works on its own copy of the journal and the artifact folder.
+Module fixtures run the searches once: `kept` (four sampled trials, every one's weights kept) and
+`two_studies` (studies x and y, each training both architectures of a two-architecture space with its
+own seed). A test that changes files works on its own copy of the journal and the artifact folder.
 """
 
 from __future__ import annotations
@@ -15,14 +17,23 @@ import pytest
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
 from optuna.trial import FrozenTrial, TrialState
 
-from search_space import architecture_hash
+from search_space import architecture_hash, load_config
 from studies import api
 from studies.artifacts import CONFIG_FILE, WEIGHTS_KEY
 from studies.storage import open_storage
-from study_helpers import Tiny, assert_one_line_error, cli, isolated_python_api, make_tiny, quiet_datasets  # noqa: F401
+from study_helpers import (  # noqa: F401 (isolated_python_api: an autouse fixture)
+    SINGLE_SPACE,
+    Tiny,
+    assert_one_line_error,
+    cli,
+    isolated_python_api,
+    make_tiny,
+    quiet_datasets,
+)
 from trainer.checkpoint import load_checkpoint
 
 SEARCH = ("--trials", "4", "--no-presets", "--sampler", "random", "--sampler-seed", "0", "--rungs")
+WEIGHTS = "model.safetensors"
 
 
 def search_keeping(root: Path, keep: str) -> Tiny:
@@ -139,3 +150,104 @@ def test_the_dashboard_is_given_the_artifact_store(
     api.serve_dashboard(str(bare.storage))
     assert calls[-1]["artifact_store"] is None
     assert not Path(str(bare.storage) + ".artifacts").exists()
+
+
+# --- export hands over the trial's own weights, or nothing ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_studies(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
+    """Studies x and y in one storage, each training both architectures of a two-architecture space
+    with its own training seed (so y reuses nothing of x), every trial's weights kept."""
+    tiny = make_tiny(tmp_path_factory.mktemp("kept"), {**SINGLE_SPACE, "mlp_ratio": [2, 4]})
+    with pytest.MonkeyPatch.context() as patch, quiet_datasets():
+        patch.setenv("DECODER_NAS_CACHE", str(tiny.root / "cache"))
+        for study, seed in (("x", "0"), ("y", "1")):
+            done = cli(*tiny.argv("search", "--trials", "2", "--no-presets", "--rungs", "--keep-checkpoints", "all",
+                                  "--seed", seed, study=study))
+            assert done.code == 0, done.err
+    return tiny
+
+
+@pytest.fixture
+def copy(two_studies: Tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Tiny:
+    """The storage and its artifact folder copied; the test runs in an empty folder beside them."""
+    tiny = two_studies.copy(tmp_path / "db")
+    shutil.copytree(str(two_studies.storage) + ".artifacts", str(tiny.storage) + ".artifacts")
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path / "out")
+    monkeypatch.setenv("DECODER_NAS_CACHE", str(two_studies.root / "cache"))
+    return tiny
+
+
+def trained(tiny: Tiny, study: str) -> list[FrozenTrial]:
+    trials = optuna.load_study(study_name=study, storage=open_storage(str(tiny.storage))).get_trials()
+    return [t for t in trials if t.state == TrialState.COMPLETE and WEIGHTS_KEY in t.user_attrs]
+
+
+def stored(tiny: Tiny, trial: FrozenTrial, name: str = WEIGHTS) -> Path:
+    return Path(str(tiny.storage) + ".artifacts") / trial.user_attrs[WEIGHTS_KEY]["files"][name]
+
+
+def export(tiny: Tiny, study: str, trial: FrozenTrial, output: str = "best.yaml"):
+    return cli("export", *tiny.study_flags(study), "--trial", str(trial.number), "-o", output)
+
+
+@pytest.mark.parametrize("swap", ["garbage", "another architecture", "the same architecture, another trial"])
+def test_weights_swapped_in_the_store_are_refused(copy: Tiny, swap: str) -> None:
+    first, second = trained(copy, "x")
+    assert first.user_attrs["arch_hash"] != second.user_attrs["arch_hash"]
+    [twin] = [t for t in trained(copy, "y") if t.user_attrs["arch_hash"] == first.user_attrs["arch_hash"]]
+    source = {"another architecture": second, "the same architecture, another trial": twin}.get(swap)
+    if source is None:
+        stored(copy, first).write_bytes(b"not weights at all")
+    else:
+        assert stored(copy, source).read_bytes() != stored(copy, first).read_bytes()
+        shutil.copyfile(stored(copy, source), stored(copy, first))
+
+    result = export(copy, "x", first)
+    assert_one_line_error(result, "export", f"trial {first.number}'s {WEIGHTS}", "not the file its worker uploaded")
+    assert list(Path.cwd().iterdir()) == []  # no config, no checkpoint, no staging folder left behind
+
+
+def test_re_exporting_to_one_file_replaces_the_config_and_the_weights_together(copy: Tiny) -> None:
+    first, second = trained(copy, "x")
+    for trial in (first, second):
+        result = export(copy, "x", trial)
+        assert result.code == 0, result.err
+        assert load_config("best.yaml").provenance["trial"] == trial.number
+        assert architecture_hash(load_config("best-checkpoint/config.yaml")) == trial.user_attrs["arch_hash"]
+        assert Path("best-checkpoint", WEIGHTS).read_bytes() == stored(copy, trial).read_bytes()
+    assert sorted(p.name for p in Path.cwd().iterdir()) == ["best-checkpoint", "best.yaml"]
+
+
+def test_a_refused_re_export_leaves_the_previous_one_as_it_was(copy: Tiny) -> None:
+    first, second = trained(copy, "x")
+    assert export(copy, "x", first).code == 0
+    before = {p: p.read_bytes() for p in Path.cwd().rglob("*") if p.is_file()}
+    stored(copy, second).write_bytes(b"damaged")
+    assert_one_line_error(export(copy, "x", second), "export", "not the file its worker uploaded")
+    assert {p: p.read_bytes() for p in Path.cwd().rglob("*") if p.is_file()} == before
+
+
+def test_a_trial_without_weights_takes_the_previous_export_s_checkpoint_with_it(copy: Tiny) -> None:
+    first, _ = trained(copy, "x")
+    assert export(copy, "x", first).code == 0
+    # study z trains like x: its trial reuses x's result, and a reused trial has no weights of its own
+    assert cli(*copy.argv("search", "--trials", "0", "--no-presets", "--rungs", "--seed", "0", study="z")).code == 0
+    optuna.load_study(study_name="z", storage=open_storage(str(copy.storage))).enqueue_trial(first.params)
+    assert cli(*copy.argv("search", "--trials", "1", "--no-presets", "--rungs", "--max-complete", "1",
+                          study="z")).code == 0
+    [reused] = optuna.load_study(study_name="z", storage=open_storage(str(copy.storage))).get_trials()
+    assert reused.user_attrs["reused_from_study"] == "x" and WEIGHTS_KEY not in reused.user_attrs
+    result = export(copy, "z", reused)
+    assert result.code == 0, result.err
+    assert "weights:" not in result.out and [p.name for p in Path.cwd().iterdir()] == ["best.yaml"]
+
+
+def test_a_folder_in_the_checkpoint_s_place_that_no_export_wrote_is_not_touched(copy: Tiny) -> None:
+    first, _ = trained(copy, "x")
+    Path("best-checkpoint").mkdir()
+    Path("best-checkpoint", "notes.txt").write_text("mine")
+    assert_one_line_error(export(copy, "x", first), "export", "best-checkpoint exists and is not a checkpoint")
+    assert Path("best-checkpoint", "notes.txt").read_text() == "mine" and not Path("best.yaml").exists()
