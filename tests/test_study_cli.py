@@ -13,6 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+import studies.trials
 from search_space import architecture_hash, config_from_dict, load_config
 from studies import trials as trials_module
 from studies.front import front_trials, knee
@@ -30,6 +31,7 @@ from study_helpers import (
     make_tiny,
     quiet_datasets,
     run,
+    study_names,
 )
 
 RECORDED = ("config", "arch_hash", "summary", "steps", "val_loss", "val_accuracy", "flops_per_token", "params",
@@ -189,6 +191,34 @@ def test_studies_lists_counts_and_delete_removes(copied: Tiny, capsys: pytest.Ca
     assert run(capsys, "studies", "--storage", str(copied.storage), "--delete", "tiny").code == 0
     assert json.loads(run(capsys, "studies", "--storage", str(copied.storage), "--json").out) == []
     assert_one_line_error(run(capsys, "pareto", *copied.study_flags()), "pareto", "unknown study 'tiny'")
+
+
+def test_deleting_a_study_with_a_running_trial_says_so(tmp_path: Path) -> None:
+    from studies.storage import open_storage
+
+    storage = tmp_path / "s.journal"
+    optuna.create_study(study_name="busy", storage=open_storage(str(storage))).ask()
+    done = cli("studies", "--storage", str(storage), "--delete", "busy")
+    assert done.code == 0, done.err
+    assert "deleted study 'busy'" in done.out and "1 trial" in done.out and "running" in done.out
+    assert study_names(storage) == []
+
+
+def test_a_study_deleted_while_a_worker_trains_stops_it_with_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from studies.storage import open_storage
+
+    t = make_tiny(tmp_path)
+    original = studies.trials.run_training
+
+    def deleted_meanwhile(*args, **kwargs):
+        optuna.delete_study(study_name="tiny", storage=open_storage(str(t.storage)))  # another process deletes it
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(studies.trials, "run_training", deleted_meanwhile)
+    done = cli(*t.argv("search", "--trials", "2", "--no-presets"))
+    assert_one_line_error(done, "search", "'tiny' was deleted while this worker was running it")
+    assert study_names(t.storage) == []
 
 
 # --- resume and settings --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
 from optuna.trial import FrozenTrial, TrialState
 
@@ -27,6 +28,7 @@ from study_helpers import (  # noqa: F401 (isolated_python_api: an autouse fixtu
     assert_one_line_error,
     cli,
     isolated_python_api,
+    load_study,
     make_tiny,
     quiet_datasets,
 )
@@ -150,6 +152,28 @@ def test_the_dashboard_is_given_the_artifact_store(
     api.serve_dashboard(str(bare.storage))
     assert calls[-1]["artifact_store"] is None
     assert not Path(str(bare.storage) + ".artifacts").exists()
+
+
+def test_two_storages_in_one_folder_keep_their_own_weights(tmp_path: Path) -> None:
+    t = make_tiny(tmp_path, SINGLE_SPACE)  # one architecture: only the weights tell the trials apart
+    weights = {}
+    for storage, seed in (("a.journal", "0"), ("b.journal", "1")):
+        argv = t.argv("search", "--trials", "1", "--no-presets", "--keep-checkpoints", "all", "--seed", seed)
+        argv[argv.index("--storage") + 1] = str(tmp_path / storage)
+        argv[argv.index("--study"):argv.index("--study") + 2] = []  # the default study name in both
+        done = cli(*argv)
+        assert done.code == 0, done.err
+        exported = tmp_path / f"{storage}-best.yaml"
+        done = cli("export", "--storage", str(tmp_path / storage), "--trial", "0", "-o", str(exported))
+        assert done.code == 0, done.err
+        checkpoint = tmp_path / f"{storage}-best-checkpoint"
+        weights[storage] = (checkpoint / "model.safetensors").read_bytes()
+        provenance = yaml.safe_load(exported.read_text())["provenance"]
+        [trial] = load_study(tmp_path / storage, provenance["study"]).get_trials(deepcopy=False)
+        assert provenance["arch_hash"] == trial.user_attrs["arch_hash"]
+        kept = trial.user_attrs["weights"]["files"]["model.safetensors"]
+        assert (tmp_path / f"{storage}.artifacts" / kept).read_bytes() == weights[storage]
+    assert weights["a.journal"] != weights["b.journal"]
 
 
 # --- export hands over the trial's own weights, or nothing ---------------------------------------------
