@@ -230,7 +230,8 @@ def test_a_killed_workers_trial_is_failed_after_its_lease_and_retried(tmp_path: 
     killed = wait_for_training(first, storage, "tiny", complete=1)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
-    before = {t.number: t.values for t in load_study(storage, "tiny").get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    before = {t.number: t.values
+              for t in load_study(storage, "tiny").get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
     assert before and load_study(storage, "tiny").get_trials(deepcopy=False)[killed].state == TrialState.RUNNING
 
     time.sleep(6)  # past its last renewal's lease

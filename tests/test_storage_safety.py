@@ -37,6 +37,7 @@ from study_helpers import (  # noqa: F401 (isolated_python_api: an autouse fixtu
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "SuperSecret123"
+ENV_SECRET = "pa55-w0rd"
 
 
 def new_study(journal: Path) -> optuna.Study:
@@ -306,3 +307,24 @@ def test_an_environment_variable_names_a_journal_for_every_command(tmp_path: Pat
     assert done.code == 0, done.err
     assert (tmp_path / "best-checkpoint" / "model.safetensors").is_file()
     assert not list(tmp_path.glob("env:*")) and not list((tmp_path / "work").glob("env:*"))
+
+
+@pytest.mark.parametrize("value, message", [
+    (None, "environment variable NAS_DB is not set"),
+    ("", "environment variable NAS_DB is not set (it is empty)"),
+    ("decoder-nas.journal", "is neither a URL"),
+    (f"postgresql//nas:{ENV_SECRET}@db-host/nas", "is neither a URL"),  # a mistyped URL: a file name, unchecked
+])
+def test_env_storage_that_is_unset_empty_or_not_a_url_is_one_line_without_the_password(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str | None, message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    if value is None:
+        monkeypatch.delenv("NAS_DB", raising=False)
+    else:
+        monkeypatch.setenv("NAS_DB", value)
+    for argv in (["search", "--storage", "env:NAS_DB", "--trials", "0", "--jobs", "1"],
+                 ["pareto", "--storage", "env:NAS_DB"]):
+        done = cli(*argv)
+        line = assert_one_line_error(done, argv[0], "--storage env:NAS_DB", message)
+        assert ENV_SECRET not in line + done.out
+    assert list(tmp_path.iterdir()) == []  # no journal made from a relative path or a mistyped URL

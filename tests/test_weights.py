@@ -4,11 +4,13 @@ with its config, or nothing; the dashboard is given the artifact store.
 
 Module fixtures run the searches once: `kept` (four sampled trials, every one's weights kept) and
 `two_studies` (studies x and y, each training both architectures of a two-architecture space with its
-own seed). A test that changes files works on its own copy of the journal and the artifact folder.
+own seed); `two_kept` (two trials, weights kept) is conftest.py's. A test that changes files works on
+its own copy of the journal and the artifact folder.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search_space import architecture_hash, load_config
 from studies import api
+from studies import artifacts as artifacts_module
 from studies.artifacts import CONFIG_FILE, WEIGHTS_KEY
 from studies.storage import open_storage
 from study_helpers import (  # noqa: F401 (isolated_python_api: an autouse fixture)
@@ -60,6 +63,9 @@ def complete(tiny: Tiny) -> list[FrozenTrial]:
 
 def artifact_files(folder: Path) -> set[str]:
     return {path.name for path in folder.iterdir()} if folder.is_dir() else set()
+
+
+# --- weights kept as Optuna artifacts --------------------------------------------------------------------
 
 
 def test_kept_weights_are_optuna_artifacts_beside_the_storage(kept: Tiny) -> None:
@@ -176,6 +182,72 @@ def test_two_storages_in_one_folder_keep_their_own_weights(tmp_path: Path) -> No
     assert weights["a.journal"] != weights["b.journal"]
 
 
+# --- the artifact folder ------------------------------------------------------------------------------
+
+
+def trial_count(tiny: Tiny) -> int:
+    return len(optuna.load_study(study_name="tiny", storage=open_storage(str(tiny.storage))).trials)
+
+
+def files(root: Path) -> set[Path]:
+    return set(root.rglob("*"))
+
+
+def test_an_artifact_folder_that_cannot_be_made_is_refused_before_training(two_kept: Tiny, tmp_path: Path) -> None:
+    tiny = two_kept.copy(tmp_path / "study")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    done = cli(*tiny.argv("search", "--trials", "1", "--keep-checkpoints", "all", "--artifacts", str(blocker / "w")))
+    assert_one_line_error(done, "search", f"--artifacts {blocker / 'w'}: cannot create the folder")
+    assert trial_count(tiny) == trial_count(two_kept)  # nothing trained, nothing recorded
+
+
+def test_an_unwritable_artifact_folder_is_refused_before_training(two_kept: Tiny, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny = two_kept.copy(tmp_path / "study")
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)  # root writes anyway: what the OS says is stood in for below
+    monkeypatch.setattr(artifacts_module.os, "access", lambda path, mode: Path(path) != folder)
+    done = cli(*tiny.argv("search", "--trials", "1", "--keep-checkpoints", "all", "--artifacts", str(folder)))
+    assert_one_line_error(done, "search", f"--artifacts {folder}: the folder is not writable")
+    assert trial_count(tiny) == trial_count(two_kept)  # nothing trained, nothing recorded
+
+
+def test_a_deleted_artifact_folder_fails_export_on_one_line_and_writes_nothing(two_kept: Tiny, tmp_path: Path) -> None:
+    tiny = two_kept.copy(tmp_path / "study")  # the copy has no artifact folder beside it: as if deleted
+    out = tmp_path / "out"
+    out.mkdir()
+    done = cli("export", *tiny.study_flags(), "--trial", "0", "-o", str(out / "best.yaml"))
+    assert_one_line_error(done, "export", "trial 0's weights", "are not in the artifact store")
+
+
+def test_an_artifact_folder_replaced_by_a_symlink_is_followed(two_kept: Tiny, tmp_path: Path) -> None:
+    # Documented (docs/reliability.md): a symlink is the user's own redirection, as for any path.
+    tiny = two_kept.copy(tmp_path / "study")
+    moved = tmp_path / "bigger-disk"
+    shutil.copytree(str(two_kept.storage) + ".artifacts", moved)
+    os.symlink(moved, str(tiny.storage) + ".artifacts")
+    done = cli("export", *tiny.study_flags(), "--trial", "0", "-o", str(tmp_path / "best.yaml"))
+    assert done.code == 0, done.err
+    assert (tmp_path / "best-checkpoint" / "config.yaml").is_file()
+
+
+def test_two_studies_sharing_an_artifact_folder_each_export_their_own_weights(two_kept: Tiny, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    exported = {}
+    for seed, study in enumerate(("one", "two")):  # trained apart: no result reused across them
+        argv = two_kept.argv("search", "--trials", "1", "--no-presets", "--keep-checkpoints", "all", "--artifacts",
+                         str(shared), "--seed", str(seed), study=study)
+        argv[argv.index("--storage") + 1] = str(tmp_path / "both.journal")
+        assert cli(*argv).code == 0
+        done = cli("export", "--study", study, "--storage", str(tmp_path / "both.journal"), "--trial", "0",
+                   "-o", str(tmp_path / f"{study}.yaml"))
+        assert done.code == 0, done.err
+        exported[study] = (tmp_path / f"{study}-checkpoint" / "model.safetensors").read_bytes()
+    assert exported["one"] != exported["two"]  # each study's own trial 0, not the other's
+
+
 # --- export hands over the trial's own weights, or nothing ---------------------------------------------
 
 
@@ -275,3 +347,51 @@ def test_a_folder_in_the_checkpoint_s_place_that_no_export_wrote_is_not_touched(
     Path("best-checkpoint", "notes.txt").write_text("mine")
     assert_one_line_error(export(copy, "x", first), "export", "best-checkpoint exists and is not a checkpoint")
     assert Path("best-checkpoint", "notes.txt").read_text() == "mine" and not Path("best.yaml").exists()
+
+
+# --- export paths ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where, message", [
+    (lambda root: root, "is a folder; give a .onnx file name"),
+    (lambda root: root / "missing" / "m.onnx", "does not exist"),
+])
+def test_an_onnx_path_that_cannot_be_written_is_refused_before_the_config(two_kept: Tiny, tmp_path: Path, where,
+                                                                        message: str) -> None:
+    before = files(tmp_path)
+    done = cli("export", *two_kept.study_flags(), "--trial", "0", "-o", str(tmp_path / "best.yaml"),
+               "--onnx", str(where(tmp_path)))
+    assert_one_line_error(done, "export", "--onnx", message)
+    assert files(tmp_path) == before
+
+
+def test_onnx_to_a_device_is_one_line_and_the_device_is_kept(two_kept: Tiny, tmp_path: Path) -> None:
+    """The graph is written beside the target and renamed into place: over /dev/full that replaced the device."""
+    pytest.importorskip("onnxscript")
+    if not Path("/dev/full").is_char_device():
+        pytest.skip("no /dev/full here")
+    done = cli("export", *two_kept.study_flags(), "--trial", "0", "-o", str(tmp_path / "best.yaml"),
+               "--onnx", "/dev/full")
+    assert_one_line_error(done, "export", "--onnx /dev/full: is not a regular file")
+    assert Path("/dev/full").is_char_device()  # not replaced by the exported file
+
+
+def test_export_into_a_missing_folder_is_one_line(two_kept: Tiny, tmp_path: Path) -> None:
+    done = cli("export", *two_kept.study_flags(), "--trial", "0", "-o", str(tmp_path / "missing" / "best.yaml"))
+    assert_one_line_error(done, "export", "cannot write")
+    assert not (tmp_path / "missing").exists()
+
+
+def test_export_refuses_a_file_name_it_cannot_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny = make_tiny(tmp_path)
+    assert cli(*tiny.argv("search", "--trials", "1", "--no-presets")).code == 0
+    for output, fragment in (("best.txt", ".yaml or .json"), (str(tmp_path), "is a folder"),
+                             ("/dev/full", ".yaml or .json")):
+        result = cli("export", *tiny.study_flags(), "--pick", "knee", "-o", output)
+        assert result.code == 2 and fragment in result.err and "Traceback" not in result.err
+    def disk_full(config, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("studies.export_files.save_config", disk_full)
+    result = cli("export", *tiny.study_flags(), "--pick", "knee", "-o", str(tmp_path / "best.yaml"))
+    assert result.code == 2 and "No space left on device" in result.err and "Traceback" not in result.err
