@@ -1,10 +1,12 @@
-"""The Python API drives a whole study, as a notebook would, and agrees with the command line."""
+"""The Python API as a notebook meets it: it drives a whole study, agrees with the command line, and
+keeps quiet (Optuna's info lines are not printed)."""
 
 from __future__ import annotations
 
 import gc
 import inspect
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -202,3 +204,49 @@ def test_run_twice_and_two_threads_on_one_journal_add_up(tmp_path: Path) -> None
         thread.join()
     states = [t.state for t in search.study.get_trials(deepcopy=False)]
     assert len(states) == 3 and set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}  # a rung may stop one
+
+
+# --- quiet in a notebook ------------------------------------------------------------------------------
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def optuna_records():
+    """What Optuna logs at INFO, its default level (a notebook's), and restored afterwards."""
+    handler = Records()
+    logger = logging.getLogger("optuna")
+    logger.addHandler(handler)
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    try:
+        yield handler.records
+    finally:
+        logger.removeHandler(handler)
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def test_the_api_does_not_print_optunas_info_lines(tmp_path: Path, optuna_records) -> None:
+    tiny = make_tiny(tmp_path)
+    search = Search.create("quiet", storage=str(tmp_path / "q.journal"),
+                           settings=make_settings(data=str(tiny.corpus)), presets=False)
+    search.run(trials=2, jobs=1, device="cpu")
+    search.promote(steps=2 * STEPS, gap_trials=0, device="cpu")
+    assert [r.getMessage()[:80] for r in optuna_records if r.levelno <= logging.INFO] == []
+    assert optuna.logging.get_verbosity() == optuna.logging.INFO  # the notebook's level is left as it was
+    optuna.create_study()  # and Optuna itself logs as before outside the API
+    assert any("A new study created" in r.getMessage() for r in optuna_records)
+
+
+def test_a_chosen_level_is_respected(tmp_path: Path, optuna_records) -> None:
+    optuna.logging.set_verbosity(optuna.logging.DEBUG)  # as --debug does
+    tiny = make_tiny(tmp_path)
+    Search.create("loud", storage=str(tmp_path / "l.journal"), settings=make_settings(data=str(tiny.corpus)),
+                  presets=False)
+    assert any("A new study created" in r.getMessage() for r in optuna_records)
