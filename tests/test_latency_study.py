@@ -1,6 +1,6 @@
-"""Latency in a study (issue 17): ONNX Runtime as a latency backend, the front re-timed together
-(`measure`, and at the end of `search`), KV-cache and weight bytes as constraints and objectives,
-and `export --onnx` reproducing PyTorch's logits.
+"""Latency in a study: ONNX Runtime as a latency backend, the front re-timed together (`measure`,
+and at the end of `search`; a promoted sibling, a study beside a running worker), KV-cache and weight
+bytes as constraints and objectives, and `export --onnx` reproducing PyTorch's logits.
 
 One tiny study with the presets and latency as an objective, weights kept (module fixture), is
 shared by the read-only tests; `measure` works on a copy of its journal.

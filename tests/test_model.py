@@ -1,3 +1,6 @@
+"""The decoder: causal for every layer kind, exact parameter counts, towers, initialisation, cached
+decoding, and the memory check before a model is built."""
+
 import math
 import time
 from pathlib import Path

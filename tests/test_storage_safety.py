@@ -1,4 +1,5 @@
-"""`--storage` never spoils what it is given: cut journals, other files, pipes, secrets, bad settings."""
+"""`--storage` never spoils what it is given: cut journals, other files, pipes, bad settings; a database
+password never reaches the output, and env:VAR names a storage for every command."""
 
 from __future__ import annotations
 

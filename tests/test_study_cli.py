@@ -1,4 +1,4 @@
-"""`decoder-nas search/worker/promote/pareto/export/studies` end to end, on tiny studies.
+"""`decoder-nas search/worker/promote/pareto/export/studies` end to end, on tiny studies, deleting them too.
 
 One 6-trial search (module fixture) is shared by the read-only tests; a test that changes a study
 works on a copy of its journal file.
