@@ -11,6 +11,7 @@ import torch
 from hypothesis import strategies as st
 
 from search_space import DecoderConfig, LayerConfig, Reduction
+from study_helpers import Tiny, cli, make_tiny
 
 
 @st.composite
@@ -95,3 +96,14 @@ def postgres_url() -> str:
             pytest.fail("DECODER_NAS_REQUIRE_POSTGRES=1 but DECODER_NAS_TEST_POSTGRES is not set")
         pytest.skip("no PostgreSQL server (set DECODER_NAS_TEST_POSTGRES, as .ci/run does)")
     return url
+
+
+@pytest.fixture(scope="session")
+def two_kept(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
+    """A tiny study whose trials' weights were kept (copy it before changing it). Two trained trials,
+    and a repeat between them if the sampler proposes one (it is free). One search for the whole session:
+    the artifact, export, measure and API-misuse tests all read it or copy it."""
+    tiny = make_tiny(tmp_path_factory.mktemp("kept"))
+    done = cli(*tiny.argv("search", "--trials", "2", "--no-presets", "--keep-checkpoints", "all"))
+    assert done.code == 0, done.err
+    return tiny

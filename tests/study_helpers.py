@@ -19,10 +19,12 @@ import pytest
 import torch
 import yaml
 
+import studies.trials
 from objectives import LatencyProtocol
 from studies.cli import main
 from studies.settings import StudySettings
 from studies.space import space_from_dict
+from studies.storage import open_storage
 from trainer.loop import TrainingRecipe
 
 TEXT = "".join(f"Verse {i}: the rain in Spain stays mainly in the plain.\n" for i in range(80))  # ~4.6 kB
@@ -113,6 +115,44 @@ def cli(*argv: str) -> Result:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(list(argv))
     return Result(code, out.getvalue(), err.getvalue())
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> Result:
+    """Run the CLI in-process, reading stdout and stderr through the test's capsys."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return Result(code, out, err)
+
+
+def load(tiny: Tiny, study: str | None = None) -> optuna.Study:
+    """Study `study` (the tiny study's own by default) from the tiny study's storage."""
+    return optuna.load_study(study_name=study or tiny.study, storage=open_storage(str(tiny.storage)))
+
+
+def load_study(storage: str | Path, name: str) -> optuna.Study:
+    """Study `name` from `storage`, opened as a command that only reads does (no file is created)."""
+    return optuna.load_study(study_name=name, storage=open_storage(str(storage), create=False))
+
+
+def study_names(storage: str | Path) -> list[str]:
+    return optuna.get_all_study_names(open_storage(str(storage), create=False))
+
+
+def interrupt_once(monkeypatch: pytest.MonkeyPatch, which, exception: type[BaseException] = KeyboardInterrupt) -> list:
+    """Make the first training of a trial for which which(user_attrs) holds raise `exception`; the
+    trials it stopped are listed in the returned list (their user attributes)."""
+    original = studies.trials.run_training
+    stopped: list[dict] = []
+
+    def run_training(*args, **kwargs):
+        trial = args[5].trial  # the _RungPruner holds the trial being trained
+        if not stopped and which(trial.user_attrs):
+            stopped.append(dict(trial.user_attrs))
+            raise exception()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(studies.trials, "run_training", run_training)
+    return stopped
 
 
 def assert_one_line_error(result_or_err: Result | str, command: str, *fragments: str) -> str:

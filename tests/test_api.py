@@ -1,10 +1,12 @@
-"""The Python API drives a whole study, as a notebook would, and agrees with the command line."""
+"""The Python API as a notebook meets it: it drives a whole study, agrees with the command line, and
+keeps quiet (Optuna's info lines are not printed)."""
 
 from __future__ import annotations
 
 import gc
 import inspect
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -13,10 +15,10 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.trial import TrialState
 
 from search_space import load_config
 from studies import OBJECTIVES, Search, StudyError, StudySettings
-from studies.api import check_study_name
 from studies.settings import write_settings
 from study_helpers import STEPS, cli, isolated_python_api, make_settings, make_tiny  # noqa: F401 - autouse fixture
 from trainer import DataError
@@ -109,12 +111,6 @@ def test_every_objective_is_registered_once_with_a_direction_and_kind() -> None:
     assert OBJECTIVES["val_accuracy"].minimised(0.5) == -0.5 and OBJECTIVES["params"].format(1234567) == "1.23M"
 
 
-@pytest.mark.parametrize("name", ["exp@laptop", "", "   ", "x" * 300, "tab\there"])
-def test_names_that_would_collide_or_mislead_are_refused(name: str) -> None:
-    with pytest.raises(StudyError):
-        check_study_name(name)
-
-
 def test_help_and_version_answer_without_importing_torch() -> None:
     code = ("import sys, contextlib, io\nfrom studies.cli import main\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n    main(['--help']); main(['--version'])\n"
@@ -134,21 +130,6 @@ def test_an_exported_config_trains_back_to_its_trials_result(tmp_path: Path) -> 
     trained = cli("train", str(tmp_path / "best.yaml"), "--device", "cpu", "--json")
     assert trained.code == 0, trained.err
     assert abs(json.loads(trained.out.strip().splitlines()[-1])["val_loss"] - recorded) < 1e-4
-
-
-def test_export_refuses_a_file_name_it_cannot_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    tiny = make_tiny(tmp_path)
-    assert cli(*tiny.argv("search", "--trials", "1", "--no-presets")).code == 0
-    for output, fragment in (("best.txt", ".yaml or .json"), (str(tmp_path), "is a folder"),
-                             ("/dev/full", ".yaml or .json")):
-        result = cli("export", *tiny.study_flags(), "--pick", "knee", "-o", output)
-        assert result.code == 2 and fragment in result.err and "Traceback" not in result.err
-    def disk_full(config, path):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr("studies.export_files.save_config", disk_full)
-    result = cli("export", *tiny.study_flags(), "--pick", "knee", "-o", str(tmp_path / "best.yaml"))
-    assert result.code == 2 and "No space left on device" in result.err and "Traceback" not in result.err
 
 
 def test_joining_with_other_settings_is_refused_without_training(tmp_path: Path) -> None:
@@ -206,3 +187,66 @@ def test_tpe_models_the_parameters_jointly_even_beside_a_preset_without_them() -
                    n_trials=3)
     joint = study.sampler.infer_relative_search_space(study, study.ask())
     assert len(joint) == len(space.choices())
+
+
+def test_run_twice_and_two_threads_on_one_journal_add_up(tmp_path: Path) -> None:
+    # Documented: run() may be called again (it trains more), and threads share a journal safely.
+    import threading
+
+    tiny = make_tiny(tmp_path)
+    search = Search.create("t", str(tmp_path / "t.journal"), settings=make_settings(data=str(tiny.corpus)),
+                           presets=False)
+    assert search.run(trials=1, jobs=1, device="cpu").trials_run == 1
+    threads = [threading.Thread(target=search.run, kwargs={"trials": 1, "jobs": 1, "device": "cpu"}) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    states = [t.state for t in search.study.get_trials(deepcopy=False)]
+    assert len(states) == 3 and set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}  # a rung may stop one
+
+
+# --- quiet in a notebook ------------------------------------------------------------------------------
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def optuna_records():
+    """What Optuna logs at INFO, its default level (a notebook's), and restored afterwards."""
+    handler = Records()
+    logger = logging.getLogger("optuna")
+    logger.addHandler(handler)
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    try:
+        yield handler.records
+    finally:
+        logger.removeHandler(handler)
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def test_the_api_does_not_print_optunas_info_lines(tmp_path: Path, optuna_records) -> None:
+    tiny = make_tiny(tmp_path)
+    search = Search.create("quiet", storage=str(tmp_path / "q.journal"),
+                           settings=make_settings(data=str(tiny.corpus)), presets=False)
+    search.run(trials=2, jobs=1, device="cpu")
+    search.promote(steps=2 * STEPS, gap_trials=0, device="cpu")
+    assert [r.getMessage()[:80] for r in optuna_records if r.levelno <= logging.INFO] == []
+    assert optuna.logging.get_verbosity() == optuna.logging.INFO  # the notebook's level is left as it was
+    optuna.create_study()  # and Optuna itself logs as before outside the API
+    assert any("A new study created" in r.getMessage() for r in optuna_records)
+
+
+def test_a_chosen_level_is_respected(tmp_path: Path, optuna_records) -> None:
+    optuna.logging.set_verbosity(optuna.logging.DEBUG)  # as --debug does
+    tiny = make_tiny(tmp_path)
+    Search.create("loud", storage=str(tmp_path / "l.journal"), settings=make_settings(data=str(tiny.corpus)),
+                  presets=False)
+    assert any("A new study created" in r.getMessage() for r in optuna_records)

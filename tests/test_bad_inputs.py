@@ -1,4 +1,6 @@
-"""Every user mistake: one line on stderr, exit code 2, no traceback, and no change to any stored study."""
+"""Bad input on the command line, table by table: every mistake given to the study commands, and to
+train, generate and describe, is one line on stderr, exit code 2, no traceback, and changes no stored
+study and no file of a run."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from study_helpers import RECIPE, SHAPE, TINY_SPACE, assert_one_line_error, cli, make_tiny, quiet_datasets
+
+# --- beside a stored study: nothing in it changes -----------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +39,7 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-CASES = {
+STUDY_CASES = {
     "malformed yaml": (["describe", "{root}/malformed.yaml"], "describe", "malformed YAML"),
     "unknown key": (["describe", "{root}/unknown-key.yaml"], "describe", "unknown key 'colour'"),
     "wrong type": (["describe", "{root}/wrong-type.yaml"], "describe", "block_size: expected int"),
@@ -54,10 +58,10 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("name", STUDY_CASES)
 def test_bad_input_is_one_line_and_changes_nothing(existing, name):
     tiny, root, _ = existing
-    argv, command, fragment = CASES[name]
+    argv, command, fragment = STUDY_CASES[name]
     study_argv = tiny.argv("search")[1:]  # the tiny study's own flags, to be spoiled by one more flag
     expanded: list[str] = []
     for arg in argv:
@@ -70,3 +74,78 @@ def test_bad_input_is_one_line_and_changes_nothing(existing, name):
         result = cli(*expanded)
     assert_one_line_error(result, command, fragment)
     assert digest(tiny.storage) == before
+
+
+# --- train, generate and describe beside a trained run folder: none of its files changes ---------------
+
+TINY = ["--preset", "gpt", "--n-layer", "1", "--n-head", "2", "--d-model", "16", "--block-size", "16"]
+QUICK = ["--steps", "4", "--batch-size", "2", "--eval-windows", "2", "--warmup-steps", "1", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory):
+    """One tiny run folder (and its corpus) that the cases below try to misuse."""
+    root = tmp_path_factory.mktemp("cli-bad-inputs")
+    corpus = root / "corpus.txt"
+    corpus.write_text("".join(f"{i} green bottles hanging on the wall.\n" for i in range(60)), encoding="utf-8")
+    with pytest.MonkeyPatch.context() as patch, quiet_datasets():
+        patch.setenv("DECODER_NAS_CACHE", str(root / "cache"))
+        result = cli("train", *TINY, "--data", str(corpus), *QUICK, "--out", str(root / "run"))
+        assert result.code == 0, result.err
+        yield root, corpus, patch
+
+
+def fingerprint(folder: Path) -> dict[str, str]:
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in folder.rglob("*") if path.is_file()}
+
+
+def run_cli(trained, *argv: str):
+    root, corpus, _ = trained
+    expanded = [arg.format(root=root, corpus=corpus) for arg in argv]
+    before = fingerprint(root / "run")
+    with quiet_datasets():
+        result = cli(*expanded)
+    assert fingerprint(root / "run") == before
+    return result
+
+
+RUN_CASES = {
+    "beta2 outside [0, 1)": (["train", *TINY, "--data", "{corpus}", *QUICK, "--beta2", "2"], "train",
+                             "beta2: 2.0 must be in [0, 1)"),
+    "nan learning rate": (["train", *TINY, "--data", "{corpus}", *QUICK, "--lr", "nan"], "train",
+                          "lr: nan must be a finite number"),
+    "no validation windows": (["train", *TINY, "--data", "{corpus}", *QUICK, "--eval-windows", "0"], "train",
+                              "eval-windows: 0 must be at least 1"),
+    "a billion wide": (["describe", "--preset", "gpt", "--d-model", "1000000000"], "describe",
+                       "d_model: 1000000000 must be at most 65536"),
+    "ten thousand layers": (["describe", "--preset", "gpt", "--n-layer", "10000"], "describe",
+                            "n_layer: 10000 must be a whole number from 1 to 1024"),
+    "top-k 0": (["generate", "{root}/run", "--top-k", "0"], "generate", "top_k: 0 must be at least 1"),
+    "nan temperature": (["generate", "{root}/run", "--temperature", "nan"], "generate",
+                        "temperature: nan must be a finite number above 0"),
+    "resume at another lr": (["train", "--resume", "{root}/run", "--steps", "8", "--lr", "0.5"], "train",
+                             "--lr: 0.5 differs from the 0.001", "--resume continues that run unchanged"),
+    "resume on other data": (["train", "--resume", "{root}/run", "--steps", "8", "--data", "builtin:pydoc"],
+                             "train", "--data: builtin:pydoc differs from the", "corpus.txt"),
+    "resume as another architecture": (["train", "--resume", "{root}/run", "--steps", "8", *TINY], "train",
+                                       "the checkpoint fixes the architecture"),
+    "resume into another folder": (["train", "--resume", "{root}/run", "--steps", "8", "--out", "{root}/x"],
+                                   "train", "--out: not used with --resume"),
+    "generate on a folder without run.json": (["generate", "{root}"], "generate", "run.json is missing"),
+}
+
+
+@pytest.mark.parametrize("name", RUN_CASES)
+def test_bad_input_is_one_line_and_changes_no_run(trained, name):
+    argv, command, *fragments = RUN_CASES[name]
+    assert_one_line_error(run_cli(trained, *argv), command, *fragments)
+
+
+def test_resume_accepts_the_same_data_spelled_as_another_path(trained, monkeypatch):
+    root, corpus, _ = trained
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("DECODER_NAS_CACHE", str(root / "cache"))
+    with quiet_datasets():
+        result = cli("train", "--resume", str(root / "run"), "--steps", "6", "--data", "./corpus.txt",
+                     "--lr", "0.001", "--device", "cpu")
+    assert result.code == 0, result.err

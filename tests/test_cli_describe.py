@@ -1,3 +1,5 @@
+"""`decoder-nas describe`: its JSON and table for presets and config files, one-line errors, --debug."""
+
 import json
 
 import pytest

@@ -1,3 +1,5 @@
+"""Decoder configs: file round trips, architecture hashes, validation errors naming the field, presets."""
+
 import json
 from dataclasses import replace
 

@@ -1,13 +1,24 @@
-"""A refused value is named in the caller's terms: the API argument for Python, the flag on the command line."""
+"""The error contract: a refused value is named in the caller's terms (the API argument for Python, the
+flag on the command line), in one line of the project's own error class, before anything is changed."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import optuna
 import pytest
 
-from studies import Pruning, Search, StudySettings
+from studies import Pruning, Search, StudyError, StudySettings
 from studies.errors import ArgumentError
 from studies.front import pick
-from study_helpers import assert_one_line_error, cli
+from study_helpers import Tiny, assert_one_line_error, cli, isolated_python_api  # noqa: F401 - autouse fixture
+from trainer.loop import RecipeError, TrainingRecipe
+
+NAN, INF = float("nan"), float("inf")
+
+
+# --- named in the caller's terms --------------------------------------------------------------------
 
 
 def test_the_api_names_its_own_arguments_not_flags(tmp_path):
@@ -32,3 +43,71 @@ def test_the_api_names_its_own_arguments_not_flags(tmp_path):
 def test_the_command_line_names_the_flag(tmp_path, argv, fragment):
     result = cli(*(arg.format(tmp=tmp_path) for arg in argv))
     assert_one_line_error(result, argv[0], fragment.format(tmp=tmp_path))
+
+
+# --- the training recipe ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"beta2": 2.0}, "beta2: 2.0 must be in [0, 1)"),
+    ({"beta1": -0.1}, "beta1: -0.1 must be in [0, 1)"),
+    ({"lr": NAN}, "lr: nan must be a finite number"),
+    ({"min_lr": INF}, "min-lr: inf must be a finite number"),
+    ({"weight_decay": -INF}, "weight-decay: -inf must be a finite number"),
+    ({"grad_clip": -1.0}, "grad-clip: -1.0 must not be negative"),
+    ({"eval_windows": 0}, "eval-windows: 0 must be at least 1"),
+    ({"eval_batch_size": 0}, "eval-batch-size: 0 must be at least 1"),
+    ({"steps": 1e9}, "steps: expected a whole number, got 1000000000.0"),
+    ({"batch_size": True}, "batch-size: expected a whole number, got True"),
+    ({"lr": "fast"}, "lr: expected a number, got 'fast'"),
+    ({"max_tokens": 0}, "max-tokens: 0 must be at least 1"),
+    ({"max_seconds": 0.0}, "max-seconds: 0.0 must be positive"),
+    ({"max_seconds": NAN}, "max-seconds: nan must be a finite number"),
+    ({"seed": 2**70}, "seed: 1180591620717411303424 must be at most"),
+    ({"compile": "yes"}, "compile: expected true or false, got 'yes'"),
+])
+def test_a_recipe_no_run_could_use_is_refused_at_construction(changes, message):
+    with pytest.raises(RecipeError) as error:
+        TrainingRecipe(**changes)
+    assert str(error.value).startswith(message)
+    assert "\n" not in str(error.value)
+
+
+# --- the Python API misused -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def search(two_kept: Tiny, tmp_path: Path) -> Search:
+    return Search.load("tiny", str(two_kept.copy(tmp_path / "study").storage))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda s: s.run(trials="3", jobs=1), "trials='3': expected int, not str"),
+    (lambda s: s.run(trials=2.5, jobs=1), "trials=2.5: expected int, not float"),
+    (lambda s: s.run(trials=True, jobs=1), "trials=True: expected int, not bool"),
+    (lambda s: s.run(trials=1, jobs="2"), "jobs='2': expected int or None"),
+    (lambda s: s.run(trials=1, jobs=1, keep_checkpoints="some"), "keep_checkpoints='some': is not one of"),
+    (lambda s: s.promote(steps="2000"), "steps='2000': expected int"),
+    (lambda s: s.measure(rounds=0), "rounds=0: must be at least 1"),
+    (lambda s: s.export(trial="0"), "trial='0': expected int"),
+    (lambda s: Search.open(None, s.storage), "name=None: expected str"),
+    (lambda s: Search.open("tiny", Path(s.storage)), ": expected str"),
+    (lambda s: Search.open("nope", s.storage), "unknown study 'nope' (this storage has: tiny)"),
+    (lambda s: Search.create("x", s.storage, settings="defaults"), "settings='defaults': expected StudySettings"),
+    (lambda s: Search.create("x", s.storage, objectives="val_loss"), "objectives: give a sequence of names"),
+    (lambda s: Search.create("x", s.storage, step=5), "unknown setting step"),
+])
+def test_api_misuse_raises_the_projects_own_error(search: Search, call, message: str) -> None:
+    trials = len(search.study.trials)
+    with pytest.raises(StudyError) as raised:
+        call(search)
+    assert message in str(raised.value)
+    assert len(search.study.trials) == trials and "x" not in optuna.get_all_study_names(search.study._storage)
+
+
+def test_a_storage_file_deleted_under_an_open_search_is_a_study_error(search: Search) -> None:
+    os.remove(search.storage)
+    for call in (search.front, lambda: search.run(trials=1, jobs=1, device="cpu")):
+        with pytest.raises(StudyError, match="the file was deleted while study 'tiny' was open"):
+            call()
+    assert not Path(search.storage).exists()  # not re-created empty

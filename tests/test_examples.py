@@ -1,3 +1,5 @@
+"""The shipped example configs (examples/*.yaml): there, and each builds and runs."""
+
 from pathlib import Path
 
 import pytest

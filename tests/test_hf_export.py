@@ -1,4 +1,4 @@
-"""`export --hf DIR` and `--onnx FILE` from a run folder (issue 25): transformers loads the folder and
+"""`export --hf DIR` and `--onnx FILE` from a run folder: transformers loads the folder and
 reproduces decoder-nas's logits and greedy tokens for every layer kind; bad input is one line and
 leaves nothing behind. Everything is built locally: the hub is never asked (HF_HUB_OFFLINE)."""
 

@@ -1,4 +1,4 @@
-"""`export --study … --hf DIR` (issue 25): a study trial's kept weights, loaded through the artifact
+"""`export --study … --hf DIR`: a study trial's kept weights, loaded through the artifact
 store's own checks, become a Hugging Face folder; a study that kept none is refused before any file
 is written."""
 

@@ -1,6 +1,6 @@
-"""Latency in a study (issue 17): ONNX Runtime as a latency backend, the front re-timed together
-(`measure`, and at the end of `search`), KV-cache and weight bytes as constraints and objectives,
-and `export --onnx` reproducing PyTorch's logits.
+"""Latency in a study: ONNX Runtime as a latency backend, the front re-timed together (`measure`,
+and at the end of `search`; a promoted sibling, a study beside a running worker), KV-cache and weight
+bytes as constraints and objectives, and `export --onnx` reproducing PyTorch's logits.
 
 One tiny study with the presets and latency as an objective, weights kept (module fixture), is
 shared by the read-only tests; `measure` works on a copy of its journal.
@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +29,14 @@ from studies.settings import read_settings
 from studies.storage import open_storage
 from study_helpers import (  # noqa: F401
     PRESETS_TRAINED,
+    STEPS,
     TINY_SPACE,
     Result,
     Tiny,
     assert_one_line_error,
     cli,
     isolated_python_api,
+    load,
     make_tiny,
     quiet_datasets,
 )
@@ -51,10 +56,6 @@ def timed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Tiny, Result]:
                                 "--sampler-seed", "0", "--rungs", "--keep-checkpoints", "all"))
     assert result.code == 0, result.err
     return tiny, result
-
-
-def load(tiny: Tiny) -> optuna.Study:
-    return optuna.load_study(study_name=tiny.study, storage=open_storage(str(tiny.storage)))
 
 
 def timed_together(study: optuna.Study) -> list[FrozenTrial]:
@@ -144,6 +145,45 @@ def test_measure_retimes_together_and_the_views_use_it(timed: tuple[Tiny, Result
     hashes = {t.number: t.user_attrs["arch_hash"] for t in overlaid}
     assert points and all(point["latency_ms"] == latencies[hashes[point["number"]]] for point in points)
     assert {t.user_attrs["arch_hash"] for t in timed_together(study)} <= set(latencies)
+
+
+def test_measure_on_a_study_without_results_is_one_line(tmp_path: Path) -> None:
+    tiny = make_tiny(tmp_path)
+    assert cli(*tiny.argv("search", "--trials", "0", "--no-presets")).code == 0
+    assert_one_line_error(cli("measure", *tiny.study_flags(), "--device", "cpu"), "measure",
+                          "has no complete trials to re-time yet")
+
+
+@pytest.mark.slow
+def test_measure_retimes_a_promoted_sibling(two_kept: Tiny, tmp_path: Path) -> None:
+    tiny = two_kept.copy(tmp_path / "study")
+    assert cli("promote", *tiny.study_flags(), "--steps", str(2 * STEPS), "--gap-trials", "0", "--device", "cpu",
+               "--top", "1").code == 0
+    done = cli("measure", *tiny.study_flags(), "--steps", str(2 * STEPS), "--rounds", "1", "--device", "cpu")
+    assert done.code == 0, done.err
+    sibling = optuna.load_study(study_name=f"tiny@{2 * STEPS}", storage=open_storage(str(tiny.storage)))
+    assert f"of 'tiny@{2 * STEPS}'" in done.out and sibling.user_attrs[JOINT_LATENCY_KEY]["rounds"] == 1
+
+
+@pytest.mark.slow
+def test_measure_while_a_worker_trains_leaves_the_worker_going(tmp_path: Path) -> None:
+    tiny = make_tiny(tmp_path)
+    slow = ("--steps", "100000", "--max-seconds", "10", "--rungs", "--no-presets")  # trials train for 10 s
+    assert cli(*tiny.argv("search", "--trials", "1", *slow)).code == 0
+    argv = tiny.argv("worker", "--trials", "1", *slow)
+    worker = subprocess.Popen([sys.executable, "-m", "studies", *argv], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not [t for t in optuna.load_study(study_name="tiny", storage=open_storage(str(tiny.storage))).trials
+               if t.state == TrialState.RUNNING and "params" in t.user_attrs]:
+        assert worker.poll() is None and time.monotonic() < deadline, worker.communicate()
+        time.sleep(0.2)
+    done = cli("measure", *tiny.study_flags(), "--rounds", "1", "--device", "cpu")
+    assert done.code == 0, done.err
+    _, err = worker.communicate(timeout=120)
+    assert worker.returncode == 0, err
+    states = [t.state for t in optuna.load_study(study_name="tiny", storage=open_storage(str(tiny.storage))).trials]
+    assert states == [TrialState.COMPLETE] * 2
 
 
 # --- KV cache and weight bytes ----------------------------------------------------------------------

@@ -1,4 +1,9 @@
+"""The decoder: causal for every layer kind, exact parameter counts, towers, initialisation, cached
+decoding, and the memory check before a model is built."""
+
 import math
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -6,7 +11,9 @@ from hypothesis import given, settings
 
 from conftest import decoder_configs
 from objectives import count_parameters
-from search_space import DecoderConfig, DecodeState, LayerConfig, Reduction, build_decoder, preset
+from search_space import ConfigError, DecoderConfig, DecodeState, LayerConfig, Reduction, build_decoder, preset
+from search_space import model as model_module
+from study_helpers import assert_one_line_error, cli
 
 
 def assert_causal(config: DecoderConfig, seed: int = 0) -> None:
@@ -129,3 +136,23 @@ def test_cached_decoding_matches_the_full_forward(config):
         pieces += [model(idx[:, t : t + 1], state) for t in range(prefix, config.block_size)]
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=1e-4)
     assert state.position == config.block_size
+
+
+# --- the memory check ----------------------------------------------------------------------------------
+
+
+def test_an_enormous_model_is_refused_before_allocating(tmp_path: Path) -> None:
+    config = tmp_path / "huge.yaml"
+    config.write_text("d_model: 65536\nblock_size: 4096\nvocab_size: 50304\ntowers: 64\n"
+                      "layers:\n  - {layout: sequential, n_head: 8}\n  - {layout: sequential, n_head: 8}\n")
+    started = time.monotonic()
+    assert_one_line_error(cli("describe", str(config)), "describe", "the model needs about", "GiB", "this machine has")
+    assert time.monotonic() - started < 30
+
+
+def test_the_memory_check_comes_before_the_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(model_module, "physical_memory", lambda: 1 << 16)  # a 64 KiB machine
+    small = preset("gpt", n_layer=2, n_head=2, d_model=64, block_size=32, vocab_size=65)
+    with pytest.raises(ConfigError, match="needs about .* GiB"):
+        build_decoder(small)
+    assert build_decoder(small, device="meta") is not None  # counting shapes allocates nothing

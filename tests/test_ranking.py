@@ -1,3 +1,5 @@
+"""Rank correlations (Kendall tau, Spearman rho) against scipy, ties included."""
+
 import random
 
 import pytest

@@ -1,4 +1,6 @@
-"""Many workers, crashes and resumes, on PostgreSQL and on a journal file: nothing finished is lost.
+"""Workers many at once, killed, terminated or interrupted, on PostgreSQL, SQLite or a journal file:
+nothing finished is lost, a stopped trial is failed with its reason and retried or requeued, nothing is
+left RUNNING.
 
 The PostgreSQL tests need a server: DECODER_NAS_TEST_POSTGRES holds its URL (.ci/run starts one).
 Without it they skip, unless DECODER_NAS_REQUIRE_POSTGRES=1, which makes the skip a failure, so CI
@@ -21,10 +23,17 @@ import torch
 from optuna.trial import TrialState
 
 from studies.cli import main
-from study_helpers import PRESET_NAMES
+from study_helpers import (  # noqa: F401 (isolated_python_api: an autouse fixture)
+    PRESET_NAMES,
+    Tiny,
+    cli,
+    interrupt_once,
+    isolated_python_api,
+    load_study,
+    make_tiny,
+)
 
-pytestmark = pytest.mark.slow
-
+REPO = Path(__file__).resolve().parents[1]
 TINY_SPACE = """\
 n_layer: {low: 1, high: 2}
 d_model: [16, 32]
@@ -64,6 +73,7 @@ def spawn_worker(workdir: Path, args: list[str], env: dict[str, str] | None = No
 
 
 def load(storage: str, name: str) -> optuna.Study:
+    """Study `name` as a worker opens its storage (the file may not exist yet)."""
     from studies.storage import open_storage
 
     return optuna.load_study(study_name=name, storage=open_storage(storage))
@@ -73,6 +83,7 @@ def storages(workdir: Path, postgres: str | None) -> str:
     return postgres if postgres else str(workdir / "studies.journal")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgresql", "journal"])
 def test_three_workers_three_trials_each_give_exactly_nine(backend, workdir, request):
     storage = storages(workdir, request.getfixturevalue("postgres_url") if backend == "postgresql" else None)
@@ -108,6 +119,7 @@ def _kill_mid_trial(worker: subprocess.Popen, storage: str, name: str) -> int:
     raise AssertionError("the worker never started a trial")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgresql", "journal"])
 def test_a_killed_worker_loses_nothing_and_its_trial_is_retried(backend, workdir, request):
     storage = storages(workdir, request.getfixturevalue("postgres_url") if backend == "postgresql" else None)
@@ -138,6 +150,7 @@ def test_a_killed_worker_loses_nothing_and_its_trial_is_retried(backend, workdir
     assert sum(t.state == TrialState.COMPLETE for t in trials.values()) == len(before) + 1
 
 
+@pytest.mark.slow
 def test_faults_inside_trials_are_recorded_and_the_study_goes_on(workdir, monkeypatch):
     """A simulated out-of-memory, an exception in the model: each FAIL with its reason, then the next trial."""
     import search_space.model as model
@@ -165,6 +178,7 @@ def test_faults_inside_trials_are_recorded_and_the_study_goes_on(workdir, monkey
     assert trials[-1].state == TrialState.COMPLETE
 
 
+@pytest.mark.slow
 def test_determinism_same_config_data_seed_same_val_loss(workdir, capsys):
     argv = ["train", "--preset", "lgpt", "--n-layer", "2", "--n-head", "2", "--d-model", "16",
             "--block-size", "16", "--data", str(workdir / "corpus.txt"), "--steps", "15", "--batch-size", "4",
@@ -176,3 +190,109 @@ def test_determinism_same_config_data_seed_same_val_loss(workdir, capsys):
     import json
 
     assert json.loads(results[0])["val_loss"] == json.loads(results[1])["val_loss"]
+
+
+# --- one worker stopped mid-trial: killed, terminated, interrupted -----------------------------------------
+
+
+def spawn(t: Tiny, command: str, storage: str, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    argv = t.argv(command, *extra)
+    argv[argv.index("--storage") + 1] = storage
+    return subprocess.Popen([sys.executable, "-m", "studies.cli", *argv], cwd=REPO,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_training(worker: subprocess.Popen, storage: str, name: str, complete: int = 0) -> int:
+    """The number of a RUNNING trial whose cheap measures are done (it trains), once `complete` are complete."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert worker.poll() is None, worker.communicate()
+        try:
+            trials = load_study(storage, name).get_trials(deepcopy=False)
+        except Exception:  # noqa: BLE001 - not created yet
+            trials = []
+        training = [t for t in trials if t.state == TrialState.RUNNING and "non_embedding_params" in t.user_attrs]
+        if training and sum(t.state == TrialState.COMPLETE for t in trials) >= complete:
+            return training[0].number
+        time.sleep(0.1)
+    raise AssertionError("the worker never started training a trial")
+
+
+SLOW_RECIPE = ("--steps", "100000", "--rungs", "--no-presets")  # trials train for --max-seconds
+
+
+@pytest.mark.slow
+def test_a_killed_workers_trial_is_failed_after_its_lease_and_retried(tmp_path: Path) -> None:
+    t = make_tiny(tmp_path)
+    storage, lease = str(t.storage), {"DECODER_NAS_LEASE_SECONDS": "4"}  # renewed every second
+    first = spawn(t, "worker", storage, *SLOW_RECIPE, "--max-seconds", "2", "--trials", "5", env=lease)
+    killed = wait_for_training(first, storage, "tiny", complete=1)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    before = {t.number: t.values
+              for t in load_study(storage, "tiny").get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    assert before and load_study(storage, "tiny").get_trials(deepcopy=False)[killed].state == TrialState.RUNNING
+
+    time.sleep(6)  # past its last renewal's lease
+    second = spawn(t, "worker", storage, *SLOW_RECIPE, "--max-seconds", "2", "--trials", "1", env=lease)
+    _, err = second.communicate(timeout=300)
+    assert second.returncode == 0, err
+
+    trials = load_study(storage, "tiny").get_trials(deepcopy=False)
+    assert TrialState.RUNNING not in [trial.state for trial in trials]
+    assert trials[killed].state == TrialState.FAIL
+    [retry] = [trial for trial in trials if trial.user_attrs.get("retried_from") == killed]
+    assert retry.state == TrialState.COMPLETE and retry.params == trials[killed].params
+    assert {n: trials[n].values for n in before} == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["journal", "sqlite"])
+def test_sigterm_fails_the_running_trial_as_terminated(tmp_path: Path, backend: str) -> None:
+    t = make_tiny(tmp_path)
+    storage = str(t.storage) if backend == "journal" else f"sqlite:///{tmp_path / 's.db'}"
+    worker = spawn(t, "search", storage, *SLOW_RECIPE, "--max-seconds", "20", "--trials", "1")
+    running = wait_for_training(worker, storage, "tiny")
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 143, err
+    assert "terminated" in err and "Traceback" not in err
+    trials = load_study(storage, "tiny").get_trials(deepcopy=False)
+    assert TrialState.RUNNING not in [trial.state for trial in trials]
+    assert trials[running].state == TrialState.FAIL
+    assert trials[running].user_attrs["fail_reason"] == "terminated"
+
+
+@pytest.mark.slow
+def test_a_promotion_interrupted_mid_trial_is_retrained_by_the_next_promote(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    t = make_tiny(tmp_path)
+    assert cli(*t.argv("search", "--trials", "2", "--no-presets")).code == 0
+    flags = ["promote", *t.study_flags(), "--steps", "24", "--gap-trials", "0", "--device", "cpu"]
+    stopped = interrupt_once(monkeypatch, lambda attrs: "promoted_from" in attrs)
+    assert cli(*flags).code == 130
+    assert len(stopped) == 1
+    monkeypatch.undo()
+
+    done = cli(*flags)
+    assert done.code == 0, done.err
+    sibling = load_study(t.storage, "tiny@24").get_trials(deepcopy=False)
+    promoted = [trial for trial in sibling if trial.user_attrs.get("promoted_from") == stopped[0]["promoted_from"]]
+    assert [trial.state for trial in promoted] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert TrialState.WAITING not in [trial.state for trial in sibling]
+
+
+def test_a_preset_interrupted_in_search_is_requeued_and_trained_by_the_next_search(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    t = make_tiny(tmp_path)
+    stopped = interrupt_once(monkeypatch, lambda attrs: "preset" in attrs)
+    assert cli(*t.argv("search", "--trials", "1")).code == 130
+    monkeypatch.undo()
+
+    done = cli(*t.argv("search", "--trials", "3"))
+    assert done.code == 0, done.err
+    trials = load_study(t.storage, "tiny").get_trials(deepcopy=False)
+    preset = [trial for trial in trials if trial.user_attrs.get("preset") == stopped[0]["preset"]]
+    assert [trial.state for trial in preset] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert preset[0].user_attrs["fail_reason"] == "interrupted by the user"

@@ -192,6 +192,16 @@ def test_space_errors_name_the_key(change: dict, fragments: list[str], tmp_path:
         assert fragment in message, message
 
 
+def test_a_space_refuses_non_finite_choices() -> None:
+    from studies.errors import StudyError
+    from studies.space import space_from_dict
+
+    for key in ("mlp_ratio", "reduce_factor"):
+        for value in (float("nan"), float("inf")):
+            with pytest.raises(StudyError, match=f"^space.{key}: {value} is not a finite positive number"):
+                space_from_dict({**TINY_SPACE, key: [value]})
+
+
 def test_missing_key_and_bad_files(tmp_path: Path) -> None:
     data = dict(TINY_SPACE)
     del data["towers"]

@@ -1,4 +1,5 @@
-"""`--storage` never spoils what it is given: cut journals, other files, pipes, secrets, bad settings."""
+"""`--storage` never spoils what it is given: cut journals, other files, pipes, bad settings; a database
+password never reaches the output, and env:VAR names a storage for every command."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import sys
 import textwrap
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.storages._rdb import models as rdb_models
 from optuna.storages.journal import JournalFileSymlinkLock
+from optuna.trial import TrialState
 
 from studies import storage
 from studies.errors import StudyError, Terminated
@@ -24,9 +27,18 @@ from studies.storage import (
     open_storage,
     resolve_storage,
 )
+from study_helpers import (  # noqa: F401 (isolated_python_api: an autouse fixture)
+    assert_one_line_error,
+    cli,
+    isolated_python_api,
+    load_study,
+    make_tiny,
+)
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 REPO = Path(__file__).resolve().parents[1]
+SECRET = "SuperSecret123"
+ENV_SECRET = "pa55-w0rd"
 
 
 def new_study(journal: Path) -> optuna.Study:
@@ -241,3 +253,79 @@ def test_malformed_timing_settings_do_not_break_imports() -> None:
     done = subprocess.run([sys.executable, "-c", "import studies.storage, studies.leases"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
+
+
+# --- secrets and env:VAR on the command line ---------------------------------------------------------
+
+
+def states(storage: str | Path, name: str) -> list[TrialState]:
+    return [t.state for t in load_study(storage, name).get_trials(deepcopy=False)]
+
+
+def with_password(url: str, password: str) -> str:
+    """The URL with `password` for its user (the CI server trusts loopback: any password is accepted)."""
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    return f"{scheme}://{credentials.split(':')[0]}:{password}@{host}"
+
+
+def test_a_database_password_never_reaches_the_output(tmp_path: Path, postgres_url: str) -> None:
+    t = make_tiny(tmp_path)
+    url = with_password(postgres_url, SECRET)
+    name = f"secret-{uuid.uuid4().hex[:8]}"
+    argv = t.argv("search", "--trials", "1", "--no-presets", study=name)
+    argv[argv.index("--storage") + 1] = url
+    done = cli(*argv)
+    assert done.code == 0, done.err
+    assert f"in {with_password(postgres_url, '***')}" in done.out  # the start line names the storage, masked
+    assert "Next:" in done.out and SECRET not in done.out + done.err
+    listed = cli("studies", "--storage", url)
+    assert listed.code == 0 and name in listed.out and SECRET not in listed.out + listed.err
+    assert cli("studies", "--storage", url, "--delete", name).code == 0
+
+
+def test_a_closed_database_port_is_one_line_without_the_password(tmp_path: Path) -> None:
+    t = make_tiny(tmp_path)
+    argv = t.argv("search", "--trials", "1")
+    argv[argv.index("--storage") + 1] = f"postgresql://u:{SECRET}@127.0.0.1:1/db"
+    line = assert_one_line_error(cli(*argv), "search", "postgresql://u:***@127.0.0.1:1/db")
+    assert SECRET not in line
+
+
+def test_an_environment_variable_names_a_journal_for_every_command(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    t = make_tiny(tmp_path / "work")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NAS_JOURNAL", str(t.storage))
+    argv = t.argv("search", "--trials", "1", "--no-presets", "--keep-checkpoints", "all")
+    argv[argv.index("--storage") + 1] = "env:NAS_JOURNAL"
+    done = cli(*argv)
+    assert done.code == 0, done.err
+    assert "--storage env:NAS_JOURNAL" in done.out  # Next: lines keep the variable, not its value
+    assert states(t.storage, "tiny") == [TrialState.COMPLETE]
+    assert Path(str(t.storage) + ".artifacts").is_dir()
+    done = cli("export", "--study", "tiny", "--storage", "env:NAS_JOURNAL", "--trial", "0", "-o", "best.yaml")
+    assert done.code == 0, done.err
+    assert (tmp_path / "best-checkpoint" / "model.safetensors").is_file()
+    assert not list(tmp_path.glob("env:*")) and not list((tmp_path / "work").glob("env:*"))
+
+
+@pytest.mark.parametrize("value, message", [
+    (None, "environment variable NAS_DB is not set"),
+    ("", "environment variable NAS_DB is not set (it is empty)"),
+    ("decoder-nas.journal", "is neither a URL"),
+    (f"postgresql//nas:{ENV_SECRET}@db-host/nas", "is neither a URL"),  # a mistyped URL: a file name, unchecked
+])
+def test_env_storage_that_is_unset_empty_or_not_a_url_is_one_line_without_the_password(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str | None, message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    if value is None:
+        monkeypatch.delenv("NAS_DB", raising=False)
+    else:
+        monkeypatch.setenv("NAS_DB", value)
+    for argv in (["search", "--storage", "env:NAS_DB", "--trials", "0", "--jobs", "1"],
+                 ["pareto", "--storage", "env:NAS_DB"]):
+        done = cli(*argv)
+        line = assert_one_line_error(done, argv[0], "--storage env:NAS_DB", message)
+        assert ENV_SECRET not in line + done.out
+    assert list(tmp_path.iterdir()) == []  # no journal made from a relative path or a mistyped URL

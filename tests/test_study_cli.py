@@ -1,4 +1,4 @@
-"""`decoder-nas search/worker/promote/pareto/export/studies` end to end, on tiny studies.
+"""`decoder-nas search/worker/promote/pareto/export/studies` end to end, on tiny studies, deleting them too.
 
 One 6-trial search (module fixture) is shared by the read-only tests; a test that changes a study
 works on a copy of its journal file.
@@ -13,25 +13,25 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+import studies.trials
 from search_space import architecture_hash, config_from_dict, load_config
-from studies import search as search_module
 from studies import trials as trials_module
 from studies.front import front_trials, knee
-from studies.repeats import enqueue_untried_neighbour
 from studies.settings import read_settings
-from studies.storage import open_storage
 from study_helpers import (
     PRESET_NAMES,
     PRESETS_TRAINED,
-    SINGLE_SPACE,
     STEPS,
     TINY_SPACE,
     Result,
     Tiny,
     assert_one_line_error,
     cli,
+    load,
     make_tiny,
     quiet_datasets,
+    run,
+    study_names,
 )
 
 RECORDED = ("config", "arch_hash", "summary", "steps", "val_loss", "val_accuracy", "flops_per_token", "params",
@@ -59,18 +59,6 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Tiny, Result]:
 @pytest.fixture
 def copied(searched: tuple[Tiny, Result], tmp_path: Path) -> Tiny:
     return searched[0].copy(tmp_path / "copy")
-
-
-def load(tiny: Tiny, study: str | None = None) -> optuna.Study:
-    return optuna.load_study(study_name=study or tiny.study, storage=open_storage(str(tiny.storage)))
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> Result:
-    from studies.cli import main
-
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return Result(code, out, err)
 
 
 def dominates(a: list[float], b: list[float]) -> bool:
@@ -205,6 +193,34 @@ def test_studies_lists_counts_and_delete_removes(copied: Tiny, capsys: pytest.Ca
     assert_one_line_error(run(capsys, "pareto", *copied.study_flags()), "pareto", "unknown study 'tiny'")
 
 
+def test_deleting_a_study_with_a_running_trial_says_so(tmp_path: Path) -> None:
+    from studies.storage import open_storage
+
+    storage = tmp_path / "s.journal"
+    optuna.create_study(study_name="busy", storage=open_storage(str(storage))).ask()
+    done = cli("studies", "--storage", str(storage), "--delete", "busy")
+    assert done.code == 0, done.err
+    assert "deleted study 'busy'" in done.out and "1 trial" in done.out and "running" in done.out
+    assert study_names(storage) == []
+
+
+def test_a_study_deleted_while_a_worker_trains_stops_it_with_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from studies.storage import open_storage
+
+    t = make_tiny(tmp_path)
+    original = studies.trials.run_training
+
+    def deleted_meanwhile(*args, **kwargs):
+        optuna.delete_study(study_name="tiny", storage=open_storage(str(t.storage)))  # another process deletes it
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(studies.trials, "run_training", deleted_meanwhile)
+    done = cli(*t.argv("search", "--trials", "2", "--no-presets"))
+    assert_one_line_error(done, "search", "'tiny' was deleted while this worker was running it")
+    assert study_names(t.storage) == []
+
+
 # --- resume and settings --------------------------------------------------------------------------
 
 
@@ -285,54 +301,6 @@ def test_max_params_prunes_infeasible_architectures_before_training(
         assert any(key.startswith("constraints") for key in trial.system_attrs)
 
 
-def test_an_architecture_seen_before_is_reused_not_retrained(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    tiny = make_tiny(tmp_path, SINGLE_SPACE)
-    calls = []
-    real = trials_module.run_training
-    monkeypatch.setattr(trials_module, "run_training", lambda *a, **k: calls.append(1) or real(*a, **k))
-    monkeypatch.setattr(search_module, "MAX_CONSECUTIVE_REPEATS", 2)
-    # a one-architecture space: the second trial is a repeat, which does not count toward --trials,
-    # so the worker goes on until the sampler has proposed only repeats twice in a row
-    result = run(capsys, *tiny.argv("search", "--trials", "2", "--no-presets"))
-    assert result.code == 0, result.err
-    assert "space looks exhausted" in result.out and "trained 1 trial in this process" in result.out
-    first, second, third = load(tiny).get_trials()
-    assert len(calls) == 1
-    assert first.state == second.state == third.state == TrialState.COMPLETE
-    assert third.user_attrs["reused_from"] == first.number  # always the trained original, never a copy
-    assert "reused_from" not in first.user_attrs and second.user_attrs["reused_from"] == first.number
-    assert second.values == first.values and second.user_attrs["arch_hash"] == first.user_attrs["arch_hash"]
-    for key in ("train_seconds", "val_loss", "loss_curve", "params"):
-        assert second.user_attrs[key] == first.user_attrs[key]
-    assert len(json.loads(run(capsys, "pareto", *tiny.study_flags(), "--json").out)) == 1  # one architecture
-
-
-def test_a_repeat_is_followed_by_an_untried_architecture_one_change_away(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # Two architectures in the space: a large study's TPE proposes trained ones again and again
-    # (studies/repeats.py), so the worker tries the architecture next to a repeat instead.
-    tiny = make_tiny(tmp_path, {**SINGLE_SPACE, "mlp_ratio": [2, 4]})
-    assert run(capsys, *tiny.argv("search", "--trials", "1", "--no-presets")).code == 0
-    study = load(tiny)
-    [first] = study.get_trials()
-    study.enqueue_trial(first.params)  # what TPE proposes once it has settled on a trained architecture
-    result = run(capsys, *tiny.argv("search", "--trials", "1", "--no-presets"))
-    assert result.code == 0, result.err
-    first, repeat, neighbour = load(tiny).get_trials()
-    assert repeat.user_attrs["reused_from"] == first.number
-    assert neighbour.user_attrs["neighbour_of"] == repeat.number and "reused_from" not in neighbour.user_attrs
-    assert neighbour.state == TrialState.COMPLETE and trials_module.trained(neighbour)
-    [changed] = [name for name in first.params if neighbour.params[name] != first.params[name]]
-    assert changed.startswith("mlp_ratio") and neighbour.user_attrs["arch_hash"] != first.user_attrs["arch_hash"]
-    # Nothing untried is left next to either: a repeat now enqueues nothing, and the worker stops.
-    study = load(tiny)
-    assert not enqueue_untried_neighbour(study, read_settings(study), repeat, first.user_attrs["config"]["vocab_size"])
-    assert len(study.get_trials()) == 3
-
-
 @pytest.mark.parametrize("mlp_ratios, in_space", [([2, 4], True), ([2], False)])
 def test_presets_the_space_can_build_carry_their_parameters(
     mlp_ratios: list[int], in_space: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -350,43 +318,6 @@ def test_presets_the_space_can_build_carry_their_parameters(
             assert architecture_hash(rebuilt) == trial.user_attrs["arch_hash"]
         else:
             assert trial.params == {}
-
-
-@pytest.mark.slow
-def test_a_study_that_trains_alike_reuses_another_studys_results(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    tiny = make_tiny(tmp_path, {**TINY_SPACE, "n_layer": {"low": 1, "high": 1}, "towers": [1]})
-    calls = []
-    real = trials_module.run_training
-    monkeypatch.setattr(trials_module, "run_training", lambda *a, **k: calls.append(1) or real(*a, **k))
-    # the presets, then one sampled trial; no early stopping, so it completes and can be promoted
-    search = tiny.argv("search", "--trials", str(PRESETS_TRAINED + 1), "--rungs", "--sampler-seed", "0")
-    assert run(capsys, *search).code == 0
-    first = {t.user_attrs["arch_hash"]: t for t in load(tiny).get_trials() if trials_module.trained(t)}
-    calls.clear()
-
-    # another sampler seed, the same data, recipe and device: the presets are reused, so not counted
-    assert run(capsys, *tiny.argv("search", "--trials", "1", "--rungs", "--sampler-seed", "7", study="twin")).code == 0
-    twin = load(tiny, "twin").get_trials()
-    for trial, name in zip(twin, PRESET_NAMES):
-        original = first[trial.user_attrs["arch_hash"]]  # for cgpt: lgpt, the trial that trained
-        assert trial.user_attrs["reused_from_study"] == "tiny" and trial.user_attrs["reused_from"] == original.number
-        assert trial.values == original.values and trial.user_attrs["preset"] == name
-    assert len(calls) == sum("reused_from" not in t.user_attrs for t in twin) >= 1
-
-    # promoting both: the second sibling reuses the first sibling's presets, and runs only what was queued
-    assert run(capsys, "promote", *tiny.study_flags(), "--steps", "24", "--device", "cpu").code == 0
-    assert run(capsys, "promote", *tiny.study_flags("twin"), "--steps", "24", "--device", "cpu").code == 0
-    sibling = load(tiny, "twin@24").get_trials()
-    assert all("preset" in t.user_attrs or "promoted_from" in t.user_attrs for t in sibling)
-    assert {t.user_attrs.get("reused_from_study") for t in sibling[:4]} == {"tiny@24"}
-
-    # a different recipe trains afresh
-    calls.clear()
-    assert run(capsys, *tiny.argv("search", "--trials", "1", "--lr", "0.002", study="other-lr")).code == 0
-    assert not any("reused_from_study" in t.user_attrs for t in load(tiny, "other-lr").get_trials())
-    assert len(calls) == 1
 
 
 def test_a_diverging_trial_fails_and_the_study_goes_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

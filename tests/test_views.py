@@ -1,4 +1,4 @@
-"""What a user sees while a search runs (issue 16): the live view's per-trial bar, the first line of
+"""What a user sees while a search runs: the live view's per-trial bar, the first line of
 a piped log, the architecture facts a dashboard plots, and `reproduce` reusing a twin's training.
 """
 
