@@ -8,11 +8,10 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import PurePath
 
 from search_space import ConfigError
 from trainer.corpora import DataError
-from trainer.recipe import RecipeError
+from trainer.recipe import RecipeError, RefusedValue
 from trainer.tokenizers import TokenizerError
 
 
@@ -20,14 +19,8 @@ class StudyError(ValueError):
     """A study that cannot be created, opened or continued as asked."""
 
 
-class ArgumentError(StudyError):
-    """One argument's value refused, named as the API calls it (`trials=-1: must not be negative`);
-    the command line names the flag instead (studies/cli/main.py, `flag_error`)."""
-
-    def __init__(self, argument: str, value: object, problem: str) -> None:
-        self.argument, self.value, self.problem = argument, value, problem
-        shown = repr(str(value)) if isinstance(value, PurePath) else repr(value)  # 'a.onnx', not PosixPath(...)
-        super().__init__(f"{argument}={shown}: {problem}")
+class ArgumentError(StudyError, RefusedValue):
+    """One argument's value refused, named as the API calls it (`trials=-1: must not be negative`)."""
 
 
 class Terminated(KeyboardInterrupt):

@@ -111,11 +111,11 @@ def run_cli(trained, *argv: str):
 
 RUN_CASES = {
     "beta2 outside [0, 1)": (["train", *TINY, "--data", "{corpus}", *QUICK, "--beta2", "2"], "train",
-                             "beta2: 2.0 must be in [0, 1)"),
+                             "--beta2 2.0: must be in [0, 1)"),
     "nan learning rate": (["train", *TINY, "--data", "{corpus}", *QUICK, "--lr", "nan"], "train",
-                          "lr: nan must be a finite number"),
+                          "--lr nan: must be a finite number"),
     "no validation windows": (["train", *TINY, "--data", "{corpus}", *QUICK, "--eval-windows", "0"], "train",
-                              "eval-windows: 0 must be at least 1"),
+                              "--eval-windows 0: must be at least 1"),
     "a billion wide": (["describe", "--preset", "gpt", "--d-model", "1000000000"], "describe",
                        "d_model: 1000000000 must be at most 65536"),
     "ten thousand layers": (["describe", "--preset", "gpt", "--n-layer", "10000"], "describe",

@@ -72,7 +72,7 @@ def write(path: Path, text: str) -> str:
     ("empty", "is empty"),
     ("too short", "needs at least 65"),
     ("unknown tokenizer", "unknown tokenizer 'no-such-org/no-such-tokenizer'"),
-    ("negative steps", "steps: -1 must be at least 1"),
+    ("negative steps", "--steps -1: must be at least 1"),
 ])
 def test_train_errors_are_one_line_with_exit_code_2(
     case: str, fragment: str, tmp_path: Path, corpus: Path,

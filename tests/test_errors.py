@@ -37,6 +37,7 @@ def test_the_api_names_its_own_arguments_not_flags(tmp_path):
 @pytest.mark.parametrize("argv, fragment", [
     (["search", "--max-flops", "nan"], "--max-flops nan: must be a positive number"),
     (["search", "--prune-margin", "-1"], "--prune-margin -1.0: must be a finite number >= 0"),
+    (["search", "--grad-clip", "-1", "--storage", "{tmp}/s.journal"], "--grad-clip -1.0: must not be negative"),
     (["search", "--storage", "{tmp}"], "--storage {tmp}: is a folder"),
     (["pareto", "--storage", "{tmp}/nowhere/runs.journal"], "--storage {tmp}/nowhere/runs.journal: folder"),
 ])
@@ -49,22 +50,27 @@ def test_the_command_line_names_the_flag(tmp_path, argv, fragment):
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"beta2": 2.0}, "beta2: 2.0 must be in [0, 1)"),
-    ({"beta1": -0.1}, "beta1: -0.1 must be in [0, 1)"),
-    ({"lr": NAN}, "lr: nan must be a finite number"),
-    ({"min_lr": INF}, "min-lr: inf must be a finite number"),
-    ({"weight_decay": -INF}, "weight-decay: -inf must be a finite number"),
-    ({"grad_clip": -1.0}, "grad-clip: -1.0 must not be negative"),
-    ({"eval_windows": 0}, "eval-windows: 0 must be at least 1"),
-    ({"eval_batch_size": 0}, "eval-batch-size: 0 must be at least 1"),
-    ({"steps": 1e9}, "steps: expected a whole number, got 1000000000.0"),
-    ({"batch_size": True}, "batch-size: expected a whole number, got True"),
-    ({"lr": "fast"}, "lr: expected a number, got 'fast'"),
-    ({"max_tokens": 0}, "max-tokens: 0 must be at least 1"),
-    ({"max_seconds": 0.0}, "max-seconds: 0.0 must be positive"),
-    ({"max_seconds": NAN}, "max-seconds: nan must be a finite number"),
-    ({"seed": 2**70}, "seed: 1180591620717411303424 must be at most"),
-    ({"compile": "yes"}, "compile: expected true or false, got 'yes'"),
+    ({"beta2": 2.0}, "beta2=2.0: must be in [0, 1)"),
+    ({"beta1": -0.1}, "beta1=-0.1: must be in [0, 1)"),
+    ({"lr": NAN}, "lr=nan: must be a finite number"),
+    ({"min_lr": INF}, "min_lr=inf: must be a finite number"),
+    ({"weight_decay": -INF}, "weight_decay=-inf: must be a finite number"),
+    ({"grad_clip": -1.0}, "grad_clip=-1.0: must not be negative"),
+    ({"eval_windows": 0}, "eval_windows=0: must be at least 1"),
+    ({"eval_batch_size": 0}, "eval_batch_size=0: must be at least 1"),
+    ({"steps": 1e9}, "steps=1000000000.0: expected a whole number"),
+    ({"batch_size": True}, "batch_size=True: expected a whole number"),
+    ({"lr": "fast"}, "lr='fast': expected a number"),
+    ({"max_tokens": 0}, "max_tokens=0: must be at least 1"),
+    ({"max_seconds": 0.0}, "max_seconds=0.0: must be positive"),
+    ({"max_seconds": NAN}, "max_seconds=nan: must be a finite number"),
+    ({"seed": 2**70}, "seed=1180591620717411303424: must be at most"),
+    ({"compile": "yes"}, "compile='yes': expected true or false"),
+    ({"steps": 0}, "steps=0: must be at least 1"),
+    ({"batch_size": -2}, "batch_size=-2: must be at least 1"),
+    ({"grad_accum": 0}, "grad_accum=0: must be at least 1"),
+    ({"lr": -1e-3}, "lr=-0.001: must not be negative"),
+    ({"warmup_steps": -1}, "warmup_steps=-1: must be at least 0"),
 ])
 def test_a_recipe_no_run_could_use_is_refused_at_construction(changes, message):
     with pytest.raises(RecipeError) as error:

@@ -183,7 +183,8 @@ def test_measure_while_a_worker_trains_leaves_the_worker_going(tmp_path: Path) -
     _, err = worker.communicate(timeout=120)
     assert worker.returncode == 0, err
     states = [t.state for t in optuna.load_study(study_name="tiny", storage=open_storage(str(tiny.storage))).trials]
-    assert states == [TrialState.COMPLETE] * 2
+    # Unseeded, the worker may first draw trial 0's architecture again: reused free, then one more trained.
+    assert len(states) >= 2 and set(states) == {TrialState.COMPLETE}
 
 
 # --- KV cache and weight bytes ----------------------------------------------------------------------

@@ -7,11 +7,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import PurePath
 from typing import Any
 
 
 class RecipeError(ValueError):
     """A training setting that makes no sense (negative steps, an unknown device)."""
+
+
+class RefusedValue(ValueError):
+    """One argument's value refused, named as Python names it (`grad_clip=-1.0: must not be
+    negative`); the command line names the flag instead (studies/cli/main.py, `flag_error`)."""
+
+    def __init__(self, argument: str, value: object, problem: str) -> None:
+        self.argument, self.value, self.problem = argument, value, problem
+        shown = repr(str(value)) if isinstance(value, PurePath) else repr(value)  # 'a.onnx', not PosixPath(...)
+        super().__init__(f"{argument}={shown}: {problem}")
+
+
+class FieldError(RecipeError, RefusedValue):
+    """A recipe field no training run could use."""
 
 
 @dataclass
@@ -68,35 +83,31 @@ def validate_recipe(recipe: TrainingRecipe) -> None:
     _check_whole("seed", recipe.seed, minimum=-MAX_SEED, maximum=MAX_SEED)
     for name in _NON_NEGATIVE:
         if _check_real(name, getattr(recipe, name)) < 0:
-            raise RecipeError(f"{_flag(name)}: {getattr(recipe, name)} must not be negative")
+            raise FieldError(name, getattr(recipe, name), "must not be negative")
     for name in _BETAS:
         if not 0 <= _check_real(name, getattr(recipe, name)) < 1:
-            raise RecipeError(f"{_flag(name)}: {getattr(recipe, name)} must be in [0, 1)")
+            raise FieldError(name, getattr(recipe, name), "must be in [0, 1)")
     if recipe.max_tokens is not None:
         _check_whole("max_tokens", recipe.max_tokens, minimum=1)
     if recipe.max_seconds is not None and _check_real("max_seconds", recipe.max_seconds) <= 0:
-        raise RecipeError(f"max-seconds: {recipe.max_seconds} must be positive")
+        raise FieldError("max_seconds", recipe.max_seconds, "must be positive")
     if not isinstance(recipe.compile, bool):
-        raise RecipeError(f"compile: expected true or false, got {recipe.compile!r}")
-
-
-def _flag(name: str) -> str:
-    return name.replace("_", "-")  # the command-line spelling, which is how users meet these fields
+        raise FieldError("compile", recipe.compile, "expected true or false")
 
 
 def _check_whole(name: str, value: Any, minimum: int, maximum: int | None = None) -> None:
     # bool is an int subclass in Python; a `true` step count is a mistake, not a 1.
     if not isinstance(value, int) or isinstance(value, bool):
-        raise RecipeError(f"{_flag(name)}: expected a whole number, got {value!r}")
+        raise FieldError(name, value, "expected a whole number")
     if value < minimum:
-        raise RecipeError(f"{_flag(name)}: {value} must be at least {minimum}")
+        raise FieldError(name, value, f"must be at least {minimum}")
     if maximum is not None and value > maximum:
-        raise RecipeError(f"{_flag(name)}: {value} must be at most {maximum}")
+        raise FieldError(name, value, f"must be at most {maximum}")
 
 
 def _check_real(name: str, value: Any) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise RecipeError(f"{_flag(name)}: expected a number, got {value!r}")
+        raise FieldError(name, value, "expected a number")
     if not math.isfinite(value):
-        raise RecipeError(f"{_flag(name)}: {value} must be a finite number")
+        raise FieldError(name, value, "must be a finite number")
     return value

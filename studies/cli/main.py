@@ -17,9 +17,10 @@ from typing import Any, Sequence
 import optuna
 from rich.console import Console
 
+from trainer.recipe import RefusedValue
 from trainer.threads import configure_process
 
-from ..errors import ArgumentError, Terminated, sigterm_raises, user_errors
+from ..errors import Terminated, sigterm_raises, user_errors
 from .registry import ARGUMENTS, COMMANDS, TRAINING_COMMANDS
 
 
@@ -89,8 +90,8 @@ _FLAG_OF = {"name": "--study", "path": "-o", "margin": "--prune-margin", "latenc
 
 
 def flag_error(exc: BaseException) -> str:
-    """An error in the command line's terms: an ArgumentError names the flag, not the API argument."""
-    if not isinstance(exc, ArgumentError):
+    """An error in the command line's terms: a refused value names the flag, not the API argument."""
+    if not isinstance(exc, RefusedValue):
         return str(exc)
     flag = _FLAG_OF.get(exc.argument, "--" + exc.argument.replace("_", "-"))
     return f"{flag} {exc.value}: {exc.problem}"

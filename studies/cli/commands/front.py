@@ -73,8 +73,6 @@ def measure_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_measure(args: argparse.Namespace, console: Console) -> None:
-    if args.rounds < 1:
-        raise StudyError(f"--rounds: {args.rounds} must be at least 1")
     search = Search.open(args.study, args.storage, args.steps)
     if not search.front_trials():
         raise StudyError(f"study {search.name!r} has no complete trials to re-time yet (run `decoder-nas search`)")
