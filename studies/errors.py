@@ -71,3 +71,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
     onnx = sys.modules.get("objectives.onnx")
     extra = (onnx.OnnxUnavailable,) if onnx is not None else ()
     return ConfigError, DataError, TokenizerError, RecipeError, StudyError, FileNotFoundError, *extra
+
+
+def one_line_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
+    """warnings.showwarning for a process a person watches: a warning meant for the user (a repaired
+    journal, a lost lease) reads as one line, not file:line and source."""
+    print(f"decoder-nas: warning: {message}", file=sys.stderr)

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from trainer.threads import configure_process
 
-from .errors import Terminated, sigterm_raises, user_errors
+from .errors import Terminated, one_line_warning, sigterm_raises, user_errors
 
 EXIT_CODES = {KeyboardInterrupt: 130, Terminated: 143}  # the shell's 128 + SIGINT, SIGTERM
 
@@ -81,10 +81,6 @@ def _events_stream() -> IO[str]:
     return events
 
 
-def _one_line_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
-    print(f"warning: {message}", file=sys.stderr)
-
-
 def main() -> int:
     configure_process()  # before torch loads; the parent's OMP_NUM_THREADS (jobs.job_threads) decides it
     events = _events_stream()
@@ -93,7 +89,7 @@ def main() -> int:
         return EXIT_CODES[Terminated]
     request = json.loads(line)
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    warnings.showwarning = _one_line_warning
+    warnings.showwarning = one_line_warning
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)

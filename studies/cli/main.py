@@ -20,7 +20,7 @@ from rich.console import Console
 from trainer.recipe import RefusedValue
 from trainer.threads import configure_process
 
-from ..errors import Terminated, sigterm_raises, user_errors
+from ..errors import Terminated, one_line_warning, sigterm_raises, user_errors
 from .registry import ARGUMENTS, COMMANDS, TRAINING_COMMANDS
 
 
@@ -97,11 +97,6 @@ def flag_error(exc: BaseException) -> str:
     return f"{flag} {exc.value}: {exc.problem}"
 
 
-def _one_line_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
-    """A warning meant for the user (a repaired journal, say) reads as one line, not file:line and source."""
-    print(f"decoder-nas: warning: {message}", file=sys.stderr)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if _command_in(argv) in TRAINING_COMMANDS and not {"-h", "--help"} & set(argv):  # before torch loads
@@ -120,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     try:
         with sigterm_raises(), warnings.catch_warnings():  # restores warnings.showwarning afterwards
-            warnings.showwarning = _one_line_warning
+            warnings.showwarning = one_line_warning
             # Off a terminal (a log, a pipe) tables get room instead of rich's 80-column default,
             # unless COLUMNS says how wide (rich reads it).
             args.run(args, Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160))
