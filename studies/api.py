@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import signal
 import time
 from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
@@ -27,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search_space import DecoderConfig, config_from_dict
 
 from .artifacts import WEIGHTS_KEY, default_artifacts, open_store, remove_weights, study_artifacts
-from .errors import ArgumentError, StudyError, Terminated, user_errors
+from .errors import ArgumentError, StudyError, Terminated, signal_exit_code, user_errors
 from .expect import expect
 from .export_files import write_export
 from .front import (
@@ -268,7 +269,7 @@ class Search:
         if done.killed:  # nothing else would fail their trials before a lease or heartbeat runs out
             fail_trials_of(self.study, done.killed)
         if done.stopped:
-            raise KeyboardInterrupt if done.exit_code == 130 else Terminated
+            raise KeyboardInterrupt if done.exit_code == signal_exit_code(signal.SIGINT) else Terminated
         if done.exit_code:
             raise StudyError(f"a job failed (exit code {done.exit_code}; its last line is above)")
         return WorkerSummary(done.trained, self.count_complete(), done.exhausted)

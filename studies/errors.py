@@ -6,7 +6,8 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from search_space import ConfigError
@@ -77,3 +78,37 @@ def one_line_warning(message: Warning | str, category: type[Warning], *_: object
     """warnings.showwarning for a process a person watches: a warning meant for the user (a repaired
     journal, a lost lease) reads as one line, not file:line and source."""
     print(f"decoder-nas: warning: {message}", file=sys.stderr)
+
+
+def signal_exit_code(signum: int) -> int:
+    """The shell's exit code for a process a signal stopped: 128 + its number (130 Ctrl-C, 143 SIGTERM)."""
+    return 128 + signum
+
+
+def exit_code_of(body: Callable[[], None], prefix: str, describe: Callable[[BaseException], str] = str,
+                 debug: bool = False, hint: str = "") -> int:
+    """Run a process's work (the command line's, a `--jobs` job's) and return its exit code: every
+    error one line on stderr after `prefix` (`describe` words a user error), 2 for a user's mistake,
+    130/143 after Ctrl-C/SIGTERM (the running trial recorded), 1 for a bug. `debug` re-raises
+    instead; `hint` follows an internal error's line."""
+    try:
+        with sigterm_raises(), warnings.catch_warnings():  # restores warnings.showwarning afterwards
+            warnings.showwarning = one_line_warning
+            body()
+    except user_errors() as exc:
+        if debug:
+            raise
+        print(f"{prefix}: error: {describe(exc)}", file=sys.stderr)
+        return 2
+    except Terminated:
+        print(f"{prefix}: terminated (the running trial is recorded FAIL and re-queued)", file=sys.stderr)
+        return signal_exit_code(signal.SIGTERM)
+    except KeyboardInterrupt:
+        print(f"{prefix}: interrupted", file=sys.stderr)
+        return signal_exit_code(signal.SIGINT)
+    except Exception as exc:  # a bug: still one line
+        if debug:
+            raise
+        print(f"{prefix}: internal error: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
+        return 1
+    return 0

@@ -13,14 +13,12 @@ import os
 import signal
 import sys
 import threading
-import warnings
 from typing import IO, Any
 
 from trainer.threads import configure_process
 
-from .errors import Terminated, one_line_warning, sigterm_raises, user_errors
-
-EXIT_CODES = {KeyboardInterrupt: 130, Terminated: 143}  # the shell's 128 + SIGINT, SIGTERM
+from .errors import exit_code_of, signal_exit_code
+from .trial_record import TrialRecord
 
 
 class EventReporter:
@@ -36,8 +34,6 @@ class EventReporter:
         pass
 
     def trial_finished(self, trial: Any) -> None:
-        from .trial_record import TrialRecord
-
         send(self.events, "trial", record=TrialRecord.of(trial, self.objectives).to_dict())
 
 
@@ -86,26 +82,18 @@ def main() -> int:
     events = _events_stream()
     line = sys.stdin.readline()
     if not line:  # the parent died before it could say what to do
-        return EXIT_CODES[Terminated]
+        return signal_exit_code(signal.SIGTERM)
     request = json.loads(line)
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    warnings.showwarning = one_line_warning
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    try:
-        with sigterm_raises():
-            watch_parent()
-            run(request, events)
-    except user_errors() as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as stop:
-        return EXIT_CODES[type(stop)]
-    except Exception as exc:  # a bug: one line, as the command line says it
-        print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+
+    def work() -> None:
+        watch_parent()
+        run(request, events)
+
+    return exit_code_of(work, "decoder-nas job")
 
 
 if __name__ == "__main__":

@@ -31,13 +31,12 @@ from typing import IO, Any, ContextManager, Protocol
 
 from trainer.threads import job_threads
 
-from .errors import ArgumentError
+from .errors import STOP_SIGNALS, ArgumentError, signal_exit_code
 from .trial_record import TrialRecord
 from .trials import worker_id
 
 STOP_SECONDS = 15.0  # how long a stopped job may take to record its interrupted trial before it is killed
 ERROR_LINES = 20  # the last stderr lines kept per job, to say why it failed
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # the shell's 128 + signal number
 # More jobs than this per core only queue for the cores, each holding a worker's memory (~0.35 GB with
 # torch, optuna and datasets loaded): refused, not capped, so a run is never other than the one asked for.
 MAX_JOBS_PER_CORE = 4
@@ -68,7 +67,7 @@ class Job:
     @property
     def exit_code(self) -> int:
         code = self.process.returncode
-        return 128 - code if code < 0 else code  # killed by signal S: Popen says -S, the shell 128 + S
+        return signal_exit_code(-code) if code < 0 else code  # killed by signal S: Popen says -S
 
     @property
     def killed_by(self) -> str | None:
@@ -286,7 +285,7 @@ def _recorded_stop_signals() -> Iterator[StopRequest]:
     """Ctrl-C and SIGTERM are recorded, not raised: the watch loop passes them on to the jobs."""
     stop = StopRequest()
     previous = {number: signal.signal(number, lambda received, frame: stop.signals.append(received))
-                for number in EXIT_CODES}
+                for number in STOP_SIGNALS}
     try:
         yield stop
     finally:
@@ -300,7 +299,7 @@ def _report(jobs: list[Job], stop: StopRequest, view: JobsView) -> JobsResult:
     killed = {worker_id(job.process.pid): f"its worker was killed by {job.killed_by}" for job in jobs if job.killed_by}
     if stop.signals:
         view.say(f"{signal.Signals(stop.signals[0]).name}: stopped {len(jobs)} jobs after {trained} trials")
-        return JobsResult(EXIT_CODES[stop.signals[0]], trained, stopped=True, killed=killed)
+        return JobsResult(signal_exit_code(stop.signals[0]), trained, stopped=True, killed=killed)
     failed = [job for job in jobs if job.exit_code]
     for job in failed:
         reason = next((line for line in reversed(job.last_lines) if line.strip()), "no output")

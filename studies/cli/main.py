@@ -10,7 +10,6 @@ import difflib
 import importlib
 import os
 import sys
-import warnings
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Sequence
 
@@ -20,7 +19,7 @@ from rich.console import Console
 from trainer.recipe import RefusedValue
 from trainer.threads import configure_process
 
-from ..errors import Terminated, one_line_warning, sigterm_raises, user_errors
+from ..errors import exit_code_of
 from .registry import ARGUMENTS, COMMANDS, TRAINING_COMMANDS
 
 
@@ -113,29 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.modules["datasets"].disable_progress_bars()
         else:
             os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    try:
-        with sigterm_raises(), warnings.catch_warnings():  # restores warnings.showwarning afterwards
-            warnings.showwarning = one_line_warning
-            # Off a terminal (a log, a pipe) tables get room instead of rich's 80-column default,
-            # unless COLUMNS says how wide (rich reads it).
-            args.run(args, Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160))
-    except user_errors() as exc:
-        if args.debug:
-            raise
-        print(f"decoder-nas {args.command}: error: {flag_error(exc)}", file=sys.stderr)
-        return 2
-    except Terminated:
-        print(f"decoder-nas {args.command}: terminated (the running trial is recorded FAIL and re-queued)",
-              file=sys.stderr)
-        return 143
-    except KeyboardInterrupt:
-        print(f"decoder-nas {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a bug: still one line; the traceback is one flag away
-        if args.debug:
-            raise
-        print(f"decoder-nas {args.command}: internal error: {type(exc).__name__}: {exc} "
-              "(run again with --debug for the traceback)", file=sys.stderr)
-        return 1
-    return 0
+    # Off a terminal (a log, a pipe) tables get room instead of rich's 80-column default, unless
+    # COLUMNS says how wide (rich reads it).
+    console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
+    return exit_code_of(lambda: args.run(args, console), f"decoder-nas {args.command}", flag_error, args.debug,
+                        hint=" (run again with --debug for the traceback)")
 
