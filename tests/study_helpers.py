@@ -22,9 +22,10 @@ import yaml
 import studies.trials
 from objectives import LatencyProtocol
 from studies.cli import main
-from studies.settings import StudySettings
+from studies.settings import StudySettings, write_settings
 from studies.space import space_from_dict
 from studies.storage import open_storage
+from trainer import TokenizedData, prepare_data
 from trainer.loop import TrainingRecipe
 
 TEXT = "".join(f"Verse {i}: the rain in Spain stays mainly in the plain.\n" for i in range(80))  # ~4.6 kB
@@ -64,6 +65,16 @@ def make_settings(objectives=("val_loss", "flops_per_token"), content_hash: str 
                   block_size=16, preset_shape={"n_layer": 2, "n_head": 2, "d_model": 16}, recipe=recipe,
                   latency=LatencyProtocol(warmup=1, repeats=3), sampler="random", seed=0)
     return StudySettings(**{**fields, **changes})
+
+
+def tiny_study_inputs(root: Path, study: optuna.Study) -> tuple[StudySettings, TokenizedData]:
+    """The tiny corpus prepared under `root` and the settings made from it, written to `study`:
+    what a worker or a TrialContext needs besides the study."""
+    tiny = make_tiny(root / "tiny")
+    data = prepare_data(str(tiny.corpus), "char", cache_dir=root / "cache")
+    settings = make_settings(content_hash=data.content_hash, data=str(tiny.corpus))
+    write_settings(study, settings)
+    return settings, data
 
 
 @dataclass

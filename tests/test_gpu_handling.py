@@ -28,11 +28,9 @@ from studies.errors import StudyError
 from studies.gpu_share import TrainingShare, gpu_key, timing_turn
 from studies.jobs import device_view
 from studies.search import run_worker
-from studies.settings import write_settings
 from studies.trials import _twin_in
-from study_helpers import isolated_python_api, make_settings, make_tiny  # noqa: F401 - autouse fixture
+from study_helpers import isolated_python_api, make_settings, make_tiny, tiny_study_inputs  # noqa: F401 - autouse
 from trainer import loop as loop_module
-from trainer import prepare_data
 from trainer.loop import evaluate, train
 from trainer.recipe import TrainingRecipe
 from trainer.run import initialised_model
@@ -150,12 +148,8 @@ def test_reuse_matches_the_device_type_not_the_gpu_index() -> None:
 
 @pytest.fixture
 def context(tmp_path: Path):
-    tiny = make_tiny(tmp_path / "tiny")
-    data = prepare_data(str(tiny.corpus), "char", cache_dir=tmp_path / "cache")
-    settings = make_settings(content_hash=data.content_hash, data=str(tiny.corpus))
     study = multi_objective_study()
-    write_settings(study, settings)
-    return study, settings, data
+    return study, *tiny_study_inputs(tmp_path, study)
 
 
 def test_the_worker_refuses_another_device_type_before_any_trial(context) -> None:

@@ -17,10 +17,17 @@ from studies import trials as trials_module
 from studies.errors import StudyError
 from studies.leases import LEASE_KEY, MAX_RETRIES, RETRY_KEY, fail_expired_trials
 from studies.search import run_worker
-from studies.settings import Pruning, StudySettings, write_settings
+from studies.settings import Pruning, StudySettings
 from studies.trials import TrialContext, _RungPruner, run_trial
-from study_helpers import STEPS, TINY_SPACE, isolated_python_api, make_settings, make_tiny  # noqa: F401 - autouse fixture
-from trainer import DataError, prepare_data
+from study_helpers import (  # noqa: F401 - autouse fixture
+    STEPS,
+    TINY_SPACE,
+    isolated_python_api,
+    make_settings,
+    make_tiny,
+    tiny_study_inputs,
+)
+from trainer import DataError
 from trainer.loop import NonFiniteLossError, Progress
 
 LOSS_FLOPS = ("val_loss", "flops_per_token")
@@ -155,12 +162,8 @@ def test_the_rung_loss_is_smoothed_over_the_last_reports() -> None:
 
 @pytest.fixture
 def context(tmp_path: Path) -> TrialContext:
-    tiny = make_tiny(tmp_path / "tiny")
-    data = prepare_data(str(tiny.corpus), "char", cache_dir=tmp_path / "cache")
-    settings = make_settings(content_hash=data.content_hash, data=str(tiny.corpus))
     study = make_study()
-    write_settings(study, settings)
-    return TrialContext(study, settings, data, torch.device("cpu"))
+    return TrialContext(study, *tiny_study_inputs(tmp_path, study), torch.device("cpu"))
 
 
 def test_a_trial_dominated_at_a_rung_stops_training(context: TrialContext) -> None:
