@@ -9,6 +9,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from search_space import ConfigError
 from trainer.corpora import DataError
@@ -31,7 +32,11 @@ class Terminated(KeyboardInterrupt):
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+_terminated = threading.Event()  # a SIGTERM arrived under sigterm_raises
+
+
 def _terminate(signum: int, frame: object) -> None:
+    _terminated.set()
     raise Terminated()
 
 
@@ -39,11 +44,28 @@ def _terminate(signum: int, frame: object) -> None:
 def sigterm_raises() -> Iterator[None]:
     """SIGTERM raises Terminated in the main thread while the body runs (a process that trains: the
     command line and a `search --jobs` job), so the running trial is recorded as on Ctrl-C."""
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    _terminated.clear()
+    previous, previous_hook = signal.signal(signal.SIGTERM, _terminate), sys.unraisablehook
+
+    def unraisable(report: Any) -> None:  # a Terminated Python cannot raise is raised later, not printed
+        if not isinstance(report.exc_value, Terminated):
+            previous_hook(report)
+
+    sys.unraisablehook = unraisable
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = previous_hook
+        _terminated.clear()
+
+
+def raise_if_terminated() -> None:
+    """Called at safe points of a run (each progress report, each trial): raises Terminated again
+    after a SIGTERM whose Terminated Python could only print ("Exception ignored in ...": the handler
+    ran inside a garbage-collector callback), so a stop is never lost."""
+    if _terminated.is_set():
+        raise Terminated()
 
 
 @contextmanager

@@ -20,7 +20,7 @@ from trainer.corpora import corpus_changed
 from trainer.data import TokenizedData
 
 from .devices import claim_device_type
-from .errors import ArgumentError, StudyError
+from .errors import ArgumentError, StudyError, raise_if_terminated
 from .front import count_complete, promotion_candidates
 from .gaps import enqueue_gap_trial, gap_trials_in
 from .leases import LeaseReporter, fail_expired_trials, queued_as, trial_taken
@@ -178,6 +178,7 @@ def _run_trials(context: TrialContext, n_trials: int, max_complete: int | None, 
     ran, infeasible_in_a_row, repeats_in_a_row = 0, 0, 0
     repeat: FrozenTrial | None = None
     while ran < n_trials:
+        raise_if_terminated()
         if max_complete is not None and count_complete(study) >= max_complete:
             break
         if journal:

@@ -30,7 +30,7 @@ from trainer.run import initialised_model, run_training
 from .artifacts import upload_weights
 from .claims import wait_for_claimants
 from .devices import device_type
-from .errors import Terminated
+from .errors import Terminated, raise_if_terminated
 from .gpu_share import TrainingShare, timing_turn
 from .measures import (
     CONSTRAINTS,
@@ -335,6 +335,7 @@ class _RungPruner:
         self.recent: list[float] = []
 
     def __call__(self, progress: Progress) -> None:
+        raise_if_terminated()
         self.context.reporter.progress(progress)
         self.recent = (self.recent + [progress.loss])[-RUNG_SMOOTHING_REPORTS:]
         while self.rungs and progress.step >= self.rungs[0]:

@@ -23,6 +23,7 @@ import torch
 from optuna.trial import TrialState
 
 from studies.cli import main
+from studies.errors import Terminated, raise_if_terminated, sigterm_raises
 from study_helpers import (  # noqa: F401 (isolated_python_api: an autouse fixture)
     PRESET_NAMES,
     Tiny,
@@ -262,6 +263,24 @@ def test_sigterm_fails_the_running_trial_as_terminated(tmp_path: Path, backend: 
     assert TrialState.RUNNING not in [trial.state for trial in trials]
     assert trials[running].state == TrialState.FAIL
     assert trials[running].user_attrs["fail_reason"] == "terminated"
+
+
+def test_a_sigterm_python_could_only_print_is_raised_at_the_next_safe_point(monkeypatch) -> None:
+    """A SIGTERM whose handler runs inside a garbage-collector callback (seen in CI: sqlalchemy's
+    weakref callback) raises Terminated where Python only prints it; the stop must not be lost."""
+    printed = []  # what Python would print as "Exception ignored in ..."
+    monkeypatch.setattr(sys, "unraisablehook", lambda report: printed.append(report.exc_type))
+
+    class SignalledWhileCollected:
+        def __del__(self) -> None:
+            signal.raise_signal(signal.SIGTERM)
+
+    with sigterm_raises():
+        SignalledWhileCollected()  # its Terminated is swallowed in __del__
+        with pytest.raises(Terminated):
+            raise_if_terminated()
+    assert printed == []  # not printed either: the worker's stderr stays one line
+    raise_if_terminated()  # a stop belongs to the run it ended
 
 
 @pytest.mark.slow
