@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from search_space import DecoderConfig, preset
-from studies.model_export import export_run
+from studies.export.model_export import export_run
 from trainer import DEFAULT_DATA_SPEC, prepare_data
 from trainer.checkpoint import load_checkpoint
 from trainer.generate import generate

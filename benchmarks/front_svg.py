@@ -11,9 +11,9 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
-from studies import front_trials, open_storage
+from studies.fronts.front import front_trials
 from studies.settings import read_settings
-from studies.storage import load_existing
+from studies.storage.backends import load_existing, open_storage
 
 WIDTH, HEIGHT, MARGIN = 640, 400, 60
 

@@ -46,7 +46,7 @@ NEEDED = {"optuna": "optuna", "datasets": "datasets", "fvcore": "fvcore", "plotl
           "yaml": "pyyaml", "tokenizers": "tokenizers", "safetensors": "safetensors", "numpy": "numpy",
           "sqlalchemy": "sqlalchemy", "alembic": "alembic", "torch": "torch"}
 OPTIONAL = {"onnx": "onnx", "onnxscript": "onnxscript", "onnxruntime": "onnxruntime"}
-PROJECT = ("search_space", "trainer.loop", "objectives", "studies.cli", "studies.jobs")
+PROJECT = ("search_space", "trainer.loop", "objectives", "studies.cli", "studies.workers.jobs")
 PROXY_VOCAB = 96  # about a character vocabulary
 SIZES = {  # full (a GPU) and quick (a CPU rehearsal)
     False: {"batches": (12, 48, 192, 768), "warmup": 10, "timed": 50, "loop_steps": 60, "jobs": (1, 4, 8),
@@ -357,9 +357,9 @@ def _cuda_graph_step(config, x, y, device, sizes: dict) -> dict[str, Any]:
 def jobs(results: Results, device, sizes: dict) -> None:
     import optuna
 
-    from studies.storage import open_storage
-    from studies.trial_record import trained
-    from studies.trials import stopped
+    from studies.storage.backends import open_storage
+    from studies.workers.trial_record import trained
+    from studies.workers.trials import stopped
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="gpu-check-jobs-") as scratch:
@@ -410,7 +410,7 @@ def _run_for(argv: list[str], seconds: float, log: Path, env: dict | None = None
 
 def latency(results: Results, device, sizes: dict) -> None:
     from objectives import measure_latency
-    from studies.gpu_share import timing_turn
+    from studies.workers.gpu_share import timing_turn
     from trainer.run import initialised_model
 
     model = initialised_model(proxy_config(), 0).to(device)

@@ -3,7 +3,7 @@
     python benchmarks/jobs.py [--steps 60] [--trials 4] [--jobs 1 2 1 2] [--device cpu]
 
 Each run is a fresh study of the default search (shipped space, built-in corpus, presets first,
-early stopping) in a temporary journal, created here, then run by studies.jobs.run_jobs with `--trials`
+early stopping) in a temporary journal, created here, then run by studies.workers.jobs.run_jobs with `--trials`
 trials per job, timed from launch to the last job's exit (process start-up included: --jobs pays it too).
 Runs alternate in the order given, so load from other processes on the machine falls on every
 setting alike; each run's load average is printed with it. Ratios are against the mean of the
@@ -29,9 +29,9 @@ from rich.console import Console
 from rich.table import Table
 
 from studies import Search
-from studies.jobs import JobSpec, run_jobs
-from studies.storage import open_storage
-from studies.trial_record import trained
+from studies.storage.backends import open_storage
+from studies.workers.jobs import JobSpec, run_jobs
+from studies.workers.trial_record import trained
 from trainer import DEFAULT_DATA_SPEC, prepare_data
 
 STUDY = "bench"

@@ -7,7 +7,7 @@ the weight count of the attention and MLP matrices (12 d^2 per layer, towers inc
 with its log, plus a fixed per-architecture offset (sd 0.05) so that architectures of one size
 differ. Each sampler runs the worker's loop in memory: an architecture already tried reuses its
 result (and counts as a repeat); 10 repeats in a row end the run, as they end a worker
-(studies/search.py MAX_CONSECUTIVE_REPEATS). "neighbours" is TPE with studies/repeats.py: after a
+(studies/workers/search.py MAX_CONSECUTIVE_REPEATS). "neighbours" is TPE with studies/workers/repeats.py: after a
 repeat the next trial is an untried one-parameter change of it. The hypervolume is of the trained
 architectures' (log cost, loss) front, against a reference just beyond the first 100 random ones.
 """
@@ -24,10 +24,10 @@ from rich.console import Console
 from rich.table import Table
 
 from search_space import DecoderConfig, architecture_hash
-from studies.hypervolume import hypervolume
-from studies.repeats import enqueue_untried_neighbour
-from studies.search import MAX_CONSECUTIVE_REPEATS, make_sampler
+from studies.fronts.hypervolume import hypervolume
 from studies.settings import StudySettings
+from studies.workers.repeats import enqueue_untried_neighbour
+from studies.workers.search import MAX_CONSECUTIVE_REPEATS, make_sampler
 
 VOCAB, BLOCK = 65, 64
 

@@ -27,7 +27,7 @@ once per worker (TPE's first fit, filling the storage's cache, torch's lazy impo
 ones are what every further trial costs. Slope: log(t at the largest size / t at the one before) over
 log(size ratio); 1 is linear in the trials.
 
-On a journal the views read an index kept beside it (studies/journal_index.py): "pareto, index
+On a journal the views read an index kept beside it (studies/storage/journal_index.py): "pareto, index
 built" is `pareto` after the index was deleted, the one run that reads the whole journal; the other
 rows are medians of runs that find it up to date.
 """
@@ -60,12 +60,12 @@ from rich.table import Table
 from objectives.latency import Latency
 from search_space import architecture_hash, config_to_dict
 from studies.api import Search
-from studies.journal_index import index_path
-from studies.search import name_metrics, run_worker
 from studies.settings import StudySettings, read_settings, write_settings
-from studies.storage import open_storage
-from studies.trial_record import trained
-from studies.trials import SilentReporter
+from studies.storage.backends import open_storage
+from studies.storage.journal_index import index_path
+from studies.workers.search import name_metrics, run_worker
+from studies.workers.trial_record import trained
+from studies.workers.trials import SilentReporter
 from trainer.loop import Evaluation, Progress, TrainingResult
 from trainer.run import RunReport
 
@@ -273,9 +273,9 @@ def bookkeeping_seconds(spec: str, name: str) -> tuple[float, float, float, floa
     search = Search.create(name, spec, presets=False)
     joined = time.perf_counter() - start
     times = TrialTimes()
-    with mock.patch("studies.trials.run_training", stub_training), \
-            mock.patch("studies.trials.measure_latency", stub_latency), \
-            mock.patch("studies.search.MAX_CONSECUTIVE_REPEATS", 10**6):
+    with mock.patch("studies.workers.trials.run_training", stub_training), \
+            mock.patch("studies.workers.trials.measure_latency", stub_latency), \
+            mock.patch("studies.workers.search.MAX_CONSECUTIVE_REPEATS", 10**6):
         run_worker(search.study, search.settings, search.data, torch.device("cpu"), 1 + LATER_TRIALS, storage=spec,
                    reporter=times)
     first_trained = next(index for index, (was, _) in enumerate(times.times) if was)

@@ -42,11 +42,11 @@ from rich.table import Table
 from objectives import count_flops
 from search_space import preset
 from studies.cli import main as cli
-from studies.front import front_trials, hypervolume, normaliser_for
+from studies.fronts.front import front_trials, hypervolume, normaliser_for
 from studies.settings import read_settings
 from studies.space import load_space
-from studies.storage import open_storage, promoted_name
-from studies.trial_record import trained as trained_trial
+from studies.storage.backends import open_storage, promoted_name
+from studies.workers.trial_record import trained as trained_trial
 from trainer import prepare_data
 from trainer.loop import TrainingRecipe
 from trainer.run import run_training

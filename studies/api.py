@@ -27,11 +27,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search_space import DecoderConfig, config_from_dict
 
-from .artifacts import WEIGHTS_KEY, default_artifacts, open_store, remove_weights, study_artifacts
 from .errors import ArgumentError, StudyError, Terminated, signal_exit_code, user_errors
 from .expect import expect
-from .export_files import write_export
-from .front import (
+from .export.export_files import write_export
+from .fronts.front import (
     JOINT_LATENCY_KEY,
     complete_trials,
     count_complete,
@@ -42,17 +41,18 @@ from .front import (
     study_at_budget,
 )
 from .measures import OBJECTIVES
-from .reading import StudyView, open_reader
 from .settings import DEFAULT_GAP_TRIALS, DEFAULT_STUDY, DEFAULT_TRIALS, SETTINGS_KEY, StudySettings, read_settings
-from .storage import DEFAULT_STORAGE, display_storage, is_journal, load_existing, local_file, open_storage
+from .storage.artifacts import WEIGHTS_KEY, default_artifacts, open_store, remove_weights, study_artifacts
+from .storage.backends import DEFAULT_STORAGE, display_storage, is_journal, load_existing, local_file, open_storage
+from .storage.reading import StudyView, open_reader
 
 if TYPE_CHECKING:  # training needs torch; reading a study does not, so these load where a run starts
     from trainer.data import TokenizedData
 
-    from .jobs import JobsView
-    from .model_export import Takeaway
-    from .search import WorkerSummary
-    from .trials import Reporter
+    from .export.model_export import Takeaway
+    from .workers.jobs import JobsView
+    from .workers.search import WorkerSummary
+    from .workers.trials import Reporter
 
 KeepCheckpoints = Literal["none", "front", "all"]
 KEEP_CHECKPOINTS: tuple[KeepCheckpoints, ...] = get_args(KeepCheckpoints)
@@ -143,7 +143,7 @@ class Search:
 
     @property
     def view(self) -> optuna.Study | StudyView:
-        """The study as the views read it: every trial in brief (studies/reading.py), or the Study."""
+        """The study as the views read it: every trial in brief (studies/storage/reading.py), or the Study."""
         return self._study
 
     @property
@@ -169,7 +169,7 @@ class Search:
         weights go (a folder or s3://BUCKET; see `artifacts`)."""
         from trainer.data import check_fits, prepare_data
 
-        from .search import open_study
+        from .workers.search import open_study
 
         _expect_study(name, storage)
         expect("settings", settings, StudySettings, optional=True)
@@ -241,8 +241,8 @@ class Search:
             return self._run_jobs(trials, jobs, devices or [device], max_complete, keep_checkpoints, jobs_view)
         from trainer.loop import resolve_device
 
-        from .search import run_worker
-        from .trials import SilentReporter
+        from .workers.search import run_worker
+        from .workers.trials import SilentReporter
 
         store = self._weights_store() if keep_checkpoints != "none" else None
         summary = run_worker(self.study, self.settings, self.data, resolve_device(device), trials, max_complete,
@@ -254,9 +254,9 @@ class Search:
 
     def _run_jobs(self, trials: int, jobs: int, devices: Sequence[str], max_complete: int | None,
                   keep_checkpoints: KeepCheckpoints, view: JobsView | None) -> WorkerSummary:
-        from .jobs import JobSpec, run_jobs
-        from .leases import fail_trials_of
-        from .search import WorkerSummary
+        from .workers.jobs import JobSpec, run_jobs
+        from .workers.leases import fail_trials_of
+        from .workers.search import WorkerSummary
 
         if local_file(self.storage) is not None and not is_journal(self.storage):
             raise ArgumentError("jobs", jobs, "SQLite must not be shared by several processes; use a journal file "
@@ -342,8 +342,8 @@ class Search:
                 device: str = "auto", keep_checkpoints: KeepCheckpoints = "none",
                 reporter: Reporter | None = None) -> Promotion:
         """Retrain the front from scratch for `steps` in sibling study NAME@STEPS (the presets too),
-        then run up to `gap_trials` gap trials there (studies/gaps.py). Returns what was done."""
-        from .search import promote
+        then run up to `gap_trials` gap trials there (studies/fronts/gaps.py). Returns what was done."""
+        from .workers.search import promote
 
         expect("steps", steps, int, minimum=1)
         expect("top", top, int, optional=True)
@@ -371,7 +371,7 @@ class Search:
         """The chosen front trial's config, with a provenance block (study, trial, budget, data and
         recipe) that `train` uses to reproduce the trial's result; written to `path` if given, with
         the trial's kept weights beside it (`<path stem>-checkpoint/`). `onnx` (a file) and `hf` (a
-        new folder): also write the model with those weights (studies/model_export.py); a trial whose
+        new folder): also write the model with those weights (studies/export/model_export.py); a trial whose
         weights were not kept is refused, unless `untrained` (ONNX only, random weights)."""
         expect("path", path, (str, Path), optional=True)
         expect("onnx", onnx, (str, Path), optional=True)
@@ -387,7 +387,7 @@ class Search:
         config = config_from_dict(chosen.user_attrs["config"]).replace(provenance=provenance)
         kept = WEIGHTS_KEY in chosen.user_attrs and self.artifacts is not None
         if onnx is not None or hf is not None:  # refused before anything is written
-            from .model_export import check_outputs  # loads torch: only when a model is exported
+            from .export.model_export import check_outputs  # loads torch: only when a model is exported
 
             check_outputs(hf, onnx, kept, untrained, f"trial {chosen.number} of study {self.name!r}")
         weights = None
@@ -396,7 +396,7 @@ class Search:
             weights = write_export(Path(path), config, chosen, store)
         takeaway = None
         if onnx is not None or hf is not None:
-            from .model_export import export_trial
+            from .export.model_export import export_trial
 
             store = open_store(self.artifacts) if kept else None
             takeaway = export_trial(chosen, config, store, weights, hf, onnx, self.settings.recipe.seed)

@@ -71,7 +71,7 @@ def raise_if_terminated() -> None:
 @contextmanager
 def stops_held() -> Iterator[None]:
     """Ctrl-C and SIGTERM wait until the body has run, then act as they would have: around every
-    storage call (studies/storage.py says what a stop raised inside one did)."""
+    storage call (studies/storage/backends.py says what a stop raised inside one did)."""
     handlers = [signal.getsignal(signum) for signum in STOP_SIGNALS]
     if threading.current_thread() is not threading.main_thread() or None in handlers:
         yield  # handlers can only be swapped from the main thread, and only back to Python-set ones

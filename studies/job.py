@@ -1,4 +1,4 @@
-"""One job of `search --jobs`, the child side of studies/jobs.py: `python -m studies.job`.
+"""One job of `search --jobs`, the child side of studies/workers/jobs.py: `python -m studies.job`.
 
 It reads its work as one JSON line on stdin (a `jobs.JobSpec` with its share of the trials and its
 device), then watches stdin for the end of file that says the parent is gone. It answers on stdout
@@ -18,7 +18,7 @@ from typing import IO, Any
 from trainer.threads import configure_process
 
 from .errors import exit_code_of, signal_exit_code
-from .trial_record import TrialRecord
+from .workers.trial_record import TrialRecord
 
 
 class EventReporter:
@@ -45,7 +45,7 @@ def send(events: IO[str], event: str, **fields: Any) -> None:
 def run(request: dict[str, Any], events: IO[str]) -> None:
     from .api import Search
     from .settings import StudySettings
-    from .storage import load_existing, open_storage
+    from .storage.backends import load_existing, open_storage
 
     study = load_existing(request["study"], open_storage(request["storage"], create=False))
     settings = StudySettings.from_dict(request["settings"])

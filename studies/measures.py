@@ -12,10 +12,8 @@ from typing import Any, Literal, Mapping, Sequence
 
 from optuna.study import StudyDirection
 
-from .hypervolume import dominates
-
 __all__ = ["CONSTRAINTS", "DEFAULT_OBJECTIVES", "OBJECTIVES", "STATIC_MEASURES", "Objective", "check_objectives",
-           "constraint_excess", "cost_objectives", "dominates", "human", "minimised", "quality_objective",
+           "constraint_excess", "cost_objectives", "human", "minimised", "quality_objective",
            "static_measures"]
 
 

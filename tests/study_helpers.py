@@ -19,12 +19,12 @@ import pytest
 import torch
 import yaml
 
-import studies.trials
+import studies.workers.trials
 from objectives import LatencyProtocol
 from studies.cli import main
 from studies.settings import StudySettings, write_settings
 from studies.space import space_from_dict
-from studies.storage import open_storage
+from studies.storage.backends import open_storage
 from trainer import TokenizedData, prepare_data
 from trainer.loop import TrainingRecipe
 
@@ -152,7 +152,7 @@ def study_names(storage: str | Path) -> list[str]:
 def interrupt_once(monkeypatch: pytest.MonkeyPatch, which, exception: type[BaseException] = KeyboardInterrupt) -> list:
     """Make the first training of a trial for which which(user_attrs) holds raise `exception`; the
     trials it stopped are listed in the returned list (their user attributes)."""
-    original = studies.trials.run_training
+    original = studies.workers.trials.run_training
     stopped: list[dict] = []
 
     def run_training(*args, **kwargs):
@@ -162,7 +162,7 @@ def interrupt_once(monkeypatch: pytest.MonkeyPatch, which, exception: type[BaseE
             raise exception()
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(studies.trials, "run_training", run_training)
+    monkeypatch.setattr(studies.workers.trials, "run_training", run_training)
     return stopped
 
 

@@ -178,7 +178,7 @@ def test_a_corpus_edited_since_the_study_was_made_is_refused(tmp_path: Path) -> 
 def test_tpe_models_the_parameters_jointly_even_beside_a_preset_without_them() -> None:
     """A preset the space cannot build completes with no parameters; Optuna's plain intersection
     search space then empties and multivariate TPE silently samples each parameter on its own."""
-    from studies.search import make_sampler
+    from studies.workers.search import make_sampler
 
     space = StudySettings().space
     study = optuna.create_study(directions=["minimize", "minimize"], sampler=make_sampler("tpe", 0))

@@ -13,13 +13,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from studies import claims
-from studies.storage import open_storage
+from studies.storage.backends import open_storage
+from studies.workers import claims
 from study_helpers import RECIPE, SHAPE, isolated_python_api, make_tiny  # noqa: F401 (an autouse fixture)
 
 OPEN_AT = """
 import sys, time
-from studies.storage import open_storage
+from studies.storage.backends import open_storage
 start = float(sys.argv[1])
 for k, path in enumerate(sys.argv[2:]):
     while time.time() < start + 0.3 * k:  # every process opens file k at the same moment

@@ -8,8 +8,8 @@ import optuna
 from optuna.trial import TrialState, create_trial
 
 from studies.cli.views import study_counts
-from studies.storage import open_storage
-from studies.trial_record import TrialRecord
+from studies.storage.backends import open_storage
+from studies.workers.trial_record import TrialRecord
 
 
 def made(state: TrialState, number: int = 0, **attrs) -> optuna.trial.FrozenTrial:

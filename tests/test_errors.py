@@ -11,7 +11,7 @@ import pytest
 
 from studies import Pruning, Search, StudyError, StudySettings
 from studies.errors import ArgumentError
-from studies.front import pick
+from studies.fronts.front import pick
 from study_helpers import Tiny, assert_one_line_error, cli, isolated_python_api  # noqa: F401 - autouse fixture
 from trainer.loop import RecipeError, TrainingRecipe
 

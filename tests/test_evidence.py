@@ -8,7 +8,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from studies.front import promotion_agreement
+from studies.fronts.front import promotion_agreement
 from study_helpers import SHAPE, TINY_SPACE, assert_one_line_error, cli, make_tiny, quiet_datasets
 
 RECIPE = ["--steps", "6", "--batch-size", "4", "--eval-windows", "4", "--warmup-steps", "1"]

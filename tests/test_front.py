@@ -9,7 +9,7 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from studies.errors import StudyError
-from studies.front import (
+from studies.fronts.front import (
     REFERENCE,
     complete_trials,
     front_trials,
@@ -20,7 +20,7 @@ from studies.front import (
     pick,
     promotion_candidates,
 )
-from studies.hypervolume import hypervolume as exact_hypervolume
+from studies.fronts.hypervolume import hypervolume as exact_hypervolume
 from studies.settings import StudySettings
 from trainer.loop import TrainingRecipe
 

@@ -12,12 +12,12 @@ from optuna.trial import TrialState
 
 from objectives import describe
 from search_space import architecture_hash
-from studies import gaps
-from studies.search import run_worker
+from studies.fronts import gaps
 from studies.settings import write_settings
 from studies.space import space_from_dict
-from studies.storage import open_storage
-from studies.trial_record import TrialRecord
+from studies.storage.backends import open_storage
+from studies.workers.search import run_worker
+from studies.workers.trial_record import TrialRecord
 from study_helpers import TINY_SPACE, cli, isolated_python_api, make_settings, make_tiny  # noqa: F401 - autouse fixture
 from trainer import prepare_data
 

@@ -20,15 +20,15 @@ from optuna.trial import TrialState, create_trial
 from objectives import latency as latency_module
 from objectives import onnx as onnx_module
 from search_space import preset
-from studies import gpu_share
-from studies import jobs as jobs_module
-from studies import trials as trials_module
-from studies.devices import DEVICE_TYPE_KEY, claim_device_type
 from studies.errors import StudyError
-from studies.gpu_share import TrainingShare, gpu_key, timing_turn
-from studies.jobs import device_view
-from studies.search import run_worker
-from studies.trials import _twin_in
+from studies.workers import gpu_share
+from studies.workers import jobs as jobs_module
+from studies.workers import trials as trials_module
+from studies.workers.devices import DEVICE_TYPE_KEY, claim_device_type
+from studies.workers.gpu_share import TrainingShare, gpu_key, timing_turn
+from studies.workers.jobs import device_view
+from studies.workers.search import run_worker
+from studies.workers.trials import _twin_in
 from study_helpers import isolated_python_api, make_settings, make_tiny, tiny_study_inputs  # noqa: F401 - autouse
 from trainer import loop as loop_module
 from trainer.loop import evaluate, train

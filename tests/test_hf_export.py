@@ -16,9 +16,9 @@ import tokenizers
 import torch
 
 from search_space import BiasConfig, DecoderConfig, LayerConfig, Reduction, build_decoder
-from studies import hf_export
 from studies.errors import StudyError
-from studies.model_export import export_run
+from studies.export import hf_export
+from studies.export.model_export import export_run
 from study_helpers import assert_one_line_error, cli
 from trainer.checkpoint import WEIGHTS_FILE, load_checkpoint, save_checkpoint
 from trainer.loop import TrainingRecipe

@@ -10,7 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from optuna._hypervolume import compute_hypervolume
 
-from studies.hypervolume import HypervolumeHistory, dominates, hypervolume, incremental_hypervolume, non_dominated
+from studies.fronts.hypervolume import (
+    HypervolumeHistory,
+    dominates,
+    hypervolume,
+    incremental_hypervolume,
+    non_dominated,
+)
 
 FEW = settings(max_examples=25, deadline=None)
 

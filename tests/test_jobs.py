@@ -21,9 +21,9 @@ from rich.console import Console
 from studies import Search
 from studies.cli.progress import ConsoleJobsView
 from studies.errors import StudyError
-from studies.jobs import MAX_JOBS_PER_CORE, JobSpec, check_jobs, job_devices, job_environment, run_jobs
-from studies.storage import open_storage
-from studies.trial_record import TrialRecord
+from studies.storage.backends import open_storage
+from studies.workers.jobs import MAX_JOBS_PER_CORE, JobSpec, check_jobs, job_devices, job_environment, run_jobs
+from studies.workers.trial_record import TrialRecord
 from study_helpers import (  # noqa: F401 (isolated_python_api: an autouse fixture)
     RECIPE,
     SHAPE,

@@ -23,10 +23,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 import objectives.onnx as onnx_module
 from search_space import load_config
-from studies import trials as trials_module
-from studies.front import JOINT_LATENCY_KEY, complete_trials, front_trials
+from studies.fronts.front import JOINT_LATENCY_KEY, complete_trials, front_trials
 from studies.settings import read_settings
-from studies.storage import open_storage
+from studies.storage.backends import open_storage
+from studies.workers import trials as trials_module
 from study_helpers import (  # noqa: F401
     PRESETS_TRAINED,
     STEPS,

@@ -11,15 +11,15 @@ import pytest
 from optuna.trial import TrialState
 
 from studies.errors import StudyError
-from studies.leases import (
+from studies.storage.backends import open_storage
+from studies.workers.leases import (
     LEASE_KEY,
     RETRY_KEY,
     LeaseReporter,
     fail_expired_trials,
     trial_taken,
 )
-from studies.storage import open_storage
-from studies.trials import SilentReporter
+from studies.workers.trials import SilentReporter
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 

@@ -5,7 +5,7 @@ import random
 import pytest
 from scipy import stats
 
-from studies.ranking import kendall_tau, spearman_rho
+from studies.fronts.ranking import kendall_tau, spearman_rho
 
 
 def test_identical_and_reversed_orders():

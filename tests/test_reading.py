@@ -14,10 +14,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from studies.front import complete_trials, pareto_layers
-from studies.journal_index import JournalIndex, index_path
-from studies.reading import JournalReader, RDBReader, StudyView, open_reader
-from studies.storage import open_storage
+from studies.fronts.front import complete_trials, pareto_layers
+from studies.storage.backends import open_storage
+from studies.storage.journal_index import JournalIndex, index_path
+from studies.storage.reading import JournalReader, RDBReader, StudyView, open_reader
 
 OBJECTIVES = ("val_loss", "flops_per_token")  # both minimised
 WRITER = """
@@ -155,9 +155,10 @@ def test_a_journal_the_index_cannot_model_is_read_through_optuna(tmp_path: Path)
 
 
 def test_a_view_of_a_journal_replays_only_the_front(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from studies import api, reading
+    from studies import api
     from studies.api import Search
     from studies.settings import StudySettings, write_settings
+    from studies.storage import reading
 
     journal = tmp_path / "study.journal"
     study = plain_optuna_study(open_storage(str(journal)), "s", 60)

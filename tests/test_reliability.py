@@ -75,7 +75,7 @@ def spawn_worker(workdir: Path, args: list[str], env: dict[str, str] | None = No
 
 def load(storage: str, name: str) -> optuna.Study:
     """Study `name` as a worker opens its storage (the file may not exist yet)."""
-    from studies.storage import open_storage
+    from studies.storage.backends import open_storage
 
     return optuna.load_study(study_name=name, storage=open_storage(storage))
 

@@ -16,12 +16,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from studies import search as search_module
-from studies import trials as trials_module
-from studies.repeats import enqueue_untried_neighbour
-from studies.search import MAX_CONSECUTIVE_REPEATS
 from studies.settings import read_settings
-from studies.storage import open_storage
+from studies.storage.backends import open_storage
+from studies.workers import search as search_module
+from studies.workers import trials as trials_module
+from studies.workers.repeats import enqueue_untried_neighbour
+from studies.workers.search import MAX_CONSECUTIVE_REPEATS
 from study_helpers import (  # noqa: F401 (isolated_python_api: an autouse fixture)
     PRESET_NAMES,
     PRESETS_TRAINED,
@@ -99,7 +99,7 @@ def test_a_repeat_is_followed_by_an_untried_architecture_one_change_away(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Two architectures in the space: a large study's TPE proposes trained ones again and again
-    # (studies/repeats.py), so the worker tries the architecture next to a repeat instead.
+    # (studies/workers/repeats.py), so the worker tries the architecture next to a repeat instead.
     tiny = make_tiny(tmp_path, {**SINGLE_SPACE, "mlp_ratio": [2, 4]})
     assert run(capsys, *tiny.argv("search", "--trials", "1", "--no-presets")).code == 0
     study = load(tiny)

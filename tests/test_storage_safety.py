@@ -19,9 +19,9 @@ from optuna.storages._rdb import models as rdb_models
 from optuna.storages.journal import JournalFileSymlinkLock
 from optuna.trial import TrialState
 
-from studies import storage
 from studies.errors import StudyError, Terminated
-from studies.storage import (
+from studies.storage import backends as storage
+from studies.storage.backends import (
     JournalRepaired,
     display_storage,
     open_storage,
@@ -143,7 +143,7 @@ def test_a_failed_write_is_one_study_error_and_leaves_the_journal_whole(tmp_path
     script = textwrap.dedent(f"""
         import resource, optuna
         from studies.errors import StudyError
-        from studies.storage import open_storage
+        from studies.storage.backends import open_storage
         study = optuna.load_study(study_name="s", storage=open_storage({str(journal)!r}))
         size = {journal.stat().st_size}
         resource.setrlimit(resource.RLIMIT_FSIZE, (size + 20, resource.RLIM_INFINITY))
@@ -250,7 +250,7 @@ def test_a_malformed_heartbeat_setting_is_one_line_when_used(monkeypatch: pytest
 def test_malformed_timing_settings_do_not_break_imports() -> None:
     env = {**os.environ, "DECODER_NAS_HEARTBEAT_SECONDS": "abc", "DECODER_NAS_GRACE_SECONDS": "abc",
            "DECODER_NAS_LEASE_SECONDS": "abc"}
-    done = subprocess.run([sys.executable, "-c", "import studies.storage, studies.leases"], cwd=REPO, env=env,
+    done = subprocess.run([sys.executable, "-c", "import studies.storage.backends, studies.workers.leases"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
 

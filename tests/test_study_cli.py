@@ -13,11 +13,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import studies.trials
+import studies.workers.trials
 from search_space import architecture_hash, config_from_dict, load_config
-from studies import trials as trials_module
-from studies.front import front_trials, knee
+from studies.fronts.front import front_trials, knee
 from studies.settings import read_settings
+from studies.workers import trials as trials_module
 from study_helpers import (
     PRESET_NAMES,
     PRESETS_TRAINED,
@@ -194,7 +194,7 @@ def test_studies_lists_counts_and_delete_removes(copied: Tiny, capsys: pytest.Ca
 
 
 def test_deleting_a_study_with_a_running_trial_says_so(tmp_path: Path) -> None:
-    from studies.storage import open_storage
+    from studies.storage.backends import open_storage
 
     storage = tmp_path / "s.journal"
     optuna.create_study(study_name="busy", storage=open_storage(str(storage))).ask()
@@ -206,16 +206,16 @@ def test_deleting_a_study_with_a_running_trial_says_so(tmp_path: Path) -> None:
 
 def test_a_study_deleted_while_a_worker_trains_stops_it_with_one_line(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from studies.storage import open_storage
+    from studies.storage.backends import open_storage
 
     t = make_tiny(tmp_path)
-    original = studies.trials.run_training
+    original = studies.workers.trials.run_training
 
     def deleted_meanwhile(*args, **kwargs):
         optuna.delete_study(study_name="tiny", storage=open_storage(str(t.storage)))  # another process deletes it
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(studies.trials, "run_training", deleted_meanwhile)
+    monkeypatch.setattr(studies.workers.trials, "run_training", deleted_meanwhile)
     done = cli(*t.argv("search", "--trials", "2", "--no-presets"))
     assert_one_line_error(done, "search", "'tiny' was deleted while this worker was running it")
     assert study_names(t.storage) == []

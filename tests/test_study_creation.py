@@ -31,7 +31,7 @@ def files_under(root: Path) -> set[Path]:
 
 
 def foreign_study(storage: Path, name: str) -> None:
-    from studies.storage import open_storage
+    from studies.storage.backends import open_storage
 
     study = optuna.create_study(study_name=name, storage=open_storage(str(storage)), directions=["minimize"] * 2)
     for value in (1.0, 2.0):

@@ -12,13 +12,13 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState, create_trial
 
-from studies import search as search_module
-from studies import trials as trials_module
 from studies.errors import StudyError
-from studies.leases import LEASE_KEY, MAX_RETRIES, RETRY_KEY, fail_expired_trials
-from studies.search import run_worker
 from studies.settings import Pruning, StudySettings
-from studies.trials import TrialContext, _RungPruner, run_trial
+from studies.workers import search as search_module
+from studies.workers import trials as trials_module
+from studies.workers.leases import LEASE_KEY, MAX_RETRIES, RETRY_KEY, fail_expired_trials
+from studies.workers.search import run_worker
+from studies.workers.trials import TrialContext, _RungPruner, run_trial
 from study_helpers import (  # noqa: F401 - autouse fixture
     STEPS,
     TINY_SPACE,

@@ -15,10 +15,10 @@ from optuna.trial import TrialState, create_trial
 from rich.console import Console
 
 from search_space import config_from_dict
-from studies import evidence as evidence_module
 from studies.cli import main
 from studies.cli.live import LiveReporter
-from studies.storage import open_storage
+from studies.fronts import evidence as evidence_module
+from studies.storage.backends import open_storage
 from study_helpers import (  # noqa: F401
     PRESET_NAMES,
     PRESETS_TRAINED,

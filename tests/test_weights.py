@@ -22,9 +22,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search_space import architecture_hash, load_config
 from studies import api
-from studies import artifacts as artifacts_module
-from studies.artifacts import CONFIG_FILE, WEIGHTS_KEY
-from studies.storage import open_storage
+from studies.storage import artifacts as artifacts_module
+from studies.storage.artifacts import CONFIG_FILE, WEIGHTS_KEY
+from studies.storage.backends import open_storage
 from study_helpers import (  # noqa: F401 (isolated_python_api: an autouse fixture)
     SINGLE_SPACE,
     Tiny,
@@ -392,6 +392,6 @@ def test_export_refuses_a_file_name_it_cannot_write(tmp_path: Path, monkeypatch:
     def disk_full(config, path):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("studies.export_files.save_config", disk_full)
+    monkeypatch.setattr("studies.export.export_files.save_config", disk_full)
     result = cli("export", *tiny.study_flags(), "--pick", "knee", "-o", str(tmp_path / "best.yaml"))
     assert result.code == 2 and "No space left on device" in result.err and "Traceback" not in result.err

@@ -15,7 +15,7 @@ from trainer.recipe import TrainingRecipe
 
 from ..api import KEEP_CHECKPOINTS
 from ..settings import DEFAULT_GAP_TRIALS, DEFAULT_STUDY
-from ..storage import DEFAULT_STORAGE, STORAGE_FORMS
+from ..storage.backends import DEFAULT_STORAGE, STORAGE_FORMS
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,10 +11,10 @@ from rich.table import Table
 
 from trainer.loop import Progress
 
-from ..front import front_trials
+from ..fronts.front import front_trials
 from ..measures import OBJECTIVES
 from ..settings import StudySettings
-from ..trial_record import TrialRecord
+from ..workers.trial_record import TrialRecord
 from .progress import STDERR, progress_bar
 
 RECENT_ROWS = 10

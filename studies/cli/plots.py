@@ -20,8 +20,8 @@ from optuna.trial import FrozenTrial, TrialState
 from plotly.subplots import make_subplots
 
 from ..api import Search
-from ..front import REFERENCE, complete_trials, hypervolume_history, normaliser_for
-from ..hypervolume import dominates
+from ..fronts.front import REFERENCE, complete_trials, hypervolume_history, normaliser_for
+from ..fronts.hypervolume import dominates
 from ..measures import OBJECTIVES
 from .views import SHORTHAND
 

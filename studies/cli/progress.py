@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from trainer.loop import Progress as TrainingProgress
 
-from ..trial_record import TrialRecord
+from ..workers.trial_record import TrialRecord
 
 STDERR = Console(stderr=True)
 
@@ -42,7 +42,7 @@ def training_bar(description: str, steps: int, console: Console = STDERR) -> Ite
 
 
 class ConsoleJobsView:
-    """studies.jobs.JobsView on a console: one bar of trials trained by all jobs, their lines above it."""
+    """studies.workers.jobs.JobsView on a console: one bar of trials trained by all jobs, their lines above it."""
 
     def __init__(self, console: Console = STDERR) -> None:
         self.console = console

@@ -14,7 +14,7 @@ from trainer import prepare_data
 from trainer.loop import TrainingRecipe, resolve_device
 
 from ...errors import StudyError
-from ...evidence import calibrate, reproduce, sample_architectures
+from ...fronts.evidence import calibrate, reproduce, sample_architectures
 from ...measures import OBJECTIVES
 from ...settings import SEARCH_BLOCK_SIZE, SEARCH_RECIPE, SEARCH_SHAPE
 from ...space import load_space

@@ -12,15 +12,15 @@ from rich.table import Table
 
 from ...api import Search, delete_study, list_studies, serve_dashboard
 from ...errors import StudyError
-from ...front import PICKS, promotion_agreement
+from ...fronts.front import PICKS, promotion_agreement
 from ...measures import OBJECTIVES, quality_objective
-from ...storage import display_storage
+from ...storage.backends import display_storage
 from ..arguments import add_artifacts_argument, add_device_argument, add_study_arguments
 from ..registry import command
 from ..views import front_table
 
 if TYPE_CHECKING:
-    from ...model_export import Takeaway
+    from ...export.model_export import Takeaway
 
 
 @command("pareto")
@@ -154,7 +154,7 @@ def _export_run_folder(args: argparse.Namespace, console: Console) -> None:
     if given:
         raise StudyError(f"{given[0]}: picks from a study; a run folder ({args.run_folder}) holds one model "
                          "and its config.yaml already")
-    from ...model_export import export_run  # loads torch
+    from ...export.model_export import export_run  # loads torch
 
     _print_takeaway(export_run(args.run_folder, hf=args.hf, onnx=args.onnx, untrained=args.untrained), console)
 

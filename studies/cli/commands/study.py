@@ -14,13 +14,13 @@ from objectives.protocol import BACKENDS
 from ...api import Search, default_jobs
 from ...errors import StudyError
 from ...expect import expect
-from ...gaps import GAP_RATIO, gap_trials_in
-from ...jobs import check_jobs
+from ...fronts.gaps import GAP_RATIO, gap_trials_in
 from ...measures import CONSTRAINTS, DEFAULT_OBJECTIVES, OBJECTIVES
-from ...search import MAX_CONSECUTIVE_REPEATS
 from ...settings import DEFAULT_TRIALS, SEARCH_RECIPE, WORKER_TRIALS, Pruning
 from ...space import load_space
-from ...storage import display_storage, promoted_name
+from ...storage.backends import display_storage, promoted_name
+from ...workers.jobs import check_jobs
+from ...workers.search import MAX_CONSECUTIVE_REPEATS
 from ..arguments import (
     add_artifacts_argument,
     add_data_arguments,

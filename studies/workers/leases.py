@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from trainer.loop import Progress
 
-from .storage import env_seconds
+from ..storage.backends import env_seconds
 from .trials import Reporter
 
 LEASE_KEY = "lease_until"

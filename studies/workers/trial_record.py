@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 from optuna.trial import FrozenTrial, TrialState
 
-from .measures import OBJECTIVES
+from ..measures import OBJECTIVES
 
 
 @dataclass(frozen=True)

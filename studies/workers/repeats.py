@@ -18,8 +18,8 @@ import random
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .gaps import tried_architectures, untried_changes
-from .settings import StudySettings
+from ..fronts.gaps import tried_architectures, untried_changes
+from ..settings import StudySettings
 
 
 def enqueue_untried_neighbour(study: optuna.Study, settings: StudySettings, repeat: FrozenTrial,

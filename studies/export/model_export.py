@@ -19,8 +19,8 @@ from optuna.trial import FrozenTrial
 from search_space import Decoder, DecoderConfig
 from trainer.checkpoint import Checkpoint, load_checkpoint
 
-from .artifacts import download_weights
-from .errors import ArgumentError, StudyError
+from ..errors import ArgumentError, StudyError
+from ..storage.artifacts import download_weights
 from .hf_export import check_target, require_transformers, write_hf_folder
 
 ONNX_TOLERANCE = 1e-4  # onnxruntime's logits against PyTorch's, fp32

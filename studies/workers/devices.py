@@ -11,7 +11,7 @@ from __future__ import annotations
 import optuna
 import torch
 
-from .errors import StudyError
+from ..errors import StudyError
 
 DEVICE_TYPE_KEY = "device_type"
 

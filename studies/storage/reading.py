@@ -8,7 +8,7 @@ row of every table for a database. So a view opens the storage with `open_reader
 - SQLite and PostgreSQL: targeted queries on Optuna's tables `studies`, `trials`, `trial_values` and
   `trial_user_attributes` (docs/views.md says why this is safe across Optuna 5.x), then Optuna's
   own `get_trial` for each trial shown in full.
-- a journal file: the index beside it (studies/journal_index.py), unless it is unsure.
+- a journal file: the index beside it (studies/storage/journal_index.py), unless it is unsure.
 - otherwise: Optuna.
 
 A `StudyView` answers what the views ask of an `optuna.Study` (its name, user attributes,
@@ -29,9 +29,8 @@ import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from .errors import StudyError
-from .journal_index import VIEW_ATTRS, JournalIndex, Unsure
-from .storage import (
+from ..errors import StudyError
+from .backends import (
     checked_journal,
     is_journal,
     load_existing,
@@ -40,6 +39,7 @@ from .storage import (
     trial_counts,
     unknown_study,
 )
+from .journal_index import VIEW_ATTRS, JournalIndex, Unsure
 
 States = tuple[TrialState, ...] | None
 # (name, user attributes, trials by state) of every study in a storage

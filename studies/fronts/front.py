@@ -19,13 +19,13 @@ from typing import Iterator, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .errors import ArgumentError, StudyError
+from ..errors import ArgumentError, StudyError
+from ..measures import OBJECTIVES, minimised, quality_objective
+from ..settings import StudySettings, read_settings
+from ..storage.backends import PROMOTED_SEPARATOR
+from ..storage.reading import Reader, StudyView
 from .hypervolume import hypervolume, incremental_hypervolume, non_dominated
-from .measures import OBJECTIVES, minimised, quality_objective
 from .ranking import kendall_tau
-from .reading import Reader, StudyView
-from .settings import StudySettings, read_settings
-from .storage import PROMOTED_SEPARATOR
 
 REFERENCE = 1.1
 JOINT_LATENCY_KEY = "joint_latency"  # study attribute: latencies of the front re-measured in one session
@@ -183,7 +183,7 @@ def pick(front: list[FrozenTrial], objectives: Sequence[str], how: str) -> Froze
 
 def hypervolume_history(study: optuna.Study, objectives: Sequence[str], normalise: Normaliser) -> list[tuple[int, float]]:
     """(trial number, hypervolume of the complete trials so far), for complete trials in order; each
-    step adds one point's exclusive contribution (studies/hypervolume.py)."""
+    step adds one point's exclusive contribution (studies/fronts/hypervolume.py)."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     values = incremental_hypervolume([normalise(t.values) for t in complete], [REFERENCE] * len(objectives))
     return [(trial.number, value) for trial, value in zip(complete, values)]

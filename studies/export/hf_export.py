@@ -34,7 +34,7 @@ from search_space import Decoder, DecoderConfig, config_to_dict, summarize
 from search_space.config import mlp_hidden
 from trainer.tokenizers import HF_TOKENIZER_FILE, ByteTokenizer, CharTokenizer, Tokenizer
 
-from .errors import ArgumentError, StudyError
+from ..errors import ArgumentError, StudyError
 
 INSTALL_HINT = "--hf needs transformers: pip install -e '.[hf]'"
 REMOTE_CODE = Path(__file__).with_name("hf_remote")

@@ -27,21 +27,21 @@ from trainer.data import TokenizedData
 from trainer.loop import Progress, TrainingError
 from trainer.run import initialised_model, run_training
 
-from .artifacts import upload_weights
-from .claims import wait_for_claimants
-from .devices import device_type
-from .errors import Terminated, raise_if_terminated
-from .gpu_share import TrainingShare, timing_turn
-from .measures import (
+from ..errors import Terminated, raise_if_terminated
+from ..fronts.hypervolume import dominates
+from ..measures import (
     CONSTRAINTS,
     OBJECTIVES,
     STATIC_MEASURES,
     constraint_excess,
     cost_objectives,
-    dominates,
     static_measures,
 )
-from .settings import SETTINGS_KEY, StudySettings
+from ..settings import SETTINGS_KEY, StudySettings
+from ..storage.artifacts import upload_weights
+from .claims import wait_for_claimants
+from .devices import device_type
+from .gpu_share import TrainingShare, timing_turn
 from .trial_record import trained
 
 # Settings that decide a trial's measures: two studies alike in these give an architecture the same result.

@@ -19,19 +19,19 @@ from search_space import PRESETS, preset
 from trainer.corpora import corpus_changed
 from trainer.data import TokenizedData
 
+from ..errors import ArgumentError, StudyError, raise_if_terminated
+from ..fronts.front import count_complete, promotion_candidates
+from ..fronts.gaps import enqueue_gap_trial, gap_trials_in
+from ..settings import StudySettings, read_settings, write_settings
+from ..storage.backends import is_journal, load_existing, open_storage, promoted_name
 from .devices import claim_device_type
-from .errors import ArgumentError, StudyError, raise_if_terminated
-from .front import count_complete, promotion_candidates
-from .gaps import enqueue_gap_trial, gap_trials_in
 from .leases import LeaseReporter, fail_expired_trials, queued_as, trial_taken
 from .repeats import enqueue_untried_neighbour
-from .settings import StudySettings, read_settings, write_settings
-from .storage import is_journal, load_existing, open_storage, promoted_name
 from .trial_record import trained
 from .trials import Reporter, SilentReporter, TrialContext, reusable_elsewhere, run_trial, stopped
 
 MAX_CONSECUTIVE_INFEASIBLE = 200
-MAX_CONSECUTIVE_REPEATS = 10  # repeats with nothing untried next to them (studies/repeats.py): it is done
+MAX_CONSECUTIVE_REPEATS = 10  # repeats with nothing untried next to them (studies/workers/repeats.py): it is done
 
 
 def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
@@ -154,7 +154,7 @@ def run_worker(
     """Run up to `n_trials` trials in this process; stop early once the study holds `max_complete`
     complete trials. Only trials that train count: an infeasible sample (pruned before training) or
     a repeat of an architecture already trained (its result reused) costs no training.
-    `queued_only` (a promotion) runs enqueued trials only, then gap trials (studies/gaps.py) until the
+    `queued_only` (a promotion) runs enqueued trials only, then gap trials (studies/fronts/gaps.py) until the
     study holds `gap_trials` of them, and stops when none is waiting."""
     if data.content_hash != settings.content_hash:
         raise corpus_changed(settings.data, f"study {study.study_name!r} was created", data.content_hash,

@@ -4,7 +4,7 @@
 - `postgresql://user@host/db`: many processes and machines; Optuna's heartbeat fails the trials of
   a worker that died and a retry callback re-queues them.
 - a plain file path (`studies.journal`): Optuna's journal file, safe for several processes on one
-  machine. Journal storage has no heartbeat, so studies/leases.py gives running trials a lease.
+  machine. Journal storage has no heartbeat, so studies/workers/leases.py gives running trials a lease.
 - `env:VARNAME`: the value of environment variable VARNAME, one of the above (`resolve_storage`), so a
   database password need not be on the command line, where `ps` and shell history would show it.
 
@@ -50,7 +50,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
-from .errors import ArgumentError, StudyError, stops_held
+from ..errors import ArgumentError, StudyError, stops_held
 
 DEFAULT_STORAGE = "decoder-nas.journal"
 ENV_PREFIX = "env:"

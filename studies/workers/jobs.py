@@ -31,7 +31,7 @@ from typing import IO, Any, ContextManager, Protocol
 
 from trainer.threads import job_threads
 
-from .errors import STOP_SIGNALS, ArgumentError, signal_exit_code
+from ..errors import STOP_SIGNALS, ArgumentError, signal_exit_code
 from .trial_record import TrialRecord
 from .trials import worker_id
 

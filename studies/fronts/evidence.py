@@ -25,8 +25,8 @@ from trainer.data import TokenizedData, default_cache_dir
 from trainer.loop import Progress, TrainingRecipe
 from trainer.run import fit_vocabulary, initialised_model, run_training
 
+from ..space import SearchSpace
 from .ranking import kendall_tau, spearman_rho
-from .space import SearchSpace
 
 Announce = Callable[[str], None]
 # (name, steps) -> a context yielding trainer.loop's on_progress callback: how a view shows training.

@@ -27,10 +27,10 @@ from optuna.trial import FrozenTrial, TrialState
 from objectives import describe
 from search_space import DecoderConfig, architecture_hash, config_from_dict
 
+from ..measures import OBJECTIVES, constraint_excess, cost_objectives, static_measures
+from ..settings import StudySettings
+from ..space import SearchSpace
 from .front import front_trials
-from .measures import OBJECTIVES, constraint_excess, cost_objectives, static_measures
-from .settings import StudySettings
-from .space import SearchSpace
 
 GAP_RATIO = 1.5  # front neighbours further apart in cost than this leave a gap
 

@@ -17,8 +17,8 @@ from optuna.trial import FrozenTrial
 
 from search_space import DecoderConfig, save_config
 
-from .artifacts import CONFIG_FILE, download_weights
-from .errors import StudyError, stops_held
+from ..errors import StudyError, stops_held
+from ..storage.artifacts import CONFIG_FILE, download_weights
 
 
 def checkpoint_beside(path: Path) -> Path:

@@ -27,7 +27,7 @@ import optuna
 from optuna.distributions import check_distribution_compatibility, json_to_distribution
 from optuna.trial import FrozenTrial, TrialState
 
-from .measures import OBJECTIVES
+from ..measures import OBJECTIVES
 
 VERSION = 1
 VIEW_ATTRS = ("arch_hash", "preset", "summary", *OBJECTIVES)  # what a view shows of every trial

@@ -6,7 +6,7 @@ synchronised (none of its kernels is in flight), and passes a turnstile before t
 A timer holds the turnstile while it waits, so the trainers queue behind it instead of starving
 it. The locks are flock()s on two files per physical GPU in the temporary folder: the kernel
 releases them when a process dies. On a CPU nothing is locked: jobs there have cores of their own
-(studies/jobs.py) and latency counts only the measuring thread's CPU time. Why: docs/gpu.md.
+(studies/workers/jobs.py) and latency counts only the measuring thread's CPU time. Why: docs/gpu.md.
 """
 
 from __future__ import annotations

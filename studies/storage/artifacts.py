@@ -19,8 +19,8 @@ from optuna.trial import FrozenTrial
 
 from search_space import architecture_hash, load_config
 
-from .errors import ArgumentError, StudyError
-from .storage import local_file
+from ..errors import ArgumentError, StudyError
+from .backends import local_file
 
 ARTIFACTS_KEY = "artifact_store"  # study attribute: where its trials' weights are kept
 WEIGHTS_KEY = "weights"  # trial attribute: {"files": {name: artifact id}, "arch_hash": ..., "sha256": {name: hex}}
