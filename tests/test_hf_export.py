@@ -17,7 +17,7 @@ import torch
 
 from search_space import BiasConfig, DecoderConfig, LayerConfig, Reduction, build_decoder
 from studies.errors import StudyError
-from studies.export import hf_export
+from studies.export import hf_folder, remote_code
 from studies.export.model_export import export_run
 from study_helpers import assert_one_line_error, cli
 from trainer.checkpoint import WEIGHTS_FILE, load_checkpoint, save_checkpoint
@@ -246,7 +246,7 @@ def test_a_failed_export_leaves_no_partial_folder(tmp_path: Path, monkeypatch: p
     def disk_full(*args: object) -> str:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(hf_export, "model_card", disk_full)
+    monkeypatch.setattr(hf_folder, "model_card", disk_full)
     assert_one_line_error(cli("export", str(run), "--hf", str(tmp_path / "hf")), "export", "No space left")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]
 
@@ -265,8 +265,8 @@ def test_copied_model_code_may_not_import_the_project(tmp_path: Path, monkeypatc
     import leaky
 
     with pytest.raises(StudyError, match="imports trainer.tokenizers"):
-        hf_export.remote_source(leaky)
-    assert "from .architecture import" in hf_export.remote_source(hf_export.search_space.model)
+        remote_code.remote_source(leaky)
+    assert "from .architecture import" in remote_code.remote_source(remote_code.search_space.model)
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from trainer.checkpoint import Checkpoint, load_checkpoint
 
 from ..errors import ArgumentError, StudyError
 from ..storage.artifacts import download_weights
-from .hf_export import check_target, require_transformers, write_hf_folder
+from .hf_folder import check_target, require_transformers, write_hf_folder
 
 ONNX_TOLERANCE = 1e-4  # onnxruntime's logits against PyTorch's, fp32
 HOW_TO_TRAIN = ("train it (`decoder-nas train best.yaml --out runs/best`, then `decoder-nas export runs/best "
