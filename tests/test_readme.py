@@ -99,6 +99,13 @@ def test_readme_is_short():
     assert len(lines) <= MAX_README_LINES, f"README.md has {len(lines)} lines; move evidence to docs/"
 
 
+def test_the_readme_links_each_topic_page_once():
+    # docs/ is by topic; a page the README does not reach is lost, and one linked twice is noise.
+    links = re.findall(r"\]\((docs/[^)#]+)", README.read_text(encoding="utf-8"))
+    pages = sorted(path.relative_to(ROOT).as_posix() for path in (ROOT / "docs").glob("*.md"))
+    assert sorted(links) == pages
+
+
 def test_readme_opens_with_the_main_job_and_the_ci_test_command():
     text = README.read_text(encoding="utf-8")
     first_block_at = text.splitlines().index("```bash")
