@@ -1,11 +1,12 @@
 """Measures that need no training: parameter counts, forward FLOPs (fvcore, plus attention), memory.
 
-FLOPs count matmul-type work only (linear, conv, attention's QKᵀ and AV over the full T×T as dense
-attention computes it); norms, activations and softmax are left out. fvcore counts one multiply-add
+FLOPs count matmul-type work only (linear, conv — the conv mixer's depthwise conv too —, attention's
+QKᵀ and AV over min(W, T) keys per query: all T as dense attention computes them, the last W for a
+window of W); norms, activations, rope, gates and softmax are left out. fvcore counts one multiply-add
 as one flop; we report FLOPs = 2 × multiply-adds, per token at the config's context length.
 
-Memory is counted from the config at `dtype_bytes` per element (float32: 4): the weights, and the KV
-cache per token of context (its size at any context is that times the tokens held).
+Memory is counted from the config at `dtype_bytes` per element (float32: 4): the weights, the KV
+cache per token of context, and what one sequence's decoding state holds at full context.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import torch
 import torch.nn as nn
 from fvcore.nn import FlopCountAnalysis, jit_handles
 
-from search_space import DecoderConfig, build_decoder
-from search_space.model import Block, CausalConvReduction, LinearReduction, check_memory
+from search_space import DecoderConfig, LayerConfig, build_decoder
+from search_space.model import Block, CausalConvReduction, CausalSelfAttention, LinearReduction, check_memory
 
 # fvcore's defaults also count norms; we count matmul-type work only, so the handles are explicit.
 _MATMUL_HANDLES: dict[str, Any] = {
@@ -61,6 +62,7 @@ class Description:
     layers: list[LayerRow]
     kv_cache_bytes: int  # per token of context, float32
     weights_bytes: int  # float32
+    decode_state_bytes: int  # one sequence at full context, float32
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,17 +70,42 @@ class Description:
 
 def count_parameters(model: nn.Module) -> ParamCount:
     total = sum(p.numel() for p in model.parameters())  # a tied head is one tensor, counted once
-    embeddings = model.tok_emb.weight.numel() + model.pos_emb.weight.numel()
+    embeddings = sum(table.weight.numel() for table in (model.tok_emb, model.pos_emb) if table is not None)
     return ParamCount(total=total, non_embedding=total - embeddings)
 
 
 def kv_cache_bytes(config: DecoderConfig, dtype_bytes: int = FLOAT32_BYTES) -> int:
-    """KV-cache bytes per token: every block of every tower keeps one key and one value of its width.
+    """KV-cache bytes per token: every attention layer of every tower keeps one key and one value per
+    KV head (a windowed layer until its window is full).
 
-    A block's width is the residual width entering it (n_head × head_dim), so blocks after a
-    reduction cost less; the conv reductions' k-1 inputs of history do not grow with the context.
+    A layer's head dimension is the residual width entering it over its heads, so layers after a
+    reduction cost less, and fewer KV heads cost less; conv mixers and the conv reductions keep
+    k-1 inputs, which do not grow with the context (`decode_state_bytes` counts them).
     """
-    return config.towers * sum(2 * width * dtype_bytes for width in config.widths[:-1])
+    return config.towers * sum(2 * _kv_width(layer, width) * dtype_bytes for layer, width in _attention(config))
+
+
+def decode_state_bytes(config: DecoderConfig, dtype_bytes: int = FLOAT32_BYTES) -> int:
+    """What one sequence's decoding state holds at full context: each attention layer's keys and values
+    over block_size tokens (the last W for a window of W), and the k-1 inputs each conv mixer or conv
+    reduction keeps, in every tower."""
+    elements = sum(2 * _kv_width(layer, width) * min(layer.window or config.block_size, config.block_size)
+                   for layer, width in _attention(config))
+    for layer, width in zip(config.layers, config.widths):
+        if layer.mixer == "conv":
+            elements += (layer.conv_kernel - 1) * width
+        if layer.reduction is not None and layer.reduction.kind == "conv":
+            elements += (layer.reduction.kernel_size - 1) * width
+    return config.towers * elements * dtype_bytes
+
+
+def _attention(config: DecoderConfig) -> list[tuple[LayerConfig, int]]:
+    """(layer, the width entering it) for every attention layer of one tower."""
+    return [(layer, width) for layer, width in zip(config.layers, config.widths) if layer.mixer == "attention"]
+
+
+def _kv_width(layer: LayerConfig, width: int) -> int:
+    return layer.kv_heads * (width // layer.n_head)
 
 
 def weights_bytes(config: DecoderConfig, dtype_bytes: int = FLOAT32_BYTES) -> int:
@@ -86,8 +113,9 @@ def weights_bytes(config: DecoderConfig, dtype_bytes: int = FLOAT32_BYTES) -> in
 
 
 def memory_measures(config: DecoderConfig, dtype_bytes: int = FLOAT32_BYTES) -> dict[str, int]:
-    """Both memory measures, without the FLOP count's trace: {"kv_cache_bytes", "weights_bytes"}."""
-    return {"kv_cache_bytes": kv_cache_bytes(config, dtype_bytes), "weights_bytes": weights_bytes(config, dtype_bytes)}
+    """The memory measures, without the FLOP count's trace: kv_cache_bytes, weights_bytes, decode_state_bytes."""
+    return {"kv_cache_bytes": kv_cache_bytes(config, dtype_bytes), "weights_bytes": weights_bytes(config, dtype_bytes),
+            "decode_state_bytes": decode_state_bytes(config, dtype_bytes)}
 
 
 def _sdpa_multiply_adds(inputs: list[Any], outputs: list[Any]) -> int:
@@ -102,10 +130,10 @@ def _model_for_counting(config: DecoderConfig) -> nn.Module:
     # Shapes are all we need, so the meta device makes even 77M-parameter models instant to build.
     # But a meta forward runs Python decompositions, ~5x slower to trace than a real forward of a
     # search-sized model (0.4 s against 0.08 s at d160 x 6 layers): small models, and configs with
-    # conv reductions (Conv1d's meta kernel cannot be traced), get real, uninitialised memory.
+    # a conv (reduction or mixer: Conv1d's meta kernel cannot be traced), get real, uninitialised memory.
     model = build_decoder(config, device="meta")
     small = sum(p.numel() for p in model.parameters()) * config.block_size <= REAL_TRACE_LIMIT
-    if small or any(layer.reduction and layer.reduction.kind == "conv" for layer in config.layers):
+    if small or any(isinstance(module, nn.Conv1d) for module in model.modules()):
         model = model.to_empty(device="cpu")
         if config.tie_head:  # to_empty copies each tensor separately, which unties the head
             model.head.weight = model.tok_emb.weight
@@ -128,8 +156,15 @@ def flop_analysis(config: DecoderConfig) -> tuple[nn.Module, FlopCountAnalysis]:
 
 def count_flops(config: DecoderConfig) -> int:
     """Forward FLOPs per token (2 × multiply-adds) at the config's full context length."""
-    _, analysis = flop_analysis(config)
-    return _per_token(analysis.total(), config)
+    model, analysis = flop_analysis(config)
+    return _per_token(analysis.total() - _beyond_windows(model, config.block_size), config)
+
+
+def _beyond_windows(module: nn.Module, block_size: int) -> int:
+    """The multiply-adds the trace counts for keys outside the attention windows within `module`: the
+    kernel scores all T keys under a mask, the count takes the W a window keeps (batch 1)."""
+    return sum(a.n_head * block_size * (block_size - a.window) * 2 * a.head_dim for a in module.modules()
+               if isinstance(a, CausalSelfAttention) and a.window is not None)
 
 
 def _per_token(multiply_adds: float, config: DecoderConfig) -> int:
@@ -143,7 +178,7 @@ def describe(config: DecoderConfig) -> Description:
     rows = []
     for name, module_name, module in _described_modules(model):
         params = 0 if name == "head (tied)" else sum(p.numel() for p in module.parameters())
-        flops = _per_token(by_module.get(module_name, 0), config)
+        flops = _per_token(by_module.get(module_name, 0) - _beyond_windows(module, config.block_size), config)
         rows.append(LayerRow(name=name, params=params, flops_per_token=flops, **_kind(module)))
     if model.tower_mix is not None:
         width = config.final_width
@@ -155,16 +190,19 @@ def describe(config: DecoderConfig) -> Description:
     return Description(
         params=counts.total,
         non_embedding_params=counts.non_embedding,
-        flops_per_token=_per_token(analysis.total(), config),
+        flops_per_token=_per_token(analysis.total() - _beyond_windows(model, config.block_size), config),
         layers=rows,
         kv_cache_bytes=kv_cache_bytes(config),
         weights_bytes=counts.total * FLOAT32_BYTES,
+        decode_state_bytes=decode_state_bytes(config),
     )
 
 
 def _described_modules(model: nn.Module) -> list[tuple[str, str, nn.Module]]:
     """(row name, fvcore module name, module) in forward order; names follow the config's layers."""
-    rows = [("token embedding", "tok_emb", model.tok_emb), ("position embedding", "pos_emb", model.pos_emb)]
+    rows = [("token embedding", "tok_emb", model.tok_emb)]
+    if model.pos_emb is not None:
+        rows.append(("position embedding", "pos_emb", model.pos_emb))
     for t, tower in enumerate(model.towers):
         prefix = f"tower {t} " if len(model.towers) > 1 else ""
         if model.tower_inputs is not None:
@@ -185,6 +223,9 @@ def _kind(module: nn.Module) -> dict[str, Any]:
     if isinstance(module, Block):
         width = module.ln_1.normalized_shape[0]
         kind = "parallel" if module.parallel else "sequential"
+        if module.conv is not None:
+            return {"kind": f"{kind} conv k{module.conv.history + 1}", "width_in": width, "width_out": width,
+                    "heads": None}
         return {"kind": kind, "width_in": width, "width_out": width, "heads": module.attn.n_head}
     if isinstance(module, LinearReduction):
         layer = module.linear
@@ -195,8 +236,8 @@ def _kind(module: nn.Module) -> dict[str, Any]:
                 "width_out": conv.out_channels, "heads": None}
     if isinstance(module, nn.Embedding):
         return {"kind": "embedding", "width_in": module.num_embeddings, "width_out": module.embedding_dim, "heads": None}
-    if isinstance(module, nn.LayerNorm):
+    if isinstance(module, (nn.LayerNorm, nn.RMSNorm)):
         width = module.normalized_shape[0]
-        return {"kind": "layernorm", "width_in": width, "width_out": width, "heads": None}
+        return {"kind": type(module).__name__.lower(), "width_in": width, "width_out": width, "heads": None}
     assert isinstance(module, nn.Linear)
     return {"kind": "linear", "width_in": module.in_features, "width_out": module.out_features, "heads": None}

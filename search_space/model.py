@@ -1,8 +1,8 @@
 """Turns a DecoderConfig into a torch.nn.Module, read top to bottom like nanoGPT's model.py.
 
 Every module takes an optional DecodeState: during cached generation attention keeps its keys and
-values there, and a causal conv keeps its last k-1 inputs, so one token at a time gives the same
-logits as the full sequence.
+values there (a windowed layer the last W), and a causal conv (a conv mixer or reduction) keeps its
+last k-1 inputs, so one token at a time gives the same logits as the full sequence.
 """
 
 from __future__ import annotations
@@ -28,62 +28,150 @@ class DecodeState:
     buffers: dict[nn.Module, Any] = field(default_factory=dict)
 
 
+NORM_EPS = 1e-5  # every norm's epsilon: torch's LayerNorm default, and what the transformers exports declare
+
+
+def make_norm(kind: str, width: int, bias: bool) -> nn.Module:
+    # RMSNorm has no bias (Llama, LFM2); `bias.blocks` decides it for LayerNorm only.
+    return nn.LayerNorm(width, eps=NORM_EPS, bias=bias) if kind == "layernorm" else nn.RMSNorm(width, eps=NORM_EPS)
+
+
+def rotate(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
+    """Rotary positions on [b, h, t, d]: channel i pairs with i + d/2 (Llama's rotate_half layout), turned by
+    position × theta^(-2i/d); angles in float32 whatever x's dtype, as transformers computes them."""
+    head_dim = x.size(-1)
+    inverse_frequency = theta ** (-torch.arange(0, head_dim, 2, device=x.device, dtype=torch.float32) / head_dim)
+    angles = positions.float()[:, None] * inverse_frequency
+    angles = torch.cat([angles, angles], dim=-1)
+    first, second = x.chunk(2, dim=-1)
+    return x * angles.cos().to(x.dtype) + torch.cat([-second, first], dim=-1) * angles.sin().to(x.dtype)
+
+
+def attention_mask(queries: int, keys: int, window: int | None, device: torch.device) -> torch.Tensor:
+    """Which keys each query sees, the queries being the last of the keys: earlier or itself, and with a
+    window W only the last W of those."""
+    distance = torch.arange(keys - queries, keys, device=device)[:, None] - torch.arange(keys, device=device)
+    visible = distance >= 0
+    return visible & (distance < window) if window is not None else visible
+
+
+def with_history(module: nn.Module, x: torch.Tensor, state: DecodeState | None, history: int) -> torch.Tensor:
+    """x [b, c, t] behind the module's last `history` inputs (zeros before the first token): what a causal
+    conv of kernel history + 1 reads. With a state, those inputs are kept for the next call."""
+    past = state.buffers.get(module) if state is not None else None
+    if past is None:
+        past = x.new_zeros(x.size(0), x.size(1), history)
+    x = torch.cat([past, x], dim=-1)
+    if state is not None:
+        state.buffers[module] = x[..., x.size(-1) - history :]
+    return x
+
+
 class CausalSelfAttention(nn.Module):
-    def __init__(self, width: int, n_head: int, bias: bool, dropout: float):
+    """Multi-head attention; fewer KV heads than query heads is grouped-query attention, which
+    scaled_dot_product_attention computes (enable_gqa) without copying keys and values per query head.
+    The cache holds keys and values at their own head count, after rope, the last `window` of them."""
+
+    def __init__(self, width: int, layer: LayerConfig, bias: bool, dropout: float, rope_theta: float | None):
         super().__init__()
-        self.qkv = nn.Linear(width, 3 * width, bias=bias)
+        self.n_head, self.n_kv_head, self.window = layer.n_head, layer.kv_heads, layer.window
+        self.head_dim = width // layer.n_head
+        self.qkv = nn.Linear(width, (self.n_head + 2 * self.n_kv_head) * self.head_dim, bias=bias)
         self.proj = nn.Linear(width, width, bias=bias)
-        self.n_head = n_head
+        self.q_norm = nn.RMSNorm(self.head_dim, eps=NORM_EPS) if layer.qk_norm else None
+        self.k_norm = nn.RMSNorm(self.head_dim, eps=NORM_EPS) if layer.qk_norm else None
+        self.rope_theta = rope_theta
         self.dropout = dropout
         self.resid_dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, state: DecodeState | None = None) -> torch.Tensor:
-        q, k, v = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=self.n_head)
-        mask = None
+        kv_width = self.n_kv_head * self.head_dim
+        q, k, v = self.qkv(x).split([x.size(-1), kv_width, kv_width], dim=-1)
+        q = rearrange(q, "b t (h d) -> b h t d", h=self.n_head)
+        k, v = (rearrange(z, "b t (h d) -> b h t d", h=self.n_kv_head) for z in (k, v))
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        start = state.position if state is not None else 0
+        if self.rope_theta is not None:
+            positions = torch.arange(start, start + x.size(1), device=x.device)
+            q, k = rotate(q, positions, self.rope_theta), rotate(k, positions, self.rope_theta)
         if state is not None:
             past = state.buffers.get(self)
             if past is not None:
                 k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-            state.buffers[self] = (k, v)
-            # New queries sit at the end of the key sequence: query i sees keys up to past + i.
-            mask = torch.ones(q.size(2), k.size(2), dtype=torch.bool, device=x.device).tril(k.size(2) - q.size(2))
+            kept = slice(-self.window, None) if self.window is not None else slice(None)
+            state.buffers[self] = (k[:, :, kept], v[:, :, kept])
+        # Full causal attention without a cache takes the kernels' causal path; anything else a mask.
+        mask = None if state is None and self.window is None else attention_mask(q.size(2), k.size(2), self.window,
+                                                                                  x.device)
         y = F.scaled_dot_product_attention(
             q, k, v,
             attn_mask=mask,
             dropout_p=self.dropout if self.training else 0.0,
             is_causal=mask is None,
+            enable_gqa=self.n_kv_head != self.n_head,
         )
         return self.resid_dropout(self.proj(rearrange(y, "b h t d -> b t (h d)")))
 
 
-class MLP(nn.Module):
-    def __init__(self, width: int, mlp_ratio: float, bias: bool, dropout: float):
+class GatedShortConv(nn.Module):
+    """LFM2's mixer: in_proj splits into B, C, x; y = C ⊙ causal_depthwise_conv_k(B ⊙ x); out_proj.
+    No KV cache: decoding keeps the conv's last k-1 inputs."""
+
+    def __init__(self, width: int, layer: LayerConfig, bias: bool, dropout: float):
         super().__init__()
-        hidden = mlp_hidden(width, mlp_ratio)
+        self.in_proj = nn.Linear(width, 3 * width, bias=bias)
+        self.conv = nn.Conv1d(width, width, layer.conv_kernel, groups=width, bias=bias)
+        self.out_proj = nn.Linear(width, width, bias=bias)
+        self.history = layer.conv_kernel - 1
+        self.resid_dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, state: DecodeState | None = None) -> torch.Tensor:
+        b, c, x = rearrange(self.in_proj(x), "b t (three c) -> three b c t", three=3)
+        y = c * self.conv(with_history(self, b * x, state, self.history))
+        return self.resid_dropout(self.out_proj(rearrange(y, "b c t -> b t c")))
+
+
+class MLP(nn.Module):
+    """GELU: proj(gelu(fc x)). SwiGLU: proj(silu(gate x) ⊙ fc x), Llama's gated MLP."""
+
+    def __init__(self, width: int, layer: LayerConfig, bias: bool, dropout: float):
+        super().__init__()
+        hidden = mlp_hidden(width, layer.mlp_width_ratio)
         self.fc = nn.Linear(width, hidden, bias=bias)
+        self.gate = nn.Linear(width, hidden, bias=bias) if layer.mlp == "swiglu" else None
         self.proj = nn.Linear(hidden, width, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.proj(F.gelu(self.fc(x))))
+        hidden = F.gelu(self.fc(x)) if self.gate is None else F.silu(self.gate(x)) * self.fc(x)
+        return self.dropout(self.proj(hidden))
 
 
 class Block(nn.Module):
-    """`sequential`: x + attn(ln1 x), then + mlp(ln2 x). `parallel`: x + attn(ln x) + mlp(ln x)."""
+    """`sequential`: x + mixer(norm1 x), then + mlp(norm2 x). `parallel`: x + mixer(norm x) + mlp(norm x).
+    The mixer is attention (`attn`) or a gated short conv (`conv`)."""
 
-    def __init__(self, width: int, layer: LayerConfig, bias: bool, dropout: float):
+    def __init__(self, width: int, layer: LayerConfig, config: DecoderConfig):
         super().__init__()
+        bias, dropout = config.bias.blocks, config.dropout
         self.parallel = layer.layout == "parallel"
-        self.ln_1 = nn.LayerNorm(width, bias=bias)
-        self.attn = CausalSelfAttention(width, layer.n_head, bias, dropout)
-        self.ln_2 = None if self.parallel else nn.LayerNorm(width, bias=bias)
-        self.mlp = MLP(width, layer.mlp_ratio, bias, dropout)
+        self.ln_1 = make_norm(config.norm, width, bias)
+        rope_theta = config.rope_theta if config.position == "rope" else None
+        self.attn = CausalSelfAttention(width, layer, bias, dropout, rope_theta) if layer.mixer == "attention" else None
+        self.conv = GatedShortConv(width, layer, bias, dropout) if layer.mixer == "conv" else None
+        self.ln_2 = None if self.parallel else make_norm(config.norm, width, bias)
+        self.mlp = MLP(width, layer, bias, dropout)
+
+    @property
+    def mixer(self) -> nn.Module:
+        return self.attn if self.attn is not None else self.conv
 
     def forward(self, x: torch.Tensor, state: DecodeState | None = None) -> torch.Tensor:
         if self.parallel:
             h = self.ln_1(x)
-            return x + self.attn(h, state) + self.mlp(h)
-        x = x + self.attn(self.ln_1(x), state)
+            return x + self.mixer(h, state) + self.mlp(h)
+        x = x + self.mixer(self.ln_1(x), state)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -105,13 +193,7 @@ class CausalConvReduction(nn.Module):
         self.history = reduction.kernel_size - 1
 
     def forward(self, x: torch.Tensor, state: DecodeState | None = None) -> torch.Tensor:
-        x = rearrange(x, "b t c -> b c t")
-        past = state.buffers.get(self) if state is not None else None
-        if past is None:
-            past = x.new_zeros(x.size(0), x.size(1), self.history)
-        x = torch.cat([past, x], dim=-1)
-        if state is not None:
-            state.buffers[self] = x[..., x.size(-1) - self.history :]
+        x = with_history(self, rearrange(x, "b t c -> b c t"), state, self.history)
         return rearrange(self.conv(x), "b c t -> b t c")
 
 
@@ -125,7 +207,7 @@ class Tower(nn.Module):
         super().__init__()
         modules: list[nn.Module] = []
         for layer, width in zip(config.layers, config.widths):
-            modules.append(Block(width, layer, config.bias.blocks, config.dropout))
+            modules.append(Block(width, layer, config))
             if layer.reduction is not None:
                 modules.append(REDUCTIONS[layer.reduction.kind](width, layer.reduction, config.bias.reductions))
         self.layers = nn.ModuleList(modules)
@@ -142,7 +224,7 @@ class Decoder(nn.Module):
         self.config = config
         d = config.d_model
         self.tok_emb = nn.Embedding(config.vocab_size, d)
-        self.pos_emb = nn.Embedding(config.block_size, d)
+        self.pos_emb = nn.Embedding(config.block_size, d) if config.position == "learned" else None
         self.drop = nn.Dropout(config.dropout)
         # One tower is the plain GPT path; with P > 1 each tower is entered through its own Linear(d, d).
         parallel = config.towers > 1
@@ -155,7 +237,7 @@ class Decoder(nn.Module):
         # Mixing logits for towers 1..P-1 against tower P fixed at 0: for P = 2 softmax([w, 0]) is
         # exactly the paper's σ(w)·x1 + (1−σ(w))·x2 with w starting at 0.5.
         self.tower_mix = nn.Parameter(torch.full((config.towers - 1,), 0.5)) if parallel else None
-        self.ln_f = nn.LayerNorm(config.final_width, bias=config.bias.blocks)
+        self.ln_f = make_norm(config.norm, config.final_width, config.bias.blocks)
         self.head = nn.Linear(config.final_width, config.vocab_size, bias=False)
         if config.tie_head:
             self.head.weight = self.tok_emb.weight
@@ -165,7 +247,7 @@ class Decoder(nn.Module):
         # GPT-2: residual projections scaled by 1/sqrt(2·depth), applied after every block exists
         # (the paper's code ran its init before building blocks, leaving them at PyTorch defaults).
         for name, param in self.named_parameters():
-            if name.endswith(("attn.proj.weight", "mlp.proj.weight")):
+            if name.endswith(("attn.proj.weight", "conv.out_proj.weight", "mlp.proj.weight")):
                 nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * len(config.layers)))
 
     @staticmethod
@@ -182,9 +264,11 @@ class Decoder(nn.Module):
 
     def forward(self, idx: torch.Tensor, state: DecodeState | None = None) -> torch.Tensor:
         """idx [B, T] token ids -> logits [B, T, vocab]. With a state, idx continues its sequence."""
-        start = state.position if state is not None else 0
-        positions = torch.arange(start, start + idx.size(1), device=idx.device)
-        x = self.drop(self.tok_emb(idx) + self.pos_emb(positions))
+        x = self.tok_emb(idx)
+        if self.pos_emb is not None:  # rope turns queries and keys inside attention instead
+            start = state.position if state is not None else 0
+            x = x + self.pos_emb(torch.arange(start, start + idx.size(1), device=idx.device))
+        x = self.drop(x)
         if self.tower_inputs is None:
             x = self.towers[0](x, state)
         else:

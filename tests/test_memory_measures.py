@@ -70,11 +70,12 @@ def test_a_tied_head_is_weighed_once():
     assert untied - tied == 40 * 16 * 4
 
 
-def test_describe_reports_both_measures(tiny_config):
+def test_describe_reports_the_memory_measures(tiny_config):
     description = describe(tiny_config)
     assert memory_measures(tiny_config) == {
         "kv_cache_bytes": description.kv_cache_bytes,
         "weights_bytes": description.weights_bytes,
+        "decode_state_bytes": description.decode_state_bytes,
     }
     assert description.weights_bytes == description.params * 4
     assert description.to_dict()["kv_cache_bytes"] == kv_cache_bytes(tiny_config)
