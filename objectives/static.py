@@ -52,6 +52,7 @@ class LayerRow:
     heads: int | None
     params: int
     flops_per_token: int
+    kv_heads: int | None = None  # attention: the key/value heads (fewer than `heads`: grouped-query)
 
 
 @dataclass(frozen=True)
@@ -222,11 +223,14 @@ def _described_modules(model: nn.Module) -> list[tuple[str, str, nn.Module]]:
 def _kind(module: nn.Module) -> dict[str, Any]:
     if isinstance(module, Block):
         width = module.ln_1.normalized_shape[0]
-        kind = "parallel" if module.parallel else "sequential"
-        if module.conv is not None:
-            return {"kind": f"{kind} conv k{module.conv.history + 1}", "width_in": width, "width_out": width,
-                    "heads": None}
-        return {"kind": kind, "width_in": width, "width_out": width, "heads": module.attn.n_head}
+        attn, conv = module.attn, module.conv
+        kind = ["parallel" if module.parallel else "sequential"]
+        kind += [f"conv k{conv.history + 1}"] if conv is not None else []
+        kind += [f"window {attn.window}"] if attn is not None and attn.window is not None else []
+        kind += ["qk-norm"] if attn is not None and attn.q_norm is not None else []
+        kind += ["swiglu"] if module.mlp.gate is not None else []
+        heads = {"heads": attn.n_head, "kv_heads": attn.n_kv_head} if attn is not None else {"heads": None}
+        return {"kind": " ".join(kind), "width_in": width, "width_out": width, **heads}
     if isinstance(module, LinearReduction):
         layer = module.linear
         return {"kind": "linear", "width_in": layer.in_features, "width_out": layer.out_features, "heads": None}

@@ -21,7 +21,7 @@ from .config import (
     save_config,
     summarize,
 )
-from .presets import PAPER_SHAPE, PRESETS, SHAPE_KEYS, preset
+from .presets import PAPER_PRESETS, PAPER_SHAPE, PRESETS, SHAPE_KEYS, preset
 
 __all__ = [
     "BiasConfig",
@@ -30,6 +30,7 @@ __all__ = [
     "Decoder",
     "DecoderConfig",
     "LayerConfig",
+    "PAPER_PRESETS",
     "PAPER_SHAPE",
     "PRESETS",
     "Reduction",

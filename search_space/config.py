@@ -181,9 +181,10 @@ def _check_mixer(index: int, layer: LayerConfig, width: int, config: DecoderConf
     """The mixer's own keys; a key of the other mixer, set away from its default, is refused."""
     where = f"layers[{index}]"
     _check_choice(f"{where}.mixer", layer.mixer, MIXERS)
-    _check_int(f"{where}.conv_kernel", layer.conv_kernel, minimum=1, maximum=config.block_size)
     _check_type(f"{where}.qk_norm", layer.qk_norm, bool)
     if layer.mixer == "conv":
+        # Like a conv reduction's: a kernel longer than the context only ever sees padding.
+        _check_int(f"{where}.conv_kernel", layer.conv_kernel, minimum=1, maximum=config.block_size)
         for name, default in ATTENTION_ONLY.items():
             if getattr(layer, name) != default:
                 raise ConfigError(f"{where}.{name}: {getattr(layer, name)!r} only applies to attention mixers "

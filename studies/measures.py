@@ -66,6 +66,9 @@ OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
               static=True, constraint="max_kv_cache_mb", constraint_scale=1e6),
     Objective("weights_bytes", _MIN, "cost", "bytes", "bytes of the weights (float32)",
               static=True, constraint="max_weights_mb", constraint_scale=1e6),
+    Objective("decode_state_bytes", _MIN, "cost", "bytes",
+              "bytes one sequence's decoding state holds at full context (KV cache, conv inputs; float32)",
+              static=True, constraint="max_decode_state_mb", constraint_scale=1e6),
 )}
 DEFAULT_OBJECTIVES = ("val_loss", "flops_per_token")
 CONSTRAINTS: dict[str, Objective] = {o.constraint: o for o in OBJECTIVES.values() if o.constraint}

@@ -9,7 +9,7 @@ import optuna
 import pytest
 import yaml
 
-from search_space import PRESETS, DecoderConfig, architecture_hash, preset
+from search_space import PAPER_PRESETS, DecoderConfig, architecture_hash, preset
 from search_space.config import validate
 from studies.errors import StudyError
 from studies.settings import SETTINGS_KEY, read_settings
@@ -110,13 +110,15 @@ def test_params_for_finds_parameters_that_rebuild_the_architecture(encoding: str
         assert params is not None
         rebuilt = space.sample(optuna.trial.FixedTrial(params), config.vocab_size, config.block_size)
         assert architecture_hash(rebuilt) == architecture_hash(config)
-    for name in PRESETS:  # the paper's models at the benchmark shape lie in the default space
+    for name in PAPER_PRESETS:  # the paper's models at the benchmark shape lie in the default space
         config = preset(name, vocab_size=65, block_size=64, n_layer=4, n_head=4, d_model=128)
         params = space.params_for(config)
         assert params is not None and params["d_model"] == 128 and params["n_head"] == 4
         assert architecture_hash(space.sample(optuna.trial.FixedTrial(params), 65, 64)) == architecture_hash(config)
     assert space.params_for(preset("gpt", vocab_size=65, block_size=64, d_model=256)) is None  # no such width
     assert space.params_for(preset("gpt", vocab_size=65, block_size=64, n_layer=8)) is None  # too deep
+    for name in ("llama", "lfm2"):  # rope, RMSNorm, SwiGLU, fewer KV heads, conv mixers: not the paper's space
+        assert space.params_for(preset(name, vocab_size=65, block_size=64, n_layer=4, n_head=4, d_model=128)) is None
 
 
 @pytest.mark.parametrize("encoding", ["pattern", "per_layer"])

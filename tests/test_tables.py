@@ -17,7 +17,7 @@ from study_helpers import cli, isolated_python_api, make_tiny  # noqa: F401 (an 
 from trainer.loop import TrainingRecipe
 
 OBJECTIVES = ("val_loss", "flops_per_token")
-SECONDARY = ("val_accuracy", "params", "latency_ms", "kv_cache_bytes", "weights_bytes")
+SECONDARY = ("val_accuracy", "params", "latency_ms", "kv_cache_bytes", "weights_bytes", "decode_state_bytes")
 SUMMARIES = ["d160 3L[S2m3 P2 S2m2]", "d128 4L[P4 P4>conv3:96 S4m2 P4>lin64] x2 towers", "d96 2L[S4 S4]"]
 
 
@@ -26,7 +26,7 @@ def front() -> list:
     for number, summary in enumerate(SUMMARIES):
         attrs = {"val_loss": 1.8 + number / 10, "flops_per_token": 1.5e6 / (number + 1), "val_accuracy": 0.41,
                  "params": 812_345.0, "latency_ms": 1.25, "kv_cache_bytes": 4096.0, "weights_bytes": 3.2e6,
-                 "summary": summary}
+                 "decode_state_bytes": 262_144.0, "summary": summary}
         trial = create_trial(state=TrialState.COMPLETE, values=[attrs["val_loss"], attrs["flops_per_token"]],
                              user_attrs=attrs)
         trial.number = number

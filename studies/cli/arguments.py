@@ -21,7 +21,8 @@ from ..storage.backends import DEFAULT_STORAGE, STORAGE_FORMS
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("architecture (a config file, or a preset with shape flags)")
     group.add_argument("config", nargs="?", help="architecture config (.yaml or .json)")
-    group.add_argument("--preset", choices=sorted(PRESETS), help="one of the paper's four models")
+    group.add_argument("--preset", choices=sorted(PRESETS),
+                       help="one of the paper's four models (gpt, pgpt, lgpt, cgpt), or llama or lfm2")
     add_shape_arguments(group)
 
 

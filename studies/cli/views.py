@@ -21,12 +21,14 @@ if TYPE_CHECKING:  # describe() needs torch; the front table does not
 
 
 def description_table(config: DecoderConfig, description: Description) -> Table:
-    table = Table(title=summarize(config), caption=f"FLOPs per token at context {config.block_size} (2 × multiply-adds)")
+    table = Table(title=summarize(config), caption=f"FLOPs per token at context {config.block_size} (2 × multiply-adds); "
+                  f"decoding state at full context {description.decode_state_bytes:,} bytes (float32)")
     for column in ("layer", "kind", "width", "heads", "params", "FLOPs/token"):
         table.add_column(column, justify="right" if column in ("heads", "params", "FLOPs/token") else "left")
     for row in description.layers:
         width = str(row.width_out) if row.width_in == row.width_out else f"{row.width_in}→{row.width_out}"
-        table.add_row(row.name, row.kind, width, str(row.heads or ""), f"{row.params:,}", f"{row.flops_per_token:,}")
+        heads = f"{row.heads}/{row.kv_heads}" if row.heads and row.kv_heads != row.heads else str(row.heads or "")
+        table.add_row(row.name, row.kind, width, heads, f"{row.params:,}", f"{row.flops_per_token:,}")
     table.add_section()
     table.add_row("total", "", "", "", f"{description.params:,}", f"{description.flops_per_token:,}")
     table.add_row("non-embedding", "", "", "", f"{description.non_embedding_params:,}", "")

@@ -20,7 +20,7 @@ import optuna
 import torch
 
 from objectives import LatencyProtocol, count_flops, measure_latency
-from search_space import PRESETS, DecoderConfig, architecture_hash, preset, summarize
+from search_space import PAPER_PRESETS, DecoderConfig, architecture_hash, preset, summarize
 from trainer.data import TokenizedData, default_cache_dir
 from trainer.loop import Progress, TrainingRecipe
 from trainer.run import fit_vocabulary, initialised_model, run_training
@@ -49,7 +49,7 @@ def reproduce(data: TokenizedData, recipe: TrainingRecipe, shape: dict[str, int]
     map: one architecture hash) reuses its row, as a study would."""
     rows: list[dict[str, Any]] = []
     trained: dict[str, dict[str, Any]] = {}
-    for name in PRESETS:
+    for name in PAPER_PRESETS:
         config, _ = fit_vocabulary(preset(name, **shape), data.vocab_size)
         arch_hash = architecture_hash(config)
         if arch_hash in trained:

@@ -15,7 +15,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from search_space import PRESETS, preset
+from search_space import PAPER_PRESETS, preset
 from trainer.corpora import corpus_changed
 from trainer.data import TokenizedData
 
@@ -128,7 +128,7 @@ def _preset_params(settings: StudySettings) -> dict[str, dict | None]:
     build is enqueued with its parameters (None: it cannot): the sampler then learns from it like from
     any other trial (the gpt preset is among the best at its cost, and without parameters TPE never saw it)."""
     return {name: settings.space.params_for(preset(name, block_size=settings.block_size, **settings.preset_shape))
-            for name in PRESETS}
+            for name in PAPER_PRESETS}
 
 
 @dataclass
