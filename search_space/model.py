@@ -31,9 +31,17 @@ class DecodeState:
 NORM_EPS = 1e-5  # every norm's epsilon: torch's LayerNorm default, and what the transformers exports declare
 
 
+class RMSNorm(nn.RMSNorm):
+    """Computed in float32 whatever the input's dtype, as transformers' Llama and LFM2 compute it (and a
+    bf16 input under autocast would miss torch's fused kernel), returned in the input's dtype."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.float()).to(x.dtype)
+
+
 def make_norm(kind: str, width: int, bias: bool) -> nn.Module:
     # RMSNorm has no bias (Llama, LFM2); `bias.blocks` decides it for LayerNorm only.
-    return nn.LayerNorm(width, eps=NORM_EPS, bias=bias) if kind == "layernorm" else nn.RMSNorm(width, eps=NORM_EPS)
+    return nn.LayerNorm(width, eps=NORM_EPS, bias=bias) if kind == "layernorm" else RMSNorm(width, eps=NORM_EPS)
 
 
 def rotate(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
@@ -78,8 +86,8 @@ class CausalSelfAttention(nn.Module):
         self.head_dim = width // layer.n_head
         self.qkv = nn.Linear(width, (self.n_head + 2 * self.n_kv_head) * self.head_dim, bias=bias)
         self.proj = nn.Linear(width, width, bias=bias)
-        self.q_norm = nn.RMSNorm(self.head_dim, eps=NORM_EPS) if layer.qk_norm else None
-        self.k_norm = nn.RMSNorm(self.head_dim, eps=NORM_EPS) if layer.qk_norm else None
+        self.q_norm = RMSNorm(self.head_dim, eps=NORM_EPS) if layer.qk_norm else None
+        self.k_norm = RMSNorm(self.head_dim, eps=NORM_EPS) if layer.qk_norm else None
         self.rope_theta = rope_theta
         self.dropout = dropout
         self.resid_dropout = nn.Dropout(dropout)

@@ -15,11 +15,13 @@ from study_helpers import Tiny, cli, make_tiny
 
 
 @st.composite
-def decoder_configs(draw: st.DrawFn, max_layers: int = 4) -> DecoderConfig:
-    """Random valid configs: every layout, both reduction kinds, conv kernels > 1, towers 1-3."""
+def decoder_configs(draw: st.DrawFn, max_layers: int = 4, modern: bool = False) -> DecoderConfig:
+    """Random valid configs: every layout, both reduction kinds, conv kernels > 1, towers 1-3. `modern`
+    draws today's blocks too: norm, rope, and per layer the mixer, KV heads, window, qk-norm and MLP kind."""
     n_head = draw(st.sampled_from([1, 2, 4]))
-    width = n_head * draw(st.sampled_from([4, 8]))
+    width = n_head * draw(st.sampled_from([4, 8]))  # head dims 4 or 8, halved to 2 or 4: even, as rope needs
     d_model = width
+    block_size = draw(st.integers(4, 12))
     layers = []
     for _ in range(draw(st.integers(1, max_layers))):
         reduction = None
@@ -35,15 +37,29 @@ def decoder_configs(draw: st.DrawFn, max_layers: int = 4) -> DecoderConfig:
             n_head=n_head,
             mlp_ratio=draw(st.sampled_from([1, 2, 4])),
             reduction=reduction,
+            **(draw(modern_layer_keys(n_head, block_size)) if modern else {}),
         ))
         width = next_width
+    model_keys = {"norm": draw(st.sampled_from(["layernorm", "rmsnorm"])),
+                  "position": draw(st.sampled_from(["learned", "rope"]))} if modern else {}
     return DecoderConfig(
         vocab_size=draw(st.integers(5, 20)),
-        block_size=draw(st.integers(4, 12)),
+        block_size=block_size,
         d_model=d_model,
         layers=tuple(layers),
         towers=draw(st.integers(1, 3)),
+        **model_keys,
     )
+
+
+@st.composite
+def modern_layer_keys(draw: st.DrawFn, n_head: int, block_size: int) -> dict:
+    mlp = draw(st.sampled_from(["gelu", "swiglu"]))
+    if draw(st.booleans()):
+        return {"mixer": "conv", "conv_kernel": draw(st.integers(1, 4)), "mlp": mlp}
+    return {"n_kv_head": draw(st.sampled_from([k for k in (1, 2, 4) if n_head % k == 0])),
+            "window": draw(st.none() | st.integers(1, block_size - 1)),
+            "qk_norm": draw(st.booleans()), "mlp": mlp}
 
 
 CORPUS_TEXT = "".join(f"{i} little pigs, {i} big bad wolves.\n" for i in range(120))  # ~4 kB
@@ -82,6 +98,27 @@ def tiny_config() -> DecoderConfig:
             LayerConfig(n_head=2),
             LayerConfig(layout="parallel", n_head=2, reduction=Reduction("conv", 8, kernel_size=3)),
             LayerConfig(n_head=2, mlp_ratio=2, reduction=Reduction("linear", 4)),
+        ),
+        towers=2,
+    )
+
+
+@pytest.fixture
+def modern_config() -> DecoderConfig:
+    """Every new block at once: rope, RMSNorm, a tied head, grouped-query and multi-query attention, a
+    window, qk-norm, SwiGLU, conv mixers in both layouts, before and after reductions."""
+    return DecoderConfig(
+        vocab_size=17,
+        block_size=12,
+        d_model=16,
+        norm="rmsnorm",
+        position="rope",
+        tie_head=True,
+        layers=(
+            LayerConfig(n_head=4, n_kv_head=2, window=3, qk_norm=True, mlp="swiglu"),
+            LayerConfig(layout="parallel", mixer="conv", reduction=Reduction("conv", 8, kernel_size=3)),
+            LayerConfig(n_head=2, n_kv_head=1, mlp="swiglu", mlp_ratio=2),
+            LayerConfig(mixer="conv", conv_kernel=2, reduction=Reduction("linear", 16)),
         ),
         towers=2,
     )

@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +21,7 @@ from search_space import (
     load_config,
     preset,
     save_config,
+    summarize,
 )
 
 
@@ -101,6 +103,31 @@ def _base() -> dict:
          "layers[0].reduction.kernel_size", "at most 32"),  # the base config's block_size
         (lambda d: d["layers"][0].update(reduction={"kind": "conv", "width": 10**6}), "layers[0].reduction.width",
          "at most 65536"),
+        # today's blocks: each key checked, a key of the other mixer refused, a value that cannot work refused
+        (lambda d: d.update(norm="batchnorm"), "norm", "'batchnorm' is not one of ['layernorm', 'rmsnorm']"),
+        (lambda d: d.update(position="alibi"), "position", "'alibi' is not one of ['learned', 'rope']"),
+        (lambda d: d.update(rope_theta=5e5), "rope_theta", "only applies with position: rope"),
+        (lambda d: d.update(position="rope", rope_theta=0.5), "rope_theta", "above 1"),
+        (lambda d: d.update(position="rope", rope_theta="big"), "rope_theta", "expected int or float"),
+        (lambda d: (d.update(position="rope"), d["layers"][1].update(n_head=64)), "position",
+         "layers[1] has 64 heads of odd dimension 1"),
+        (lambda d: d["layers"][0].update(mixer="ssm"), "layers[0].mixer", "'ssm' is not one of"),
+        (lambda d: d["layers"][0].update(conv_kernel=5), "layers[0].conv_kernel", "only applies to conv mixers"),
+        (lambda d: d["layers"][0].update(mixer="conv", conv_kernel=0), "layers[0].conv_kernel", "at least 1"),
+        (lambda d: d["layers"][0].update(mixer="conv", conv_kernel=33), "layers[0].conv_kernel", "at most 32"),
+        (lambda d: d["layers"][0].update(mixer="conv", n_kv_head=1), "layers[0].n_kv_head",
+         "only applies to attention mixers"),
+        (lambda d: d["layers"][0].update(mixer="conv", window=8), "layers[0].window", "only applies to attention"),
+        (lambda d: d["layers"][0].update(mixer="conv", qk_norm=True), "layers[0].qk_norm", "only applies to attention"),
+        (lambda d: d["layers"][0].update(n_kv_head=3), "layers[0].n_kv_head", "3 KV heads do not divide the 4 query"),
+        (lambda d: d["layers"][0].update(n_kv_head=0), "layers[0].n_kv_head", "at least 1"),
+        (lambda d: d["layers"][0].update(n_kv_head=2.0), "layers[0].n_kv_head", "expected int"),
+        (lambda d: d["layers"][0].update(window=32), "layers[0].window", "at most 31"),  # the whole context
+        (lambda d: d["layers"][0].update(window=0), "layers[0].window", "at least 1"),
+        (lambda d: d["layers"][0].update(window="8"), "layers[0].window", "expected int"),
+        (lambda d: d["layers"][0].update(qk_norm="yes"), "layers[0].qk_norm", "expected bool"),
+        (lambda d: d["layers"][0].update(mlp="relu"), "layers[0].mlp", "'relu' is not one of ['gelu', 'swiglu']"),
+        (lambda d: d["layers"][0].update(mlp="swiglu", mlp_ratio=0.001), "layers[0].mlp_ratio", "no MLP units"),
     ],
 )
 def test_each_validation_error_names_the_field_and_value(edit, field, fragment):
@@ -169,3 +196,106 @@ def test_a_kernel_1_conv_hashes_like_the_linear_map_it_computes():
         outputs.append(build_decoder(config)(tokens))
     torch.testing.assert_close(outputs[0], outputs[1])  # same weights drawn, same function
 
+
+
+# --- today's blocks: files, hashes and shorthand --------------------------------------------------
+
+
+HASHES = json.loads((Path(__file__).parent / "fixtures" / "architecture_hashes.json").read_text())
+
+
+def _stored(entry: dict) -> DecoderConfig:
+    kind, _, name = entry["source"].partition(" ")
+    if kind == "preset":
+        return preset(name, **entry["shape"])
+    if kind == "example":
+        return load_config(Path(__file__).parent.parent / "examples" / name)
+    return config_from_dict(entry["config"])
+
+
+@pytest.mark.parametrize("entry", HASHES, ids=[entry["source"] for entry in HASHES])
+def test_configs_from_before_the_new_blocks_keep_their_hashes(entry):
+    """Hashes stored before the new keys existed: existing studies go on reusing their results."""
+    config = _stored(entry)
+    assert architecture_hash(config) == entry["hash"]
+    assert not set(config_to_yaml(config).split()) & {"norm:", "position:", "mixer:", "mlp:", "window:"}
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_every_new_key_survives_the_round_trip(modern_config, tmp_path, suffix):
+    loaded = load_config(save_config(modern_config, tmp_path / f"arch{suffix}"))
+    assert loaded == modern_config and architecture_hash(loaded) == architecture_hash(modern_config)
+    assert config_to_yaml(loaded) == config_to_yaml(modern_config)
+    data = config_to_dict(modern_config)
+    assert (data["norm"], data["position"]) == ("rmsnorm", "rope") and "rope_theta" not in data
+    assert data["layers"][0] == {"layout": "sequential", "n_head": 4, "mlp_ratio": 4.0, "n_kv_head": 2, "window": 3,
+                                 "qk_norm": True, "mlp": "swiglu"}
+    assert data["layers"][3]["conv_kernel"] == 2 and "conv_kernel" not in data["layers"][1]  # 3 is the default
+
+
+CHANGES = {
+    "rmsnorm": lambda c: c.replace(norm="rmsnorm"),
+    "rope": lambda c: c.replace(position="rope"),
+    "rope theta": lambda c: c.replace(position="rope", rope_theta=5e5),
+    "conv mixer": lambda c: _layer0(c, mixer="conv"),
+    "conv mixer k4": lambda c: _layer0(c, mixer="conv", conv_kernel=4),
+    "grouped-query": lambda c: _layer0(c, n_kv_head=2),
+    "multi-query": lambda c: _layer0(c, n_kv_head=1),
+    "window": lambda c: _layer0(c, window=8),
+    "qk-norm": lambda c: _layer0(c, qk_norm=True),
+    "swiglu": lambda c: _layer0(c, mlp="swiglu"),
+}
+
+
+def _layer0(config: DecoderConfig, **changes) -> DecoderConfig:
+    return config.replace(layers=(replace(config.layers[0], **changes), *config.layers[1:]))
+
+
+def test_each_new_key_changes_the_hash_and_the_shorthand():
+    base = preset("gpt", vocab_size=65, block_size=32, n_layer=2, n_head=4, d_model=64)
+    changed = {name: change(base) for name, change in CHANGES.items()}
+    hashes = {architecture_hash(config) for config in changed.values()} | {architecture_hash(base)}
+    assert len(hashes) == len(CHANGES) + 1
+    summaries = {summarize(config) for config in changed.values()} | {summarize(base)}
+    assert len(summaries) == len(CHANGES) + 1
+
+
+def test_what_computes_the_same_hashes_the_same():
+    base = preset("gpt", vocab_size=65, block_size=32, n_layer=2, n_head=4, d_model=64)
+    assert architecture_hash(_layer0(base, n_kv_head=4)) == architecture_hash(base)  # as many KV as query heads
+    conv = _layer0(base, mixer="conv")
+    assert architecture_hash(replace(conv, layers=(replace(conv.layers[0], n_head=1), conv.layers[1]))) == \
+        architecture_hash(conv)  # a conv mixer has no heads
+    rope = base.replace(position="rope")
+    assert architecture_hash(rope.replace(rope_theta=10000)) == architecture_hash(rope.replace(rope_theta=10000.0))
+
+
+def test_the_shorthand_names_every_new_block(modern_config):
+    assert summarize(modern_config) == "d16 rope rms 4L[S4/2w3qkg Pc3>conv3:8 S2/1m2g Sc2>lin16] x2 towers"
+    assert summarize(modern_config.replace(rope_theta=5e5)).startswith("d16 rope:500000 rms 4L[")
+
+
+def test_presets_of_todays_small_decoders():
+    llama = preset("llama", vocab_size=65, block_size=64, n_layer=4, n_head=8, d_model=128)
+    assert (llama.norm, llama.position, llama.tie_head, llama.towers) == ("rmsnorm", "rope", True, 1)
+    assert {(l.layout, l.mixer, l.n_head, l.n_kv_head, l.mlp, l.mlp_ratio, l.window, l.qk_norm, l.reduction)
+            for l in llama.layers} == {("sequential", "attention", 8, 2, "swiglu", 4.0, None, False, None)}
+    assert preset("llama", n_layer=2, n_head=2, d_model=64).layers[0].n_kv_head == 1  # at least one KV head
+    assert summarize(llama) == "d128 rope rms 4L[S8/2g S8/2g S8/2g S8/2g]"
+
+    lfm2 = preset("lfm2", vocab_size=65, block_size=64, n_layer=16, n_head=8, d_model=128)
+    attention = [i for i, layer in enumerate(lfm2.layers) if layer.mixer == "attention"]
+    assert attention == [2, 5, 8, 10, 12, 14]  # LFM2-350M/700M/1.2B's layer_types
+    assert all(lfm2.layers[i].qk_norm and lfm2.layers[i].n_kv_head == 2 for i in attention)
+    assert {(l.conv_kernel, l.mlp) for l in lfm2.layers if l.mixer == "conv"} == {(3, "swiglu")}
+    assert (lfm2.norm, lfm2.position, lfm2.tie_head) == ("rmsnorm", "rope", True)
+    for n_layer in range(1, 33):
+        layers = preset("lfm2", n_layer=n_layer, n_head=4, d_model=64).layers
+        share = sum(layer.mixer == "attention" for layer in layers) / n_layer
+        assert share >= 1 / n_layer and (n_layer < 8 or 0.3 <= share <= 0.45), (n_layer, share)
+    assert summarize(preset("lfm2", n_layer=4, n_head=4, d_model=128)) == "d128 rope rms 4L[Sc3g Sc3g S4/1qkg Sc3g]"
+
+
+def test_a_preset_whose_heads_rope_cannot_turn_is_refused():
+    with pytest.raises(ConfigError, match="position: rope rotates pairs of channels.*odd dimension 3"):
+        preset("llama", n_layer=2, n_head=4, d_model=12)
