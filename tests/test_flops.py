@@ -1,9 +1,13 @@
-"""FLOPs (2 × multiply-adds per token at full context) against hand counts, layer kind by layer kind."""
+"""FLOPs (2 × multiply-adds per token at full context) against hand counts, layer kind by layer kind, and
+against torch's FlopCounterMode."""
+
+from dataclasses import replace
 
 import pytest
+import torch
 
 from objectives import count_flops, describe
-from search_space import DecoderConfig, LayerConfig, Reduction, preset
+from search_space import DecoderConfig, LayerConfig, Reduction, build_decoder, preset
 
 
 def block_flops(width: int, mlp_ratio: float, T: int) -> int:
@@ -82,3 +86,74 @@ def test_paper_presets_are_counted_without_allocating_weights():
     assert gpt.params == 77_210_112 and lgpt.params == 36_423_936
     assert lgpt.flops_per_token < gpt.flops_per_token / 4
     assert describe(preset("cgpt")).flops_per_token == lgpt.flops_per_token
+
+
+# --- today's blocks ------------------------------------------------------------------------------------
+
+
+def attention_flops(width: int, heads: int, kv_heads: int, keys: int) -> int:
+    """Per token: the q, k, v projections (K and V at the KV heads' width) and the output projection,
+    then QKᵀ and AV over `keys` keys for every query head."""
+    head_dim = width // heads
+    return 2 * (width * (heads + 2 * kv_heads) * head_dim + width * width + 2 * heads * head_dim * keys)
+
+
+def mlp_flops(width: int, ratio: float, swiglu: bool) -> int:
+    hidden = round(width * ratio * 2 / 3) if swiglu else round(width * ratio)
+    return 2 * (3 if swiglu else 2) * width * hidden
+
+
+def conv_mixer_flops(width: int, kernel: int) -> int:
+    return 2 * (3 * width * width + kernel * width + width * width)  # in_proj, depthwise conv, out_proj
+
+
+def test_each_new_block_matches_its_hand_count():
+    T, V = 32, 50
+    config = DecoderConfig(
+        vocab_size=V, block_size=T, d_model=64, position="rope", norm="rmsnorm", tie_head=True,
+        layers=(
+            LayerConfig(n_head=8, n_kv_head=2, window=8, qk_norm=True),
+            LayerConfig(mixer="conv", conv_kernel=4, mlp="swiglu", mlp_ratio=3),
+            LayerConfig(layout="parallel", n_head=4, n_kv_head=1, mlp="swiglu"),
+            LayerConfig(mixer="conv", layout="parallel", reduction=Reduction("conv", 32, 3)),
+            LayerConfig(n_head=4, window=31, reduction=Reduction("linear", 64)),
+        ),
+    )
+    rows = [row for row in describe(config).layers if row.name.startswith("layer")]
+    assert [row.flops_per_token for row in rows] == [
+        attention_flops(64, 8, 2, keys=8) + mlp_flops(64, 4, swiglu=False),
+        conv_mixer_flops(64, 4) + mlp_flops(64, 3, swiglu=True),
+        attention_flops(64, 4, 1, keys=T) + mlp_flops(64, 4, swiglu=True),
+        conv_mixer_flops(64, 3) + mlp_flops(64, 4, swiglu=False),
+        2 * 3 * 64 * 32,  # the conv reduction after it
+        attention_flops(32, 4, 4, keys=31) + mlp_flops(32, 4, swiglu=False),
+        2 * 32 * 64,
+    ]
+    assert count_flops(config) == sum(row.flops_per_token for row in rows) + 2 * 64 * V  # and the tied head
+
+
+def flop_counter_per_token(config: DecoderConfig) -> float:
+    """torch's own count of one forward: under the math kernel attention is matmuls it sees (keys and
+    values of grouped heads expanded, every key scored even outside a window)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_decoder(config).eval()
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, config.block_size, dtype=torch.long))
+    return counter.get_total_flops() / config.block_size
+
+
+@pytest.mark.parametrize("name", ["llama", "lfm2", "gpt", "cgpt"])
+def test_torch_flop_counter_agrees_on_the_presets(name):
+    config = preset(name, vocab_size=65, block_size=64, n_layer=4, n_head=4, d_model=128)
+    assert count_flops(config) == flop_counter_per_token(config)
+
+
+def test_torch_flop_counter_agrees_but_for_the_keys_a_window_hides(modern_config):
+    T = modern_config.block_size
+    hidden_keys = 2 * 2 * (4 * 4) * (T - 3) * 2  # towers, FLOPs a multiply-add, heads x head_dim, keys, QKᵀ and AV
+    assert flop_counter_per_token(modern_config) == count_flops(modern_config) + hidden_keys
+    unwindowed = modern_config.replace(layers=(replace(modern_config.layers[0], window=None),
+                                               *modern_config.layers[1:]))
+    assert flop_counter_per_token(unwindowed) == count_flops(unwindowed)
