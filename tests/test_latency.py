@@ -121,6 +121,12 @@ def test_onnxruntime_backend_times_the_onnx_runner_not_torch(monkeypatch: pytest
     assert runs == [(8, 1)] * 7 and latency.backend == "onnxruntime" and latency.repeats == 5
 
 
+@pytest.mark.parametrize("mode", ["forward", "decode"])
+def test_both_modes_time_todays_blocks(modern_config, mode: str) -> None:
+    latency = measure_latency(build_decoder(modern_config), LatencyProtocol(mode=mode, warmup=1, repeats=3))
+    assert latency.repeats == 3 and latency.ms > 0
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_latency_records_peak_memory() -> None:
     model = tiny_model().to("cuda")

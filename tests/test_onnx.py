@@ -18,8 +18,8 @@ pytest.importorskip("onnxscript")
 TOLERANCE = 1e-4
 
 
-def config_of(*layers: LayerConfig, towers: int = 1) -> DecoderConfig:
-    return DecoderConfig(vocab_size=23, block_size=12, d_model=16, layers=layers, towers=towers)
+def config_of(*layers: LayerConfig, towers: int = 1, **model_keys) -> DecoderConfig:
+    return DecoderConfig(vocab_size=23, block_size=12, d_model=16, layers=layers, towers=towers, **model_keys)
 
 
 LAYER_KINDS = {
@@ -29,6 +29,9 @@ LAYER_KINDS = {
     "conv reduction k3": config_of(LayerConfig(n_head=2, reduction=Reduction("conv", 8, kernel_size=3)),
                                    LayerConfig(n_head=2)),
     "3 towers": config_of(LayerConfig(n_head=2), LayerConfig(layout="parallel", n_head=2), towers=3),
+    "today's blocks": config_of(LayerConfig(n_head=4, n_kv_head=2, window=3, qk_norm=True, mlp="swiglu"),
+                                LayerConfig(layout="parallel", mixer="conv", reduction=Reduction("conv", 8, 3)),
+                                LayerConfig(n_head=2, n_kv_head=1), towers=2, norm="rmsnorm", position="rope"),
 }
 
 
@@ -116,6 +119,14 @@ def test_runner_matches_pytorch_on_drawn_configs(config):
     expected = torch_logits(model, idx)
     for _ in range(2):  # the callable is reusable: latency calls it many times
         np.testing.assert_allclose(run()[0], expected, atol=TOLERANCE, rtol=0)
+
+
+@pytest.mark.slow
+def test_onnxruntime_latency_times_todays_blocks(modern_config):
+    from objectives import LatencyProtocol, measure_latency
+
+    latency = measure_latency(build_decoder(modern_config), LatencyProtocol(backend="onnxruntime", warmup=1, repeats=3))
+    assert latency.backend == "onnxruntime" and latency.repeats == 3 and latency.ms > 0
 
 
 def test_a_missing_runtime_is_one_clear_error(tiny_config, monkeypatch):
