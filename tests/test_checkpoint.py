@@ -35,17 +35,20 @@ def run(tmp_path: Path, data: TokenizedData) -> RunReport:
     return run_training(config, data, RECIPE, "cpu", tmp_path / "run")
 
 
-def test_save_and_load_give_identical_logits_and_tokenizer(tmp_path: Path, tiny_config: DecoderConfig) -> None:
+@pytest.mark.parametrize("shape", ["tiny_config", "modern_config"])
+def test_save_and_load_give_identical_logits_and_tokenizer(tmp_path: Path, shape: str,
+                                                           request: pytest.FixtureRequest) -> None:
+    config: DecoderConfig = request.getfixturevalue(shape)  # every kind of weight, the old and today's blocks
     torch.manual_seed(0)
-    model = build_decoder(tiny_config)  # towers, conv and linear reductions: every kind of weight
+    model = build_decoder(config)
     tokenizer = CharTokenizer("abcdefghijklmnopq")
     save_checkpoint(tmp_path / "ckpt", model, tokenizer, RECIPE, {"step": 3})
     loaded = load_checkpoint(tmp_path / "ckpt")
-    idx = torch.randint(tiny_config.vocab_size, (2, tiny_config.block_size))
+    idx = torch.randint(config.vocab_size, (2, config.block_size))
     model.eval()
     loaded.model.eval()
     assert torch.equal(loaded.model(idx), model(idx))
-    assert loaded.config == tiny_config and loaded.recipe == RECIPE and loaded.record == {"step": 3}
+    assert loaded.config == config and loaded.recipe == RECIPE and loaded.record == {"step": 3}
     assert loaded.tokenizer.encode("cabbage") == tokenizer.encode("cabbage")
     assert loaded.tokenizer.decode(tokenizer.encode("cabbage")) == "cabbage"
 
@@ -107,11 +110,15 @@ def test_generation_is_reproducible_by_seed(run: RunReport) -> None:
     assert sample(1) != first
 
 
-@pytest.mark.parametrize("shape", ["gpt", "tiny_config"])
+@pytest.mark.parametrize("shape", ["gpt", "tiny_config", "modern_config"])
 def test_cached_generation_matches_rerunning_the_whole_context(
-    shape: str, tiny_config: DecoderConfig, monkeypatch: pytest.MonkeyPatch
+    shape: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = preset("gpt", vocab_size=17, n_layer=2, n_head=2, d_model=32, block_size=16) if shape == "gpt" else tiny_config
+    """modern_config: a windowed layer drops keys and rope positions restart with each rebuilt cache."""
+    if shape == "gpt":
+        config = preset("gpt", vocab_size=17, n_layer=2, n_head=2, d_model=32, block_size=16)
+    else:
+        config = request.getfixturevalue(shape)
     torch.manual_seed(0)
     model = build_decoder(config)
     with torch.no_grad():

@@ -40,11 +40,13 @@ def test_train_json_reports_the_metrics_and_leaves_a_checkpoint(
     assert any((cache / "tokens").iterdir())  # the token cache honoured DECODER_NAS_CACHE
 
 
+@pytest.mark.parametrize("name", ["gpt", "lfm2"])  # lfm2: a conv mixer, then rope, GQA, qk-norm, SwiGLU, RMSNorm
 def test_train_resume_then_generate(
-    tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+    name: str, tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = tmp_path / "run"
-    assert main(["train", *TINY, "--data", str(corpus), *QUICK, "--json", "--out", str(run)]) == 0
+    tiny = [*TINY[:1], name, *TINY[2:]]
+    assert main(["train", *tiny, "--data", str(corpus), *QUICK, "--json", "--out", str(run)]) == 0
     capsys.readouterr()
 
     assert main(["train", "--resume", str(run), "--steps", "30", "--json"]) == 0
@@ -99,11 +101,12 @@ def test_train_errors_are_one_line_with_exit_code_2(
     assert error.startswith("decoder-nas train: error:") and fragment in error and "Traceback" not in err
 
 
-def test_evaluate_scores_a_checkpoint_on_a_local_multiple_choice_file(tmp_path, capsys):
+@pytest.mark.parametrize("name", ["gpt", "llama"])
+def test_evaluate_scores_a_checkpoint_on_a_local_multiple_choice_file(name, tmp_path, capsys):
     corpus = tmp_path / "mc-corpus.txt"
     corpus.write_text("the cat sat on the mat. the dog sat on the log. " * 60)
     out = tmp_path / "run"
-    assert main(["train", "--preset", "gpt", "--n-layer", "1", "--n-head", "2", "--d-model", "16",
+    assert main(["train", "--preset", name, "--n-layer", "1", "--n-head", "2", "--d-model", "16",
                  "--block-size", "16", "--data", str(corpus), "--steps", "30", "--batch-size", "8",
                  "--eval-windows", "4", "--out", str(out)]) == 0
     items = tmp_path / "items.jsonl"
