@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers loads: it reads this once
@@ -15,7 +16,7 @@ import pytest
 import tokenizers
 import torch
 
-from search_space import BiasConfig, DecoderConfig, LayerConfig, Reduction, build_decoder
+from search_space import BiasConfig, DecoderConfig, LayerConfig, Reduction, build_decoder, preset
 from studies.errors import StudyError
 from studies.export import hf_folder, remote_code
 from studies.export.model_export import export_run
@@ -32,9 +33,14 @@ PROMPT = "the rain"
 
 
 def config_of(*layers: LayerConfig, towers: int = 1, tie_head: bool = False, bias: BiasConfig = BiasConfig(),
-              vocab_size: int = 14) -> DecoderConfig:
+              vocab_size: int = 14, **model_keys) -> DecoderConfig:
     return DecoderConfig(vocab_size=vocab_size, block_size=32, d_model=16, layers=layers, towers=towers,
-                         tie_head=tie_head, bias=bias)
+                         tie_head=tie_head, bias=bias, **model_keys)
+
+
+MODERN = {"norm": "rmsnorm", "position": "rope"}
+LLAMA = LayerConfig(n_head=4, n_kv_head=2, mlp="swiglu")
+LFM2_ATTENTION, LFM2_CONV = replace(LLAMA, qk_norm=True), LayerConfig(mixer="conv", mlp="swiglu")
 
 
 S, P = LayerConfig(n_head=2), LayerConfig(layout="parallel", n_head=2)
@@ -54,6 +60,28 @@ LAYER_KINDS = {
     "2 towers": (config_of(S, P, towers=2), "DecoderNasForCausalLM"),
     "3 towers, conv k3": (config_of(LayerConfig(n_head=2, reduction=Reduction("conv", 8, kernel_size=3)), P,
                                     towers=3, bias=BiasConfig(blocks=True)), "DecoderNasForCausalLM"),
+    # today's blocks: the llama and lfm2 shapes as transformers' own classes, any other as custom code
+    "llama": (config_of(LLAMA, LLAMA, LLAMA, tie_head=True, **MODERN), "LlamaForCausalLM"),
+    "llama untied, biases, theta": (config_of(LLAMA, LLAMA, bias=BiasConfig(blocks=True), norm="rmsnorm",
+                                              position="rope", rope_theta=500.0), "LlamaForCausalLM"),
+    "llama multi-head, ratio 3": (config_of(*[LayerConfig(n_head=2, mlp="swiglu", mlp_ratio=3)] * 2, **MODERN),
+                                  "LlamaForCausalLM"),
+    "lfm2": (config_of(LFM2_CONV, LFM2_CONV, LFM2_ATTENTION, LFM2_CONV, tie_head=True, **MODERN), "Lfm2ForCausalLM"),
+    "lfm2 untied, conv k4, theta": (config_of(*[replace(LFM2_CONV, conv_kernel=4)] * 2, LFM2_ATTENTION, norm="rmsnorm",
+                                              position="rope", rope_theta=1e6), "Lfm2ForCausalLM"),
+    "lfm2 attention only": (config_of(LFM2_ATTENTION, LFM2_ATTENTION, **MODERN), "Lfm2ForCausalLM"),
+    "lfm2 convs only": (config_of(LFM2_CONV, LFM2_CONV, **MODERN), "DecoderNasForCausalLM"),  # LFM2 needs attention
+    "window": (config_of(replace(LLAMA, window=8), LLAMA, **MODERN), "DecoderNasForCausalLM"),
+    "lfm2 with biases": (config_of(LFM2_CONV, LFM2_ATTENTION, bias=BiasConfig(blocks=True), **MODERN),
+                         "DecoderNasForCausalLM"),
+    "conv mixer beside attention without qk-norm": (config_of(LFM2_CONV, LLAMA, **MODERN), "DecoderNasForCausalLM"),
+    "grouped-query gpt": (config_of(LayerConfig(n_head=4, n_kv_head=1), S), "DecoderNasForCausalLM"),
+    "rope with gelu": (config_of(S, S, **MODERN), "DecoderNasForCausalLM"),
+    "swiglu with learned positions": (config_of(*[replace(LLAMA, n_kv_head=None)] * 2, norm="rmsnorm"),
+                                      "DecoderNasForCausalLM"),
+    "today's blocks, reductions, towers": (config_of(replace(LFM2_CONV, reduction=Reduction("conv", 8, 3)),
+                                                     LayerConfig(n_head=2, n_kv_head=1, window=5, qk_norm=True),
+                                                     towers=2, **MODERN), "DecoderNasForCausalLM"),
 }
 
 
@@ -88,26 +116,54 @@ def test_transformers_reproduces_the_logits_of_every_layer_kind(config, model_cl
         torch.testing.assert_close(model(idx).logits, ours(idx), atol=TOLERANCE, rtol=0)
 
 
-def test_a_plain_gpt_is_a_gpt2_folder_that_needs_no_custom_code(tmp_path: Path) -> None:
-    export_run(run_folder(tmp_path, LAYER_KINDS["sequential"][0]), hf=tmp_path / "hf")
+@pytest.mark.parametrize("name, model_class", [("llama", "LlamaForCausalLM"), ("lfm2", "Lfm2ForCausalLM")])
+def test_the_presets_compute_what_transformers_own_llama_and_lfm2_compute(name: str, model_class: str) -> None:
+    """The presets at 8 layers (lfm2: attention at 2, 4 and 6), weights copied into the class built from
+    its config: the same logits, and the same greedy tokens through transformers' own cache."""
+    config = preset(name, vocab_size=40, block_size=32, n_layer=8, n_head=4, d_model=32)
+    family = hf_folder.family_of(config)
+    assert family.CLASS == model_class
+    torch.manual_seed(0)
+    ours = build_decoder(config).eval()
+    with torch.no_grad():
+        for param in ours.parameters():
+            param.add_(0.3 * torch.randn_like(param))
+    theirs = family.build(transformers, ours).eval()
+    assert type(theirs).__name__ == model_class
+    idx = torch.randint(40, (3, 32), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(idx).logits, ours(idx), atol=TOLERANCE, rtol=0)
+    greedy = theirs.generate(idx[:1, :6], max_new_tokens=10, do_sample=False)
+    with torch.no_grad():
+        for step in range(10):  # each of their tokens is our argmax after the sequence so far
+            assert int(ours(greedy[:, :6 + step])[0, -1].argmax()) == int(greedy[0, 6 + step])
+
+
+@pytest.mark.parametrize("kind", ["sequential", "llama", "lfm2"])
+def test_a_standard_shape_is_a_folder_that_needs_no_custom_code(kind: str, tmp_path: Path) -> None:
+    export_run(run_folder(tmp_path, LAYER_KINDS[kind][0]), hf=tmp_path / "hf")
     assert not list((tmp_path / "hf").glob("*.py"))
     model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf")  # no trust_remote_code
-    assert isinstance(model, transformers.GPT2LMHeadModel)
-    assert model.config.activation_function == "gelu" and not model.config.tie_word_embeddings
+    assert type(model).__name__ == LAYER_KINDS[kind][1]
+    if kind == "sequential":
+        assert model.config.activation_function == "gelu" and not model.config.tie_word_embeddings
+    else:  # tied, and RMSNorm's epsilon as ours
+        eps = model.config.rms_norm_eps if kind == "llama" else model.config.norm_eps
+        assert model.config.tie_word_embeddings and eps == 1e-5
     assert (tmp_path / "hf" / "model.safetensors").is_file()
     (tmp_path / "plain").mkdir()  # the folder is the user's: made as mkdir makes one, not private like a temp dir
     assert (tmp_path / "hf").stat().st_mode == (tmp_path / "plain").stat().st_mode
 
 
-@pytest.mark.parametrize("kind", ["sequential", "3 towers, conv k3"])
+@pytest.mark.parametrize("kind", ["sequential", "3 towers, conv k3", "llama", "lfm2", "window"])
 def test_greedy_generation_and_the_pipeline_give_decoder_nas_generate_s_tokens(kind: str, tmp_path: Path) -> None:
     run = run_folder(tmp_path, LAYER_KINDS[kind][0])
     export_run(run, hf=tmp_path / "hf")
     generated = cli("generate", str(run), "--prompt", PROMPT, "--max-new-tokens", "20", "--top-k", "1")
     assert generated.code == 0, generated.err
-    ours = generated.out.rstrip("\n")
+    ours = generated.out.removesuffix("\n")  # print's newline; the sample may end in newlines of its own
     assert len(ours) == len(PROMPT) + 20  # one character per token
-    remote = kind != "sequential"
+    remote = LAYER_KINDS[kind][1] == "DecoderNasForCausalLM"
     model = load_hf(tmp_path / "hf")
     tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf", trust_remote_code=remote)
     prompt = tokenizer(PROMPT, return_tensors="pt").input_ids

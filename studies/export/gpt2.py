@@ -1,5 +1,6 @@
 """GPT2LMHeadModel: a plain sequential GPT (one tower, sequential blocks, no reductions, one head count
-and MLP width) is exactly GPT-2's block, so it leaves as transformers' own class with no custom code."""
+and MLP width; LayerNorm, learned positions, full multi-head attention, GELU) is exactly GPT-2's block,
+so it leaves as transformers' own class with no custom code."""
 
 from __future__ import annotations
 
@@ -10,18 +11,18 @@ import torch
 from search_space import Decoder, DecoderConfig
 from search_space.config import mlp_hidden
 
+from .standard import alike, one_plain_tower
+
 CLASS = "GPT2LMHeadModel"
 LAYER_NORM_EPS = 1e-5  # torch's nn.LayerNorm default, which search_space.model uses
 
 
 def fits(config: DecoderConfig) -> bool:
     """True when GPT2LMHeadModel computes exactly what this config does."""
-    first = config.layers[0]
-    return config.towers == 1 and all(
-        layer.layout == "sequential" and layer.reduction is None
-        and layer.n_head == first.n_head and layer.mlp_ratio == first.mlp_ratio
-        for layer in config.layers
-    )
+    return (one_plain_tower(config) and config.norm == "layernorm" and config.position == "learned"
+            and alike(config.layers, "n_head", "mlp_ratio")
+            and all(layer.mixer == "attention" and layer.kv_heads == layer.n_head and layer.window is None
+                    and not layer.qk_norm and layer.mlp == "gelu" for layer in config.layers))
 
 
 def build(transformers: Any, model: Decoder) -> Any:
