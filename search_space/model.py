@@ -1,8 +1,9 @@
 """Turns a DecoderConfig into a torch.nn.Module, read top to bottom like nanoGPT's model.py.
 
-Every module takes an optional DecodeState: during cached generation attention keeps its keys and
-values there (a windowed layer the last W), and a causal conv (a conv mixer or reduction) keeps its
-last k-1 inputs, so one token at a time gives the same logits as the full sequence.
+Every module of a tower takes an optional DecodeState: during cached generation attention keeps its
+keys and values there (a windowed layer the last W), and a causal conv (a conv mixer or reduction)
+keeps its last k-1 inputs, so one token at a time gives the same logits as the full sequence. With
+rope they also take the call's Rotary, which attention alone uses.
 """
 
 from __future__ import annotations
@@ -44,15 +45,27 @@ def make_norm(kind: str, width: int, bias: bool) -> nn.Module:
     return nn.LayerNorm(width, eps=NORM_EPS, bias=bias) if kind == "layernorm" else RMSNorm(width, eps=NORM_EPS)
 
 
-def rotate(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
-    """Rotary positions on [b, h, t, d]: channel i pairs with i + d/2 (Llama's rotate_half layout), turned by
-    position × theta^(-2i/d); angles in float32 whatever x's dtype, as transformers computes them."""
-    head_dim = x.size(-1)
-    inverse_frequency = theta ** (-torch.arange(0, head_dim, 2, device=x.device, dtype=torch.float32) / head_dim)
-    angles = positions.float()[:, None] * inverse_frequency
-    angles = torch.cat([angles, angles], dim=-1)
-    first, second = x.chunk(2, dim=-1)
-    return x * angles.cos().to(x.dtype) + torch.cat([-second, first], dim=-1) * angles.sin().to(x.dtype)
+class Rotary:
+    """Rotary positions for one forward call: cos and sin of its positions, computed once per head
+    dimension and shared by every attention layer (computed per layer they cost more than the turn).
+    Channel i pairs with i + d/2 (Llama's rotate_half layout), turned by position × theta^(-2i/d); the
+    angles are float32 whatever the input's dtype, as transformers computes them."""
+
+    def __init__(self, positions: torch.Tensor, theta: float):
+        self.positions, self.theta = positions, theta
+        self.tables: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x [b, h, t, d] turned by its positions."""
+        head_dim = x.size(-1)
+        if head_dim not in self.tables:
+            exponents = torch.arange(0, head_dim, 2, device=x.device, dtype=torch.float32) / head_dim
+            angles = self.positions.float()[:, None] * self.theta ** -exponents
+            angles = torch.cat([angles, angles], dim=-1)
+            self.tables[head_dim] = angles.cos(), angles.sin()
+        cos, sin = (table.to(x.dtype) for table in self.tables[head_dim])
+        first, second = x.chunk(2, dim=-1)
+        return x * cos + torch.cat([-second, first], dim=-1) * sin
 
 
 def attention_mask(queries: int, keys: int, window: int | None, device: torch.device) -> torch.Tensor:
@@ -80,7 +93,7 @@ class CausalSelfAttention(nn.Module):
     scaled_dot_product_attention computes (enable_gqa) without copying keys and values per query head.
     The cache holds keys and values at their own head count, after rope, the last `window` of them."""
 
-    def __init__(self, width: int, layer: LayerConfig, bias: bool, dropout: float, rope_theta: float | None):
+    def __init__(self, width: int, layer: LayerConfig, bias: bool, dropout: float):
         super().__init__()
         self.n_head, self.n_kv_head, self.window = layer.n_head, layer.kv_heads, layer.window
         self.head_dim = width // layer.n_head
@@ -88,21 +101,18 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(width, width, bias=bias)
         self.q_norm = RMSNorm(self.head_dim, eps=NORM_EPS) if layer.qk_norm else None
         self.k_norm = RMSNorm(self.head_dim, eps=NORM_EPS) if layer.qk_norm else None
-        self.rope_theta = rope_theta
         self.dropout = dropout
         self.resid_dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, state: DecodeState | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: DecodeState | None = None, rotary: Rotary | None = None) -> torch.Tensor:
         kv_width = self.n_kv_head * self.head_dim
         q, k, v = self.qkv(x).split([x.size(-1), kv_width, kv_width], dim=-1)
         q = rearrange(q, "b t (h d) -> b h t d", h=self.n_head)
         k, v = (rearrange(z, "b t (h d) -> b h t d", h=self.n_kv_head) for z in (k, v))
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        start = state.position if state is not None else 0
-        if self.rope_theta is not None:
-            positions = torch.arange(start, start + x.size(1), device=x.device)
-            q, k = rotate(q, positions, self.rope_theta), rotate(k, positions, self.rope_theta)
+        if rotary is not None:
+            q, k = rotary(q), rotary(k)
         if state is not None:
             past = state.buffers.get(self)
             if past is not None:
@@ -134,7 +144,7 @@ class GatedShortConv(nn.Module):
         self.history = layer.conv_kernel - 1
         self.resid_dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, state: DecodeState | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: DecodeState | None = None, rotary: Rotary | None = None) -> torch.Tensor:
         b, c, x = rearrange(self.in_proj(x), "b t (three c) -> three b c t", three=3)
         y = c * self.conv(with_history(self, b * x, state, self.history))
         return self.resid_dropout(self.out_proj(rearrange(y, "b c t -> b t c")))
@@ -165,8 +175,7 @@ class Block(nn.Module):
         bias, dropout = config.bias.blocks, config.dropout
         self.parallel = layer.layout == "parallel"
         self.ln_1 = make_norm(config.norm, width, bias)
-        rope_theta = config.rope_theta if config.position == "rope" else None
-        self.attn = CausalSelfAttention(width, layer, bias, dropout, rope_theta) if layer.mixer == "attention" else None
+        self.attn = CausalSelfAttention(width, layer, bias, dropout) if layer.mixer == "attention" else None
         self.conv = GatedShortConv(width, layer, bias, dropout) if layer.mixer == "conv" else None
         self.ln_2 = None if self.parallel else make_norm(config.norm, width, bias)
         self.mlp = MLP(width, layer, bias, dropout)
@@ -175,11 +184,11 @@ class Block(nn.Module):
     def mixer(self) -> nn.Module:
         return self.attn if self.attn is not None else self.conv
 
-    def forward(self, x: torch.Tensor, state: DecodeState | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: DecodeState | None = None, rotary: Rotary | None = None) -> torch.Tensor:
         if self.parallel:
             h = self.ln_1(x)
-            return x + self.mixer(h, state) + self.mlp(h)
-        x = x + self.mixer(self.ln_1(x), state)
+            return x + self.mixer(h, state, rotary) + self.mlp(h)
+        x = x + self.mixer(self.ln_1(x), state, rotary)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -188,7 +197,7 @@ class LinearReduction(nn.Module):
         super().__init__()
         self.linear = nn.Linear(width, reduction.width, bias=bias)
 
-    def forward(self, x: torch.Tensor, state: DecodeState | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: DecodeState | None = None, rotary: Rotary | None = None) -> torch.Tensor:
         return self.linear(x)
 
 
@@ -200,7 +209,7 @@ class CausalConvReduction(nn.Module):
         self.conv = nn.Conv1d(width, reduction.width, reduction.kernel_size, bias=bias)
         self.history = reduction.kernel_size - 1
 
-    def forward(self, x: torch.Tensor, state: DecodeState | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: DecodeState | None = None, rotary: Rotary | None = None) -> torch.Tensor:
         x = with_history(self, rearrange(x, "b t c -> b c t"), state, self.history)
         return rearrange(self.conv(x), "b c t -> b t c")
 
@@ -220,9 +229,9 @@ class Tower(nn.Module):
                 modules.append(REDUCTIONS[layer.reduction.kind](width, layer.reduction, config.bias.reductions))
         self.layers = nn.ModuleList(modules)
 
-    def forward(self, x: torch.Tensor, state: DecodeState | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: DecodeState | None = None, rotary: Rotary | None = None) -> torch.Tensor:
         for module in self.layers:
-            x = module(x, state)
+            x = module(x, state, rotary)
         return x
 
 
@@ -272,15 +281,18 @@ class Decoder(nn.Module):
 
     def forward(self, idx: torch.Tensor, state: DecodeState | None = None) -> torch.Tensor:
         """idx [B, T] token ids -> logits [B, T, vocab]. With a state, idx continues its sequence."""
+        start = state.position if state is not None else 0
+        positions = torch.arange(start, start + idx.size(1), device=idx.device)
         x = self.tok_emb(idx)
         if self.pos_emb is not None:  # rope turns queries and keys inside attention instead
-            start = state.position if state is not None else 0
-            x = x + self.pos_emb(torch.arange(start, start + idx.size(1), device=idx.device))
+            x = x + self.pos_emb(positions)
         x = self.drop(x)
+        rotary = Rotary(positions, self.config.rope_theta) if self.config.position == "rope" else None
         if self.tower_inputs is None:
-            x = self.towers[0](x, state)
+            x = self.towers[0](x, state, rotary)
         else:
-            outputs = torch.stack([tower(entry(x), state) for entry, tower in zip(self.tower_inputs, self.towers)])
+            entries = zip(self.tower_inputs, self.towers)
+            outputs = torch.stack([tower(entry(x), state, rotary) for entry, tower in entries])
             x = einsum(self.tower_weights(), outputs, "p, p b t c -> b t c")
         if state is not None:
             state.position += idx.size(1)

@@ -13,7 +13,7 @@ from conftest import decoder_configs
 from objectives import count_parameters
 from search_space import DecoderConfig, DecodeState, LayerConfig, Reduction, build_decoder
 from search_space.config import mlp_hidden
-from search_space.model import CausalSelfAttention, GatedShortConv
+from search_space.model import CausalSelfAttention, GatedShortConv, Rotary
 from test_model import assert_causal
 
 BLOCKS = {
@@ -131,20 +131,23 @@ def test_grouped_query_heads_share_keys_and_values_without_copies(kv_heads):
 def test_rope_scores_depend_on_relative_positions_only():
     """Rope turns query and key by their positions: q·k is the same wherever the pair sits."""
     torch.manual_seed(0)
-    model = one_layer(LayerConfig(n_head=2), position="rope")
-    attn = model.towers[0].layers[0].attn
-    assert model.pos_emb is None and attn.rope_theta == 10000.0
+    assert one_layer(LayerConfig(n_head=2), position="rope").pos_emb is None
     q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
-    from search_space.model import rotate
 
-    def score(query_at: int, key_at: int) -> float:
-        turned_q = rotate(q, torch.tensor([query_at]), attn.rope_theta)
-        turned_k = rotate(k, torch.tensor([key_at]), attn.rope_theta)
-        return float((turned_q * turned_k).sum())
+    def turned(x: torch.Tensor, at: int, theta: float = 10000.0) -> torch.Tensor:
+        return Rotary(torch.tensor([at]), theta)(x)
+
+    def score(query_at: int, key_at: int, theta: float = 10000.0) -> float:
+        return float((turned(q, query_at, theta) * turned(k, key_at, theta)).sum())
 
     assert score(5, 2) == pytest.approx(score(9, 6), abs=1e-5) == pytest.approx(score(3, 0), abs=1e-5)
     assert score(5, 2) != pytest.approx(score(5, 3), abs=1e-3)
-    assert float(rotate(q, torch.tensor([0]), 10000.0).sub(q).abs().max()) == 0  # position 0 is not turned
+    assert score(5, 2) != pytest.approx(score(5, 2, theta=100.0), abs=1e-3)
+    assert torch.equal(turned(q, 0), q)  # position 0 is not turned
+    # the pairs are channels (i, i + d/2): turning by position 1 mixes channel 0 with channel 4 only
+    basis = torch.zeros(1, 1, 1, 8)
+    basis[..., 0] = 1
+    assert turned(basis, 1).flatten().nonzero().flatten().tolist() == [0, 4]
 
 
 def test_qk_norm_makes_attention_blind_to_the_scale_of_queries_and_keys():

@@ -1,0 +1,112 @@
+"""Today's blocks at the study's shape on the CPU, next to the paper's presets: what each costs.
+
+    python benchmarks/blocks.py [--rounds 7] [--repeats 20] [--quick]
+
+At the default study's shape (4 layers, 4 heads, d 128, context 64, a 65-character vocabulary):
+the paper's four presets, llama and lfm2, and gpt with one new block at a time. Per model the
+table gives parameters, FLOPs per token, decode_state_bytes (one sequence's decoding state at full
+context) and KV-cache bytes per token, then forward latency (batch 1, full context) and decode
+latency (one KV-cached token after half the context), each timed by the study's protocol (one
+thread, the thread's CPU time) interleaved over the models in `--rounds` rounds of `--repeats`
+runs: per round the minimum of its runs, the table the median over rounds, and the relative spread
+of the round figures. Results: docs/blocks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import os
+import platform
+import statistics
+from typing import Callable
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from objectives import describe
+from objectives.latency import LatencyProtocol, system_load, time_together
+from search_space import DecoderConfig, build_decoder, preset, summarize
+
+SEARCH_SHAPE = {"vocab_size": 65, "block_size": 64, "n_layer": 4, "n_head": 4, "d_model": 128}
+
+
+def with_layers(**changes) -> Callable[[DecoderConfig], DecoderConfig]:
+    return lambda config: config.replace(layers=tuple(dataclasses.replace(layer, **changes) for layer in config.layers))
+
+
+def with_model(**changes) -> Callable[[DecoderConfig], DecoderConfig]:
+    return lambda config: config.replace(**changes)
+
+
+# name: (preset, change of it); the single-block rows change every layer of gpt
+ARCHITECTURES: dict[str, tuple[str, Callable[[DecoderConfig], DecoderConfig]]] = {
+    "gpt": ("gpt", lambda c: c),
+    "pgpt": ("pgpt", lambda c: c),
+    "lgpt": ("lgpt", lambda c: c),
+    "cgpt": ("cgpt", lambda c: c),
+    "llama": ("llama", lambda c: c),
+    "lfm2": ("lfm2", lambda c: c),
+    "gpt + rope": ("gpt", with_model(position="rope")),
+    "gpt + rmsnorm": ("gpt", with_model(norm="rmsnorm")),
+    "gpt + swiglu": ("gpt", with_layers(mlp="swiglu")),
+    "gpt + qk-norm": ("gpt", with_layers(qk_norm=True)),
+    "gpt + 2 KV heads": ("gpt", with_layers(n_kv_head=2)),
+    "gpt + 1 KV head": ("gpt", with_layers(n_kv_head=1)),
+    "gpt + window 16": ("gpt", with_layers(window=16)),
+    "gpt + conv mixers": ("gpt", with_layers(mixer="conv")),
+}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=20, help="timed runs per model per round (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 2 rounds of 3 repeats")
+    return parser.parse_args()
+
+
+def round_figures(timings: list[float], repeats: int) -> list[float]:
+    """The protocol's estimate (the minimum) of each round's block of runs."""
+    return [min(timings[start: start + repeats]) for start in range(0, len(timings), repeats)]
+
+
+def main() -> None:
+    args = parse_args()
+    rounds, repeats = (2, 3) if args.quick else (args.rounds, args.repeats)
+    torch.manual_seed(0)
+    configs = {name: change(preset(base, **SEARCH_SHAPE)) for name, (base, change) in ARCHITECTURES.items()}
+    models = {name: build_decoder(config) for name, config in configs.items()}
+    latency = {}
+    for mode in ("forward", "decode"):
+        protocol = LatencyProtocol(mode=mode, repeats=repeats)
+        timed = time_together(models, protocol, rounds=rounds)
+        latency[mode] = {name: round_figures(timings, repeats) for name, timings in timed.items()}
+    load, running = system_load()
+
+    table = Table(title=f"today's blocks at {SEARCH_SHAPE['n_layer']}L/{SEARCH_SHAPE['n_head']}H/d"
+                        f"{SEARCH_SHAPE['d_model']}, context {SEARCH_SHAPE['block_size']}, CPU, one thread")
+    for column in ("model", "architecture", "params", "FLOPs/token", "decode state B", "KV B/token",
+                   "forward ms", "spread", "decode ms", "spread"):
+        table.add_column(column, justify="left" if column in ("model", "architecture") else "right")
+    for name, config in configs.items():
+        description = describe(config)
+        cells = []
+        for mode in ("forward", "decode"):
+            figures = latency[mode][name]
+            median = statistics.median(figures)
+            cells += [f"{median:.3f}", f"{(max(figures) - min(figures)) / median:.0%}"]
+        table.add_row(name, summarize(config), f"{description.params:,}", f"{description.flops_per_token:,}",
+                      f"{description.decode_state_bytes:,}", f"{description.kv_cache_bytes:,}", *cells)
+    console = Console(width=200)
+    console.print(table)
+    console.print(f"{datetime.date.today()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+                  f"torch {torch.__version__}; {rounds} interleaved rounds x {repeats} runs per model and mode; "
+                  f"spread = (slowest - fastest round) / median; load average {load:.2f} after timing"
+                  + (f", {running} runnable processes" if running is not None else ""))
+
+
+if __name__ == "__main__":
+    main()
