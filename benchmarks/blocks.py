@@ -9,7 +9,11 @@ context) and KV-cache bytes per token, then forward latency (batch 1, full conte
 latency (one KV-cached token after half the context), each timed by the study's protocol (one
 thread, the thread's CPU time) interleaved over the models in `--rounds` rounds of `--repeats`
 runs: per round the minimum of its runs, the table the median over rounds, and the relative spread
-of the round figures. Results: docs/blocks.md.
+of the round figures.
+
+A second table times the attention kernel alone (8 heads of 64, one thread): causal attention as
+the kernels' causal path, against the same with a sliding-window mask, what a windowed layer runs
+in training and in a forward pass. Results: docs/blocks.md.
 """
 
 from __future__ import annotations
@@ -20,15 +24,18 @@ import datetime
 import os
 import platform
 import statistics
+import time
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
 from objectives import describe
 from objectives.latency import LatencyProtocol, system_load, time_together
 from search_space import DecoderConfig, build_decoder, preset, summarize
+from search_space.model import attention_mask
 
 SEARCH_SHAPE = {"vocab_size": 65, "block_size": 64, "n_layer": 4, "n_head": 4, "d_model": 128}
 
@@ -73,6 +80,32 @@ def round_figures(timings: list[float], repeats: int) -> list[float]:
     return [min(timings[start: start + repeats]) for start in range(0, len(timings), repeats)]
 
 
+def kernel_table(rounds: int, repeats: int) -> Table:
+    table = Table(title="attention kernel, 8 heads of 64, batch 1, one thread: ms (median over rounds of the minimum)")
+    for column in ("context", "window", "causal path", "window mask", "ratio"):
+        table.add_column(column, justify="right")
+    for context, window in ((64, 16), (256, 64), (1024, 128)):
+        q, k, v = torch.randn(3, 1, 8, context, 64)
+        mask = attention_mask(context, context, window, q.device)
+        calls = {"causal": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+                 "window": lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask)}
+        figures = {name: [] for name in calls}
+        with torch.inference_mode():
+            for _ in range(rounds):
+                for name, call in calls.items():
+                    call()
+                    figures[name].append(min(_thread_ms(call) for _ in range(repeats)))
+        causal, windowed = (statistics.median(figures[name]) for name in calls)
+        table.add_row(str(context), str(window), f"{causal:.3f}", f"{windowed:.3f}", f"{windowed / causal:.2f}")
+    return table
+
+
+def _thread_ms(call: Callable[[], object]) -> float:
+    started = time.thread_time()
+    call()
+    return 1000 * (time.thread_time() - started)
+
+
 def main() -> None:
     args = parse_args()
     rounds, repeats = (2, 3) if args.quick else (args.rounds, args.repeats)
@@ -106,6 +139,8 @@ def main() -> None:
                   f"torch {torch.__version__}; {rounds} interleaved rounds x {repeats} runs per model and mode; "
                   f"spread = (slowest - fastest round) / median; load average {load:.2f} after timing"
                   + (f", {running} runnable processes" if running is not None else ""))
+    torch.set_num_threads(1)
+    console.print(kernel_table(rounds, max(1, repeats // 4)))
 
 
 if __name__ == "__main__":
