@@ -53,9 +53,11 @@ def metrics_table(title: str, metrics: dict) -> Table:
 UNBOUNDED = 100_000  # columns: room to measure a table's natural width in
 
 # The architecture shorthand, explained wherever it is shown (table footers, the HTML front, README).
-SHORTHAND = ("architecture: dW = embedding width W; NL[...] = N layers: S/P = sequential/parallel block, then its "
-             "heads; mR = MLP ratio R (omitted: 4); >linW or >convK:W = the width narrows to W after the layer "
-             "(linear, or causal conv of kernel K); xT towers = T parallel towers")
+SHORTHAND = ("architecture: dW = embedding width W; rope = rotary positions, rms = RMSNorm; NL[...] = N layers: "
+             "S/P = sequential/parallel block, then its heads (/K = over K KV heads, wN = a window of N tokens, "
+             "qk = qk-norm) or cK = a gated short conv of kernel K; mR = MLP ratio R (omitted: 4), g = SwiGLU; "
+             ">linW or >convK:W = the width narrows to W after the layer (linear, or causal conv of kernel K); "
+             "xT towers = T parallel towers")
 
 
 def study_counts(study: optuna.Study) -> str:
