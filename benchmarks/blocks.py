@@ -11,9 +11,10 @@ thread, the thread's CPU time) interleaved over the models in `--rounds` rounds 
 runs: per round the minimum of its runs, the table the median over rounds, and the relative spread
 of the round figures.
 
-A second table times the attention kernel alone (8 heads of 64, one thread): causal attention as
-the kernels' causal path, against the same with a sliding-window mask, what a windowed layer runs
-in training and in a forward pass. Results: docs/blocks.md.
+A second table times kernels alone, on one thread: attention with a sliding-window mask (what a
+windowed layer runs in training and in a forward pass) against the causal path of full attention,
+and the conv mixer with its depthwise conv as one einsum over each token's window (as it runs)
+against the same through nn.Conv1d. Results: docs/blocks.md.
 """
 
 from __future__ import annotations
@@ -80,23 +81,41 @@ def round_figures(timings: list[float], repeats: int) -> list[float]:
     return [min(timings[start: start + repeats]) for start in range(0, len(timings), repeats)]
 
 
-def kernel_table(rounds: int, repeats: int) -> Table:
-    table = Table(title="attention kernel, 8 heads of 64, batch 1, one thread: ms (median over rounds of the minimum)")
-    for column in ("context", "window", "causal path", "window mask", "ratio"):
-        table.add_column(column, justify="right")
+def kernel_pairs() -> list[tuple[str, str, Callable[[], object], Callable[[], object]]]:
+    """(what, shape, the way taken, the way not taken or the bound it is held to)."""
+    pairs = []
     for context, window in ((64, 16), (256, 64), (1024, 128)):
         q, k, v = torch.randn(3, 1, 8, context, 64)
         mask = attention_mask(context, context, window, q.device)
-        calls = {"causal": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True),
-                 "window": lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask)}
-        figures = {name: [] for name in calls}
-        with torch.inference_mode():
+        pairs.append(("attention: window mask | causal path", f"8 heads of 64, T {context}, W {window}",
+                      lambda q=q, k=k, v=v, mask=mask: F.scaled_dot_product_attention(q, k, v, attn_mask=mask),
+                      lambda q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v, is_causal=True)))
+    mixer = build_decoder(preset("lfm2", **SEARCH_SHAPE)).towers[0].layers[0].conv  # layer 0 is a conv mixer
+    x = torch.randn(1, SEARCH_SHAPE["block_size"], SEARCH_SHAPE["d_model"])
+
+    def through_conv1d() -> torch.Tensor:  # the same mixer with its depthwise conv run by nn.Conv1d
+        b, c, h = mixer.in_proj(x).chunk(3, dim=-1)
+        gated = F.pad((b * h).transpose(1, 2), (mixer.history, 0))
+        return mixer.out_proj(c * mixer.conv(gated).transpose(1, 2))
+
+    pairs.append(("conv mixer: window einsum | Conv1d", f"d {SEARCH_SHAPE['d_model']}, T {SEARCH_SHAPE['block_size']}, "
+                  "k 3", lambda: mixer(x), through_conv1d))
+    return pairs
+
+
+def kernel_table(rounds: int, repeats: int) -> Table:
+    table = Table(title="kernels behind the blocks, batch 1, one thread: ms (median over rounds of the minimum)")
+    for column in ("kernel: taken | other", "shape", "taken", "other", "ratio"):
+        table.add_column(column, justify="left" if column in ("kernel: taken | other", "shape") else "right")
+    with torch.inference_mode():
+        for what, shape, taken, other in kernel_pairs():
+            figures: dict[str, list[float]] = {"taken": [], "other": []}
             for _ in range(rounds):
-                for name, call in calls.items():
+                for name, call in (("taken", taken), ("other", other)):
                     call()
                     figures[name].append(min(_thread_ms(call) for _ in range(repeats)))
-        causal, windowed = (statistics.median(figures[name]) for name in calls)
-        table.add_row(str(context), str(window), f"{causal:.3f}", f"{windowed:.3f}", f"{windowed / causal:.2f}")
+            ms = {name: statistics.median(values) for name, values in figures.items()}
+            table.add_row(what, shape, f"{ms['taken']:.3f}", f"{ms['other']:.3f}", f"{ms['taken'] / ms['other']:.2f}")
     return table
 
 

@@ -19,13 +19,16 @@ def decoder_configs(draw: st.DrawFn, max_layers: int = 4, modern: bool = False) 
     """Random valid configs: every layout, both reduction kinds, conv kernels > 1, towers 1-3. `modern`
     draws today's blocks too: norm, rope, and per layer the mixer, KV heads, window, qk-norm and MLP kind."""
     n_head = draw(st.sampled_from([1, 2, 4]))
-    width = n_head * draw(st.sampled_from([4, 8]))  # head dims 4 or 8, halved to 2 or 4: even, as rope needs
+    width = n_head * draw(st.sampled_from([4, 8]))
     d_model = width
     block_size = draw(st.integers(4, 12))
+    model_keys = {"norm": draw(st.sampled_from(["layernorm", "rmsnorm"])),
+                  "position": draw(st.sampled_from(["learned", "rope"]))} if modern else {}
+    head_dims = 2 if model_keys.get("position") == "rope" else 1  # rope turns pairs: head dims stay even
     layers = []
     for _ in range(draw(st.integers(1, max_layers))):
         reduction = None
-        if draw(st.booleans()) and width // 2 >= max(2, n_head) and (width // 2) % n_head == 0:
+        if draw(st.booleans()) and width // 2 >= max(2, n_head) and (width // 2) % (n_head * head_dims) == 0:
             kind = draw(st.sampled_from(["linear", "conv"]))
             kernel = draw(st.sampled_from([1, 2, 3])) if kind == "conv" else 1
             reduction = Reduction(kind=kind, width=width // 2, kernel_size=kernel)
@@ -40,8 +43,6 @@ def decoder_configs(draw: st.DrawFn, max_layers: int = 4, modern: bool = False) 
             **(draw(modern_layer_keys(n_head, block_size)) if modern else {}),
         ))
         width = next_width
-    model_keys = {"norm": draw(st.sampled_from(["layernorm", "rmsnorm"])),
-                  "position": draw(st.sampled_from(["learned", "rope"]))} if modern else {}
     return DecoderConfig(
         vocab_size=draw(st.integers(5, 20)),
         block_size=block_size,

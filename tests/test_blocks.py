@@ -206,7 +206,7 @@ def test_conv_mixers_keep_k_minus_1_inputs_while_decoding():
     with torch.no_grad():
         _, state = decode_in_pieces(model, torch.randint(11, (2, 12)), 5)
     (kept,) = [buffer for module, buffer in state.buffers.items() if isinstance(module, GatedShortConv)]
-    assert kept.shape == (2, 16, 3)
+    assert kept.shape == (2, 3, 16)  # the last 3 inputs at width 16
 
 
 def test_parameters_count_each_block_exactly():
