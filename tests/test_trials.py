@@ -12,6 +12,8 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState, create_trial
 
+from objectives import decode_state_bytes
+from search_space import config_from_dict, preset
 from studies.errors import StudyError
 from studies.settings import Pruning, StudySettings
 from studies.workers import search as search_module
@@ -287,3 +289,15 @@ def test_a_trial_out_of_retries_is_not_requeued(tmp_path: Path) -> None:
     assert fail_expired_trials(study) == [tired.number]
     assert study.get_trials(states=(TrialState.WAITING,)) == []
     assert fail_expired_trials(study, now=time.time() + 10**6) == []  # failed trials are not swept again
+
+
+@pytest.mark.parametrize("name", ["llama", "lfm2"])
+def test_a_queued_preset_of_todays_decoders_trains_at_the_study_shape(name: str, context: TrialContext) -> None:
+    """The study's preset machinery builds llama and lfm2 at its shape and records decode_state_bytes."""
+    context.study.enqueue_trial({}, user_attrs={"preset": name})
+    trial = run_trial(context)
+    assert trial.state == TrialState.COMPLETE and trial.user_attrs["preset"] == name
+    config = config_from_dict(trial.user_attrs["config"])
+    assert config == preset(name, vocab_size=config.vocab_size, block_size=16, n_layer=2, n_head=2, d_model=16)
+    assert trial.user_attrs["decode_state_bytes"] == decode_state_bytes(config)
+    assert trial.user_attrs["summary"].startswith("d16 rope rms 2L[")
