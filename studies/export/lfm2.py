@@ -15,7 +15,7 @@ from search_space import Decoder, DecoderConfig
 from search_space.config import DEFAULT_CONV_KERNEL, mlp_hidden
 from search_space.model import NORM_EPS
 
-from .standard import alike, attention_layers, one_plain_tower, split_qkv
+from .standard import alike, attention_layers, one_plain_tower, rope_family_config, rope_family_weights
 
 CLASS = "Lfm2ForCausalLM"
 
@@ -37,14 +37,10 @@ def build(transformers: Any, model: Decoder) -> Any:
     attention = attention_layers(config)[0]
     kernel = next((layer.conv_kernel for layer in config.layers if layer.mixer == "conv"), DEFAULT_CONV_KERNEL)
     lfm2_config = transformers.Lfm2Config(
-        vocab_size=config.vocab_size, hidden_size=config.d_model, num_hidden_layers=len(config.layers),
-        num_attention_heads=attention.n_head, num_key_value_heads=attention.kv_heads,
+        **rope_family_config(config), num_attention_heads=attention.n_head, num_key_value_heads=attention.kv_heads,
         layer_types=["full_attention" if layer.mixer == "attention" else "conv" for layer in config.layers],
-        conv_L_cache=kernel, conv_bias=False, norm_eps=NORM_EPS,
-        intermediate_size=mlp_hidden(config.d_model, config.layers[0].mlp_width_ratio), block_auto_adjust_ff_dim=False,
-        max_position_embeddings=config.block_size,
-        rope_parameters={"rope_type": "default", "rope_theta": float(config.rope_theta)},
-        tie_word_embeddings=config.tie_head, bos_token_id=None, eos_token_id=None, pad_token_id=None,
+        conv_L_cache=kernel, conv_bias=False, norm_eps=NORM_EPS, block_auto_adjust_ff_dim=False,
+        intermediate_size=mlp_hidden(config.d_model, config.layers[0].mlp_width_ratio),
     )
     lfm2 = transformers.Lfm2ForCausalLM(lfm2_config)
     lfm2.load_state_dict(lfm2_weights(model))  # strict: every LFM2 weight comes from ours
@@ -52,21 +48,9 @@ def build(transformers: Any, model: Decoder) -> Any:
 
 
 def lfm2_weights(model: Decoder) -> dict[str, torch.Tensor]:
-    """Our names as LFM2's: the fused qkv split into q/k/v_proj, SwiGLU's gate, fc and proj as w1, w3 and w2."""
-    ours = model.state_dict()
-    weights = {"model.embed_tokens.weight": ours["tok_emb.weight"], "model.embedding_norm.weight": ours["ln_f.weight"],
-               "lm_head.weight": ours["head.weight"]}
-    renamed = {"attn.proj": "self_attn.out_proj", "attn.q_norm": "self_attn.q_layernorm",
-               "attn.k_norm": "self_attn.k_layernorm", "conv.in_proj": "conv.in_proj", "conv.conv": "conv.conv",
-               "conv.out_proj": "conv.out_proj", "mlp.gate": "feed_forward.w1", "mlp.fc": "feed_forward.w3",
-               "mlp.proj": "feed_forward.w2", "ln_1": "operator_norm", "ln_2": "ffn_norm"}
-    for index, block in enumerate(model.towers[0].layers):
-        src, dst = f"towers.0.layers.{index}.", f"model.layers.{index}."
-        if block.attn is not None:
-            weights.update({f"{dst}self_attn.{name}": tensor for name, tensor in split_qkv(ours, f"{src}attn.",
-                                                                                          block.attn).items()})
-        for name, tensor in ours.items():
-            ours_name, _, kind = name.removeprefix(src).rpartition(".")
-            if name.startswith(src) and ours_name in renamed:
-                weights[f"{dst}{renamed[ours_name]}.{kind}"] = tensor
-    return weights
+    """Our names as LFM2's: SwiGLU's gate, fc and proj as w1, w3 and w2; `embedding_norm` is its final norm."""
+    return rope_family_weights(model, "model.embedding_norm.weight", {
+        "attn.proj": "self_attn.out_proj", "attn.q_norm": "self_attn.q_layernorm",
+        "attn.k_norm": "self_attn.k_layernorm", "conv.in_proj": "conv.in_proj", "conv.conv": "conv.conv",
+        "conv.out_proj": "conv.out_proj", "mlp.gate": "feed_forward.w1", "mlp.fc": "feed_forward.w3",
+        "mlp.proj": "feed_forward.w2", "ln_1": "operator_norm", "ln_2": "ffn_norm"})

@@ -12,7 +12,7 @@ from search_space import Decoder, DecoderConfig
 from search_space.config import mlp_hidden
 from search_space.model import NORM_EPS
 
-from .standard import alike, one_plain_tower, split_qkv
+from .standard import alike, one_plain_tower, rope_family_config, rope_family_weights
 
 CLASS = "LlamaForCausalLM"
 
@@ -30,13 +30,10 @@ def build(transformers: Any, model: Decoder) -> Any:
     config = model.config
     layer = config.layers[0]
     llama_config = transformers.LlamaConfig(
-        vocab_size=config.vocab_size, hidden_size=config.d_model, num_hidden_layers=len(config.layers),
-        num_attention_heads=layer.n_head, num_key_value_heads=layer.kv_heads, head_dim=config.d_model // layer.n_head,
-        intermediate_size=mlp_hidden(config.d_model, layer.mlp_width_ratio), hidden_act="silu",
-        max_position_embeddings=config.block_size, rms_norm_eps=NORM_EPS,
-        rope_parameters={"rope_type": "default", "rope_theta": float(config.rope_theta)},
-        attention_bias=config.bias.blocks, mlp_bias=config.bias.blocks, attention_dropout=config.dropout,
-        tie_word_embeddings=config.tie_head, bos_token_id=None, eos_token_id=None, pad_token_id=None,
+        **rope_family_config(config), num_attention_heads=layer.n_head, num_key_value_heads=layer.kv_heads,
+        head_dim=config.d_model // layer.n_head, intermediate_size=mlp_hidden(config.d_model, layer.mlp_width_ratio),
+        hidden_act="silu", rms_norm_eps=NORM_EPS, attention_bias=config.bias.blocks, mlp_bias=config.bias.blocks,
+        attention_dropout=config.dropout,
     )
     llama = transformers.LlamaForCausalLM(llama_config)
     llama.load_state_dict(llama_weights(model))  # strict: every Llama weight comes from ours
@@ -44,18 +41,7 @@ def build(transformers: Any, model: Decoder) -> Any:
 
 
 def llama_weights(model: Decoder) -> dict[str, torch.Tensor]:
-    """Our names as Llama's: the fused qkv split into q/k/v_proj, SwiGLU's gate and fc as gate_proj and up_proj."""
-    ours = model.state_dict()
-    weights = {"model.embed_tokens.weight": ours["tok_emb.weight"], "model.norm.weight": ours["ln_f.weight"],
-               "lm_head.weight": ours["head.weight"]}
-    renamed = {"attn.proj": "self_attn.o_proj", "mlp.gate": "mlp.gate_proj", "mlp.fc": "mlp.up_proj",
-               "mlp.proj": "mlp.down_proj", "ln_1": "input_layernorm", "ln_2": "post_attention_layernorm"}
-    for index, block in enumerate(model.towers[0].layers):
-        src, dst = f"towers.0.layers.{index}.", f"model.layers.{index}."
-        weights.update({f"{dst}self_attn.{name}": tensor for name, tensor in split_qkv(ours, f"{src}attn.",
-                                                                                      block.attn).items()})
-        for name, tensor in ours.items():
-            ours_name, _, kind = name.removeprefix(src).rpartition(".")
-            if name.startswith(src) and ours_name in renamed:
-                weights[f"{dst}{renamed[ours_name]}.{kind}"] = tensor
-    return weights
+    """Our names as Llama's: SwiGLU's gate, fc and proj as gate_proj, up_proj and down_proj."""
+    return rope_family_weights(model, "model.norm.weight", {
+        "attn.proj": "self_attn.o_proj", "mlp.gate": "mlp.gate_proj", "mlp.fc": "mlp.up_proj",
+        "mlp.proj": "mlp.down_proj", "ln_1": "input_layernorm", "ln_2": "post_attention_layernorm"})
