@@ -44,6 +44,7 @@ def test_describe_table_for_a_config_file(capsys, tiny_config, tmp_path):
     (["describe"], "no architecture"),
     (["describe", "missing.yaml"], "cannot read"),
     (["describe", "--preset", "pgpt", "--n-layer", "3"], "odd"),
+    (["describe", "--preset", "llama", "--n-head", "4", "--d-model", "12"], "position: rope rotates pairs"),
 ])
 def test_describe_errors_are_one_line_with_exit_code_2(capsys, argv, fragment):
     assert main(argv) == 2
