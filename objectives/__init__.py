@@ -14,8 +14,8 @@ _MODULE_OF = {
     "OnnxUnavailable": "onnx", "export_onnx": "onnx", "onnx_max_difference": "onnx", "onnx_runner": "onnx",
     "require_onnx": "onnx",
     "Description": "static", "LayerRow": "static", "ParamCount": "static", "count_flops": "static",
-    "count_parameters": "static", "decode_state_bytes": "static", "describe": "static", "kv_cache_bytes": "static", "memory_measures": "static",
-    "weights_bytes": "static",
+    "count_parameters": "static", "decode_state_bytes": "static", "describe": "static", "kv_cache_bytes": "static",
+    "memory_measures": "static", "weights_bytes": "static",
 }
 __all__ = sorted(_MODULE_OF)
 

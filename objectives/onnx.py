@@ -8,9 +8,10 @@ Exporter: torch.onnx.export(dynamo=True), the torch.export-based one (it needs o
 2.13 both it and the legacy TorchScript exporter (dynamo=False) reproduce PyTorch's logits to ~1e-9
 for every layer kind (sequential and parallel blocks, linear and causal-conv reductions, k > 1,
 several towers), with a dynamic sequence axis; the dynamo one also for today's blocks (grouped-query,
-windowed and qk-normed attention, rope, RMSNorm, SwiGLU, conv mixers: ~4e-10). The legacy one exports ~10x faster (0.15 s against
-~2 s for 4 layers at d128) but is deprecated since torch 2.9 and warns on every call; the dynamo one
-is what torch maintains, and two seconds are small next to a trial's training.
+windowed and qk-normed attention, rope, RMSNorm, SwiGLU, conv mixers: ~4e-10). The legacy one
+exports ~10x faster (0.15 s against ~2 s for 4 layers at d128) but is deprecated since torch 2.9 and
+warns on every call; the dynamo one is what torch maintains, and two seconds are small next to a
+trial's training.
 
 onnx, onnxscript and onnxruntime are optional (`pip install -e '.[onnx]'`): they are imported only
 when called for, and a missing one raises OnnxUnavailable with that install line.

@@ -104,7 +104,8 @@ class CausalSelfAttention(nn.Module):
         self.dropout = dropout
         self.resid_dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, state: DecodeState | None = None, rotary: Rotary | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: DecodeState | None = None,
+                rotary: Rotary | None = None) -> torch.Tensor:
         kv_width = self.n_kv_head * self.head_dim
         q, k, v = self.qkv(x).split([x.size(-1), kv_width, kv_width], dim=-1)
         q = rearrange(q, "b t (h d) -> b h t d", h=self.n_head)
@@ -120,8 +121,8 @@ class CausalSelfAttention(nn.Module):
             kept = slice(-self.window, None) if self.window is not None else slice(None)
             state.buffers[self] = (k[:, :, kept], v[:, :, kept])
         # Full causal attention without a cache takes the kernels' causal path; anything else a mask.
-        mask = None if state is None and self.window is None else attention_mask(q.size(2), k.size(2), self.window,
-                                                                                  x.device)
+        causal_path = state is None and self.window is None
+        mask = None if causal_path else attention_mask(q.size(2), k.size(2), self.window, x.device)
         y = F.scaled_dot_product_attention(
             q, k, v,
             attn_mask=mask,
@@ -146,7 +147,8 @@ class GatedShortConv(nn.Module):
         self.history = layer.conv_kernel - 1
         self.resid_dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, state: DecodeState | None = None, rotary: Rotary | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: DecodeState | None = None,
+                rotary: Rotary | None = None) -> torch.Tensor:
         b, c, x = self.in_proj(x).chunk(3, dim=-1)
         windows = with_history(self, b * x, state, self.history).unfold(1, self.history + 1, 1)  # [b, t, c, k]
         mixed = einsum(windows, self.conv.weight.squeeze(1), "b t c k, c k -> b t c")
@@ -189,7 +191,8 @@ class Block(nn.Module):
     def mixer(self) -> nn.Module:
         return self.attn if self.attn is not None else self.conv
 
-    def forward(self, x: torch.Tensor, state: DecodeState | None = None, rotary: Rotary | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: DecodeState | None = None,
+                rotary: Rotary | None = None) -> torch.Tensor:
         if self.parallel:
             h = self.ln_1(x)
             return x + self.mixer(h, state, rotary) + self.mlp(h)
@@ -202,7 +205,8 @@ class LinearReduction(nn.Module):
         super().__init__()
         self.linear = nn.Linear(width, reduction.width, bias=bias)
 
-    def forward(self, x: torch.Tensor, state: DecodeState | None = None, rotary: Rotary | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: DecodeState | None = None,
+                rotary: Rotary | None = None) -> torch.Tensor:
         return self.linear(x)
 
 
@@ -214,7 +218,8 @@ class CausalConvReduction(nn.Module):
         self.conv = nn.Conv1d(width, reduction.width, reduction.kernel_size, bias=bias)
         self.history = reduction.kernel_size - 1
 
-    def forward(self, x: torch.Tensor, state: DecodeState | None = None, rotary: Rotary | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: DecodeState | None = None,
+                rotary: Rotary | None = None) -> torch.Tensor:
         x = rearrange(with_history(self, x, state, self.history), "b t c -> b c t")
         return rearrange(self.conv(x), "b c t -> b t c")
 
@@ -234,7 +239,8 @@ class Tower(nn.Module):
                 modules.append(REDUCTIONS[layer.reduction.kind](width, layer.reduction, config.bias.reductions))
         self.layers = nn.ModuleList(modules)
 
-    def forward(self, x: torch.Tensor, state: DecodeState | None = None, rotary: Rotary | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: DecodeState | None = None,
+                rotary: Rotary | None = None) -> torch.Tensor:
         for module in self.layers:
             x = module(x, state, rotary)
         return x

@@ -21,8 +21,9 @@ if TYPE_CHECKING:  # describe() needs torch; the front table does not
 
 
 def description_table(config: DecoderConfig, description: Description) -> Table:
-    table = Table(title=summarize(config), caption=f"FLOPs per token at context {config.block_size} (2 × multiply-adds); "
-                  f"decoding state at full context {description.decode_state_bytes:,} bytes (float32)")
+    caption = (f"FLOPs per token at context {config.block_size} (2 × multiply-adds); decoding state at full "
+               f"context {description.decode_state_bytes:,} bytes (float32)")
+    table = Table(title=summarize(config), caption=caption)
     for column in ("layer", "kind", "width", "heads", "params", "FLOPs/token"):
         table.add_column(column, justify="right" if column in ("heads", "params", "FLOPs/token") else "left")
     for row in description.layers:
