@@ -333,6 +333,20 @@ def test_a_diverging_trial_fails_and_the_study_goes_on(tmp_path: Path, capsys: p
     assert json.loads(run(capsys, "pareto", *tiny.study_flags(), "--json").out) == []
 
 
+def test_pareto_on_a_study_with_nothing_complete_says_so_in_one_line(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """It printed an empty table with exit code 0."""
+    tiny = make_tiny(tmp_path)
+    assert run(capsys, *tiny.argv("search", "--trials", "0")).code == 0  # the presets queued, nothing trained
+    expected = ("study 'tiny' has no complete trials to show yet (4 trials: 4 waiting); "
+                f"run `decoder-nas search --study tiny --storage {tiny.storage}`")
+    assert_one_line_error(run(capsys, "pareto", *tiny.study_flags()), "pareto", expected)
+    page = tmp_path / "front.html"
+    assert_one_line_error(run(capsys, "pareto", *tiny.study_flags(), "--html", str(page)), "pareto", expected)
+    assert not page.exists()
+    assert json.loads(run(capsys, "pareto", *tiny.study_flags(), "--json").out) == []  # a script reads no points
+
+
 def test_an_exception_in_the_model_fails_one_trial_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
