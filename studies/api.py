@@ -183,6 +183,7 @@ class Search:
         backend = open_storage(storage)
         stored = stored_settings(name, backend)
         settings = _changed(settings or stored or StudySettings(), changes)
+        settings.check_new()
         data = prepare_data(settings.data, settings.tokenizer, text_column=settings.text_column)
         check_fits(data, settings.block_size)
         if settings.latency.backend == "onnxruntime":

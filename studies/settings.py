@@ -92,9 +92,13 @@ class StudySettings:
                 raise ArgumentError(name, limit, "must be a positive number")
         if self.block_size < 1:
             raise ArgumentError("block_size", self.block_size, "must be a whole number >= 1")
-        # A space built in Python is checked as a YAML file is, then against this study's context.
-        object.__setattr__(self, "space", space_from_dict(self.space.to_dict()))
-        self.space.check_context(self.block_size)
+        object.__setattr__(self, "space", space_from_dict(self.space.to_dict()))  # one built in Python: its keys
+
+    def check_new(self) -> None:
+        """Refuses what no study may be made or continued with (a stored study is read as it was made):
+        a space not every sample of which builds at this context, or deeper than a space may be; a
+        preset shape no preset takes."""
+        self.space.check_buildable(self.block_size)
         unknown = sorted(set(self.preset_shape) - set(PRESET_SHAPE_KEYS))
         if unknown:
             raise ArgumentError("preset_shape", dict(self.preset_shape),

@@ -164,8 +164,11 @@ class SearchSpace:
             found += [{**params, name: other} for other in others]
         return found
 
-    def check_context(self, block_size: int) -> None:
-        """Refuses a conv kernel longer than the study's context (block_size tokens), which no decoder may have."""
+    def check_buildable(self, block_size: int) -> None:
+        """Refuses a space some sample of which no decoder of context `block_size` may be (a conv kernel
+        longer than the context), or whose choices _check_choices refuses. Checked where a study is made
+        or continued; a stored space is read as it was made."""
+        _check_choices(self, "space")
         if "conv" in self.reduction and max(self.conv_kernel) > block_size:
             raise StudyError(f"space.conv_kernel: {max(self.conv_kernel)} is longer than the context "
                              f"(block_size {block_size}); a causal kernel sees at most block_size tokens")
@@ -248,13 +251,12 @@ def space_from_dict(data: Any, where: str = "space") -> SearchSpace:
                 continue
             raise StudyError(f"{where}: missing key {name!r}")
         values[name] = _parse_choice(f"{where}.{name}", name, data[name], str(field.type))
-    space = SearchSpace(**values)
-    _check_buildable(space, where)
-    return space
+    return SearchSpace(**values)
 
 
-def _check_buildable(space: SearchSpace, where: str) -> None:
-    """Every pair of choices builds a decoder, and no choice is beyond what a decoder may have."""
+def _check_choices(space: SearchSpace, where: str) -> None:
+    """Every pair of choices builds a decoder, and no choice is beyond what a decoder may have or
+    deeper than MAX_SPACE_DEPTH."""
     for d_model in space.d_model:
         for n_head in space.n_head:
             if d_model % n_head:
@@ -319,4 +321,6 @@ def load_space(path: str | Path | None = None) -> SearchSpace:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise StudyError(f"{where}: malformed YAML: {getattr(exc, 'problem', exc)}") from exc
-    return space_from_dict(data, where)
+    space = space_from_dict(data, where)
+    _check_choices(space, where)  # the file's name in the error
+    return space

@@ -224,6 +224,19 @@ def test_missing_key_and_bad_files(tmp_path: Path) -> None:
     assert load_space(write_space(tmp_path, data)).min_head_dim == 8
 
 
+def test_a_stored_space_beyond_todays_bounds_still_reads() -> None:
+    """A study made before a bound existed (here: deeper than a space may now be) is read as it was
+    made, so its results stay reachable; only making or continuing a study checks the bounds."""
+    stored = make_settings().to_dict()
+    stored["space"]["n_layer"] = {"low": 1, "high": 100}
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    study.set_user_attr(SETTINGS_KEY, stored)
+    settings = read_settings(study)
+    assert settings.space.n_layer.high == 100
+    with pytest.raises(StudyError, match="n_layer: 100 is above 64"):
+        settings.check_new()
+
+
 def test_a_study_stored_by_an_earlier_version_reads_as_it_was_made() -> None:
     stored = make_settings().to_dict()
     del stored["space"]["encoding"]  # stored before the key existed: pattern, then the only encoding
@@ -260,8 +273,8 @@ def test_a_conv_kernel_longer_than_the_context_is_refused_in_one_line(tmp_path: 
     assert_one_line_error(result, "search", "space.conv_kernel: 3 is longer than the context (block_size 2)")
     assert not tiny.storage.exists() or study_names(tiny.storage) == []
     with pytest.raises(StudyError, match="space.conv_kernel: 3 is longer"):
-        make_settings(space=load_space(tiny.space), block_size=2)
-    assert make_settings(space=load_space(tiny.space), block_size=3).space.conv_kernel == (3, 1)
+        make_settings(space=load_space(tiny.space), block_size=2).check_new()
+    make_settings(space=load_space(tiny.space), block_size=3).check_new()
 
 
 def test_a_space_of_huge_depth_is_refused_before_any_sample(tmp_path: Path) -> None:
