@@ -45,6 +45,7 @@ from .settings import DEFAULT_GAP_TRIALS, DEFAULT_STUDY, DEFAULT_TRIALS, SETTING
 from .storage.artifacts import WEIGHTS_KEY, default_artifacts, open_store, remove_weights, study_artifacts
 from .storage.backends import DEFAULT_STORAGE, display_storage, is_journal, load_existing, local_file, open_storage
 from .storage.reading import StudyView, open_reader
+from .workers.trial_record import outcome
 from .workers.watching import LineJobsView, LineReporter, person_watching
 
 if TYPE_CHECKING:  # training needs torch; reading a study does not, so these load where a run starts
@@ -227,7 +228,7 @@ class Search:
             jobs_view: JobsView | None = None, progress: bool | None = None) -> WorkerSummary:
         """Train up to `trials` trials in all, shared between `jobs` processes as Optuna's
         optimize(n_trials, n_jobs) counts them (repeats and infeasible samples are free); stop early
-        once the study holds `max_complete` complete trials. `jobs` (default: see `default_jobs`) > 1
+        once the study holds `max_complete` complete trials (trained to the end, as `count_complete`). `jobs` (default: see `default_jobs`) > 1
         starts that many worker processes on this machine, on `devices` in turn (default: `device`),
         shown by `jobs_view` (studies.cli.progress.ConsoleJobsView draws the command line's); 1 trains
         here (on `devices[0]` if given), where `reporter` sees each trial (studies.cli.live.LiveReporter
@@ -345,13 +346,14 @@ class Search:
         return count_complete(self._study)
 
     def dataframe(self) -> Any:
-        """A pandas DataFrame: one row per trial, its state, architecture and every registered measure."""
+        """A pandas DataFrame: one row per trial, its outcome (trial_record.OUTCOMES: complete, reused, pruned,
+        ...), architecture and every registered measure."""
         import pandas as pd  # an optional dependency, needed only here
 
         rows = []
         for trial in self.study.get_trials(deepcopy=False):
             attrs = trial.user_attrs
-            rows.append({"number": trial.number, "state": trial.state.name.lower(), "preset": attrs.get("preset"),
+            rows.append({"number": trial.number, "state": outcome(trial), "preset": attrs.get("preset"),
                          "summary": attrs.get("summary"), "arch_hash": attrs.get("arch_hash"),
                          **{name: attrs.get(name) for name in OBJECTIVES},
                          "reused_from": attrs.get("reused_from"), "steps": self.settings.steps})

@@ -268,11 +268,14 @@ def test_worker_creates_the_study_and_max_complete_stops_it(tmp_path: Path, caps
     result = run(capsys, *tiny.argv("worker", "--max-complete", "3"))  # --trials defaults to ~unbounded
     assert result.code == 0, result.err
     trials = load(tiny).get_trials()
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert {t.state for t in trials} == {TrialState.COMPLETE}
+    # complete as every summary counts it: trained to the end, a reused twin's result apart
+    assert sum("reused_from" not in t.user_attrs for t in trials) == 3
+    assert "the study now holds" in result.out and ": 3 complete" in result.out
 
     result = run(capsys, *tiny.argv("worker", "--max-complete", "3"))  # already there: runs nothing
     assert result.code == 0 and "trained 0 trials in this process" in result.out
-    assert len(load(tiny).get_trials()) == 3
+    assert len(load(tiny).get_trials()) == len(trials)
 
 
 # --- constraints, reuse, failures -------------------------------------------------------------------

@@ -81,7 +81,8 @@ def add_search_arguments(parser: argparse.ArgumentParser, default_trials: int) -
         run.add_argument("--devices", metavar="D1,D2,...",
                          help="devices the jobs take in turn: --jobs 8 --devices cuda:0,cuda:1 puts 4 on each GPU "
                               "(default: --device for every job)")
-    run.add_argument("--max-complete", type=int, help="every process stops once the study holds N complete trials")
+    run.add_argument("--max-complete", type=int, help="every process stops once the study holds N complete trials "
+                                                         "(trained to the end; reused results not counted)")
     run.add_argument("--no-presets", action="store_true", help="do not enqueue the paper's four models first")
     add_artifacts_argument(run)
     add_keep_checkpoints_argument(run)
