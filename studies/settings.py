@@ -18,6 +18,7 @@ import optuna
 
 from objectives.protocol import LatencyProtocol
 from search_space import SHAPE_KEYS, ConfigError, preset
+from search_space.config import MAX_BLOCK_SIZE
 from trainer import DEFAULT_DATA_SPEC, DEFAULT_TEXT_COLUMN, DEFAULT_TOKENIZER
 from trainer.recipe import TrainingRecipe
 
@@ -90,8 +91,8 @@ class StudySettings:
                 raise ArgumentError("constraints", name, f"unknown constraint (known: {', '.join(CONSTRAINTS)})")
             if isinstance(limit, bool) or not (isinstance(limit, (int, float)) and math.isfinite(limit) and limit > 0):
                 raise ArgumentError(name, limit, "must be a positive number")
-        if self.block_size < 1:
-            raise ArgumentError("block_size", self.block_size, "must be a whole number >= 1")
+        if not 1 <= self.block_size <= MAX_BLOCK_SIZE:
+            raise ArgumentError("block_size", self.block_size, f"must be a whole number from 1 to {MAX_BLOCK_SIZE:,}")
         object.__setattr__(self, "space", space_from_dict(self.space.to_dict()))  # one built in Python: its keys
 
     def check_new(self) -> None:

@@ -111,6 +111,7 @@ def search(two_kept: Tiny, tmp_path: Path) -> Search:
     (lambda s: Search.create("x", s.storage, tokenizer=5), "tokenizer=5: expected str"),
     (lambda s: Search.create("x", s.storage, text_column=5), "text_column=5: expected str"),
     (lambda s: Search.create("x", s.storage, block_size=True), "block_size=True: expected int, not bool"),
+    (lambda s: Search.create("x", s.storage, block_size=10**9), "block_size=1000000000: must be a whole number from 1"),
     (lambda s: Search.create("x", s.storage, recipe=5), "recipe=5: expected TrainingRecipe"),
     (lambda s: Search.create("x", s.storage, space="space.yaml"), "space='space.yaml': expected SearchSpace"),
     (lambda s: Search.create("x", s.storage, space=replace(load_space(), n_layer=(1, 4))), "space.n_layer: expected"),

@@ -78,7 +78,8 @@ class Job:
 
 @runtime_checkable  # so the API can refuse an argument that is not one
 class JobsView(Protocol):
-    """How the jobs are shown while they run (studies/cli draws a bar and their lines; the API, nothing)."""
+    """How the jobs are shown while they run (studies/cli draws a bar and their lines; the API, plain lines
+    where a person watches: watching.LineJobsView)."""
 
     def watching(self, total: int, jobs: int) -> ContextManager[None]: ...  # around the whole run
     def trial(self, job: int, record: TrialRecord) -> None: ...  # job `job` finished a trial
