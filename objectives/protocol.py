@@ -17,6 +17,7 @@ BACKENDS = ("torch", "onnxruntime")
 # (only meaningful at cpu_threads 1, where every op runs on that thread); "wall": perf_counter.
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "thread": time.thread_time}
 TRIM = 0.2  # trimmed_mean drops this fraction of the repeats at each end
+MAX_COUNT = 10_000  # repeats, warm-ups, threads: more only makes every trial's timing take longer
 
 
 def trimmed_mean(timings: Sequence[float]) -> float:
@@ -46,6 +47,12 @@ class LatencyProtocol:
     clock: str | None = None  # CPU only (CUDA is timed with events); None: "thread" at cpu_threads 1, else "wall"
 
     def __post_init__(self) -> None:
+        for name, lowest in (("warmup", 0), ("repeats", 1), ("cpu_threads", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= MAX_COUNT:
+                raise ValueError(f"latency {name}: {value!r} must be a whole number from {lowest} to {MAX_COUNT:,}")
+        if not isinstance(self.pin_cpu, bool):
+            raise ValueError(f"latency pin_cpu: expected true or false, got {self.pin_cpu!r}")
         if self.clock is None:
             object.__setattr__(self, "clock", "thread" if self.cpu_threads == 1 else "wall")
         if self.mode not in ("forward", "decode"):
@@ -62,8 +69,6 @@ class LatencyProtocol:
         if self.clock == "thread" and self.cpu_threads != 1:
             raise ValueError("latency clock 'thread' counts one thread's CPU time: it needs cpu_threads 1 "
                              "(use clock 'wall' for more threads)")
-        if self.repeats < 1 or self.warmup < 0 or self.cpu_threads < 1:
-            raise ValueError("latency: repeats and cpu_threads must be >= 1, warmup >= 0")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -45,6 +45,8 @@ from .settings import DEFAULT_GAP_TRIALS, DEFAULT_STUDY, DEFAULT_TRIALS, SETTING
 from .storage.artifacts import WEIGHTS_KEY, default_artifacts, open_store, remove_weights, study_artifacts
 from .storage.backends import DEFAULT_STORAGE, display_storage, is_journal, load_existing, local_file, open_storage
 from .storage.reading import StudyView, open_reader
+from .workers.trial_record import outcome
+from .workers.watching import LineJobsView, LineReporter, person_watching
 
 if TYPE_CHECKING:  # training needs torch; reading a study does not, so these load where a run starts
     from trainer.data import TokenizedData
@@ -171,11 +173,9 @@ class Search:
 
         from .workers.search import open_study
 
-        _expect_study(name, storage)
+        _expect_study(name, storage, artifacts)
         expect("settings", settings, StudySettings, optional=True)
-        expect("artifacts", artifacts, str, optional=True)
-        if isinstance(changes.get("objectives"), str):
-            raise StudyError(f"objectives: give a sequence of names, e.g. ({changes['objectives']!r},)")
+        expect("presets", presets, bool)
         unknown = set(changes) - {f.name for f in fields(StudySettings)}
         if unknown:
             raise StudyError(f"unknown setting {', '.join(sorted(unknown))} (StudySettings has "
@@ -184,6 +184,7 @@ class Search:
         backend = open_storage(storage)
         stored = stored_settings(name, backend)
         settings = _changed(settings or stored or StudySettings(), changes)
+        settings.check_new()
         data = prepare_data(settings.data, settings.tokenizer, text_column=settings.text_column)
         check_fits(data, settings.block_size)
         if settings.latency.backend == "onnxruntime":
@@ -200,7 +201,7 @@ class Search:
     def open(cls, name: str = DEFAULT_STUDY, storage: str = DEFAULT_STORAGE, steps: int | None = None,
              artifacts: str | None = None) -> Search:
         """An existing study's results at `steps` (default: the longest budget with results)."""
-        _expect_study(name, storage)
+        _expect_study(name, storage, artifacts)
         expect("steps", steps, int, optional=True, minimum=1)
         study, settings = study_at_budget(name, open_reader(storage), steps)
         return cls(study, settings, storage, artifacts=artifacts)
@@ -208,7 +209,7 @@ class Search:
     @classmethod
     def load(cls, name: str = DEFAULT_STUDY, storage: str = DEFAULT_STORAGE, artifacts: str | None = None) -> Search:
         """Study `name` itself, whatever budgets its promoted siblings hold."""
-        _expect_study(name, storage)
+        _expect_study(name, storage, artifacts)
         study = load_existing(name, open_storage(storage, create=False))
         return cls(study, read_settings(study), storage, artifacts=artifacts)
 
@@ -224,29 +225,47 @@ class Search:
     def run(self, trials: int = DEFAULT_TRIALS, *, jobs: int | None = None, devices: Sequence[str] | None = None,
             max_complete: int | None = None, device: str = "auto", keep_checkpoints: KeepCheckpoints = "none",
             reporter: Reporter | None = None, queued_only: bool = False, gap_trials: int = 0,
-            jobs_view: JobsView | None = None) -> WorkerSummary:
+            jobs_view: JobsView | None = None, progress: bool | None = None) -> WorkerSummary:
         """Train up to `trials` trials in all, shared between `jobs` processes as Optuna's
         optimize(n_trials, n_jobs) counts them (repeats and infeasible samples are free); stop early
-        once the study holds `max_complete` complete trials. `jobs` (default: see `default_jobs`) > 1 starts that many worker processes on this machine, on `devices` in turn
-        (default: `device`), shown by `jobs_view` (studies.cli.progress.ConsoleJobsView draws the command
-        line's); 1 trains here, where `reporter` sees each trial (studies.cli.live.LiveReporter draws the
-        command line's live view)."""
+        once the study holds `max_complete` complete trials (trained to the end, as `count_complete`). `jobs` (default: see `default_jobs`) > 1
+        starts that many worker processes on this machine, on `devices` in turn (default: `device`),
+        shown by `jobs_view` (studies.cli.progress.ConsoleJobsView draws the command line's); 1 trains
+        here (on `devices[0]` if given), where `reporter` sees each trial (studies.cli.live.LiveReporter
+        draws the command line's live view). Without either, `progress` says whether lines are printed
+        on stderr as trials go (studies/workers/watching.py); None: where a person watches (a terminal
+        or a notebook)."""
+        from .workers.jobs import JobsView, check_jobs
+        from .workers.trials import Reporter
+
         expect("trials", trials, int, minimum=0)
         expect("jobs", jobs, int, optional=True)
-        expect("max_complete", max_complete, int, optional=True)
+        expect("devices", devices, (list, tuple), optional=True)
+        for each in devices or ():
+            expect("devices", each, str)
+        expect("max_complete", max_complete, int, optional=True, minimum=1)
         expect("device", device, str)
         expect("keep_checkpoints", keep_checkpoints, str, choices=KEEP_CHECKPOINTS)
+        expect("reporter", reporter, Reporter, optional=True)
+        expect("queued_only", queued_only, bool)
+        expect("gap_trials", gap_trials, int, minimum=0)
+        expect("jobs_view", jobs_view, JobsView, optional=True)
+        expect("progress", progress, bool, optional=True)
         jobs = default_jobs(self.storage, device, devices) if jobs is None else jobs
+        check_jobs(jobs, devices)
+        shown = person_watching() if progress is None else progress
         if jobs != 1:
-            return self._run_jobs(trials, jobs, devices or [device], max_complete, keep_checkpoints, jobs_view)
+            return self._run_jobs(trials, jobs, devices or [device], max_complete, keep_checkpoints,
+                                  jobs_view or (LineJobsView() if shown else None))
         from trainer.loop import resolve_device
 
         from .workers.search import run_worker
         from .workers.trials import SilentReporter
 
         store = self._weights_store() if keep_checkpoints != "none" else None
-        summary = run_worker(self.study, self.settings, self.data, resolve_device(device), trials, max_complete,
-                             self.storage, store, reporter or SilentReporter(), queued_only, gap_trials)
+        reporter = reporter or (LineReporter(self.settings.objectives, trials) if shown else SilentReporter())
+        summary = run_worker(self.study, self.settings, self.data, resolve_device(devices[0] if devices else device),
+                             trials, max_complete, self.storage, store, reporter, queued_only, gap_trials)
         if store is not None and keep_checkpoints == "front":
             front = {t.number for t in self.front_trials()}
             remove_weights([t for t in self.study.get_trials(deepcopy=False) if t.number not in front], store)
@@ -271,7 +290,7 @@ class Search:
         if done.stopped:
             raise KeyboardInterrupt if done.exit_code == signal_exit_code(signal.SIGINT) else Terminated
         if done.exit_code:
-            raise StudyError(f"a job failed (exit code {done.exit_code}; its last line is above)")
+            raise StudyError(done.failure)
         return WorkerSummary(done.trained, self.count_complete(), done.exhausted)
 
     def _weights_store(self) -> Any:
@@ -304,6 +323,7 @@ class Search:
         from trainer.run import initialised_model
 
         expect("rounds", rounds, int, minimum=1)
+        expect("device", device, str)
         target = resolve_device(device)
         timed: dict[str, FrozenTrial] = {}
         for _ in range(MEASURE_PASSES):  # new latencies can change the front: its newcomers join the next pass
@@ -326,13 +346,14 @@ class Search:
         return count_complete(self._study)
 
     def dataframe(self) -> Any:
-        """A pandas DataFrame: one row per trial, its state, architecture and every registered measure."""
+        """A pandas DataFrame: one row per trial, its outcome (trial_record.OUTCOMES: complete, reused, pruned,
+        ...), architecture and every registered measure."""
         import pandas as pd  # an optional dependency, needed only here
 
         rows = []
         for trial in self.study.get_trials(deepcopy=False):
             attrs = trial.user_attrs
-            rows.append({"number": trial.number, "state": trial.state.name.lower(), "preset": attrs.get("preset"),
+            rows.append({"number": trial.number, "state": outcome(trial), "preset": attrs.get("preset"),
                          "summary": attrs.get("summary"), "arch_hash": attrs.get("arch_hash"),
                          **{name: attrs.get(name) for name in OBJECTIVES},
                          "reused_from": attrs.get("reused_from"), "steps": self.settings.steps})
@@ -340,20 +361,30 @@ class Search:
 
     def promote(self, steps: int, *, top: int | None = None, gap_trials: int = DEFAULT_GAP_TRIALS,
                 device: str = "auto", keep_checkpoints: KeepCheckpoints = "none",
-                reporter: Reporter | None = None) -> Promotion:
+                reporter: Reporter | None = None, progress: bool | None = None) -> Promotion:
         """Retrain the front from scratch for `steps` in sibling study NAME@STEPS (the presets too),
-        then run up to `gap_trials` gap trials there (studies/fronts/gaps.py). Returns what was done."""
+        then run up to `gap_trials` gap trials there (studies/fronts/gaps.py). Returns what was done.
+        `reporter` and `progress` as for `run`."""
+        from trainer.loop import resolve_device
+
         from .workers.search import promote
+        from .workers.trials import Reporter
 
         expect("steps", steps, int, minimum=1)
         expect("top", top, int, optional=True)
-        expect("gap_trials", gap_trials, int)
         expect("gap_trials", gap_trials, int, minimum=0)
+        expect("device", device, str)
+        expect("keep_checkpoints", keep_checkpoints, str, choices=KEEP_CHECKPOINTS)
+        expect("reporter", reporter, Reporter, optional=True)
+        expect("progress", progress, bool, optional=True)
+        resolve_device(device)  # refused before the sibling study is made
+        if keep_checkpoints != "none":
+            self._weights_store()
         sibling, settings, added = promote(self.name, self.storage, steps, top)
         long = Search(sibling, settings, self.storage, self._data, self._artifacts)
         waiting = len(sibling.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
         summary = long.run(waiting + gap_trials, jobs=1, device=device, keep_checkpoints=keep_checkpoints,
-                           reporter=reporter, queued_only=True, gap_trials=gap_trials)
+                           reporter=reporter, queued_only=True, gap_trials=gap_trials, progress=progress)
         return Promotion(long, added, waiting, summary, gap_trials)
 
     def trial(self, number: int) -> FrozenTrial:
@@ -376,6 +407,7 @@ class Search:
         expect("path", path, (str, Path), optional=True)
         expect("onnx", onnx, (str, Path), optional=True)
         expect("hf", hf, (str, Path), optional=True)
+        expect("untrained", untrained, bool)
         chosen = self.trial(trial) if trial is not None else self.pick(pick)
         metrics = {name: chosen.user_attrs[name] for name in OBJECTIVES if name in chosen.user_attrs}
         provenance = {"study": self.name, "trial": chosen.number, "steps": self.settings.steps,
@@ -439,6 +471,7 @@ def stored_settings(name: str, storage: str | optuna.storages.BaseStorage) -> St
 def list_studies(storage: str) -> list[dict[str, Any]]:
     """One row per study in the storage: trials, complete trials, budget, objectives, data. Counts
     only: a database counts without sending trials (10,000 of them take ~12 s to load from PostgreSQL)."""
+    expect("storage", storage, str)
     rows = []
     for name, user_attrs, states in open_reader(storage).studies():
         row: dict[str, Any] = {"study": name, "trials": sum(states.values()),
@@ -454,6 +487,7 @@ def list_studies(storage: str) -> list[dict[str, Any]]:
 @quiet_optuna
 def delete_study(name: str, storage: str) -> int:
     """Delete study `name` and its trials; returns how many of them were running (their workers stop)."""
+    _expect_study(name, storage)
     backend = open_storage(storage, create=False)
     study = load_existing(name, backend)
     running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
@@ -464,6 +498,10 @@ def delete_study(name: str, storage: str) -> int:
 def serve_dashboard(storage: str, host: str = "127.0.0.1", port: int = 8080, artifacts: str | None = None) -> None:
     """optuna-dashboard on the storage (every study in it), with the weights' artifact store (default:
     the one beside the storage) so trials show their files, until interrupted."""
+    expect("storage", storage, str)
+    expect("host", host, str)
+    expect("port", port, int, minimum=0)
+    expect("artifacts", artifacts, str, optional=True)
     from optuna_dashboard import run_server
 
     spec = artifacts or default_artifacts(storage)
@@ -505,9 +543,10 @@ def _changed(base: StudySettings, changes: dict[str, Any]) -> StudySettings:
     return replace(base, **merged)
 
 
-def _expect_study(name: str, storage: str) -> None:
+def _expect_study(name: str, storage: str, artifacts: str | None = None) -> None:
     expect("name", name, str)
     expect("storage", storage, str)
+    expect("artifacts", artifacts, str, optional=True)
 
 
 def check_study_name(name: str) -> None:

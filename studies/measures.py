@@ -90,6 +90,10 @@ def constraint_excess(constraints: Mapping[str, float], measures: Mapping[str, f
 
 
 def check_objectives(objectives: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(objectives, str):  # not its letters
+        raise ValueError(f"give a sequence of names, e.g. ({objectives!r},)")
+    if not isinstance(objectives, (list, tuple)):
+        raise ValueError(f"expected a list or tuple of names, not {type(objectives).__name__}")
     objectives = tuple(objectives)
     if not objectives:
         raise ValueError("name at least one objective")

@@ -10,16 +10,20 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Mapping
+from typing import Any
 
 import optuna
 
 from objectives.protocol import LatencyProtocol
+from search_space import SHAPE_KEYS, ConfigError, preset
+from search_space.config import MAX_BLOCK_SIZE
 from trainer import DEFAULT_DATA_SPEC, DEFAULT_TEXT_COLUMN, DEFAULT_TOKENIZER
 from trainer.recipe import TrainingRecipe
 
 from .errors import ArgumentError, StudyError
+from .expect import expect
 from .measures import CONSTRAINTS, DEFAULT_OBJECTIVES, OBJECTIVES, check_objectives
 from .space import SearchSpace, load_space, space_from_dict
 
@@ -32,6 +36,7 @@ RETIRED_KEYS = ("gap_trials",)  # search-time gap trials, dropped: they now run 
 SEARCH_RECIPE = TrainingRecipe(steps=300, warmup_steps=30)
 SEARCH_SHAPE = {"n_layer": 4, "n_head": 4, "d_model": 128}  # the paper presets' shape in the default study
 SEARCH_BLOCK_SIZE = 64
+PRESET_SHAPE_KEYS = tuple(key for key in SHAPE_KEYS if key not in ("vocab_size", "block_size"))  # the study's own
 DEFAULT_STUDY = "decoder-nas"
 DEFAULT_TRIALS = 24  # what `search` trains in one go, all its jobs together
 WORKER_TRIALS = 1_000_000  # a worker runs until the study is done (--max-complete) or it is stopped
@@ -46,6 +51,10 @@ class Pruning:
     margin: float = 0.05  # nats at 2/3 of the steps: well above seed noise (docs/decisions.md)
 
     def __post_init__(self) -> None:
+        expect("rungs", self.rungs, (list, tuple))
+        expect("margin", self.margin, (int, float))
+        for rung in self.rungs:
+            expect("rungs", rung, (int, float))
         object.__setattr__(self, "rungs", tuple(float(r) for r in self.rungs))
         if any(not 0 < rung < 1 for rung in self.rungs):
             raise ArgumentError("rungs", list(self.rungs), "must be fractions of the steps, between 0 and 1")
@@ -71,17 +80,34 @@ class StudySettings:
     seed: int | None = None
 
     def __post_init__(self) -> None:
+        for name, kind in _FIELD_TYPES.items():  # a wrong type named here, not an AttributeError far away
+            expect(name, getattr(self, name), kind, optional=name == "seed")
         try:
             object.__setattr__(self, "objectives", check_objectives(self.objectives))
         except ValueError as exc:
-            raise ArgumentError("objectives", list(self.objectives), str(exc)) from None
+            raise ArgumentError("objectives", self.objectives, str(exc)) from None
         for name, limit in self.constraints.items():
             if name not in CONSTRAINTS:
                 raise ArgumentError("constraints", name, f"unknown constraint (known: {', '.join(CONSTRAINTS)})")
-            if not (isinstance(limit, (int, float)) and math.isfinite(limit) and limit > 0):
+            if isinstance(limit, bool) or not (isinstance(limit, (int, float)) and math.isfinite(limit) and limit > 0):
                 raise ArgumentError(name, limit, "must be a positive number")
-        if not isinstance(self.block_size, int) or self.block_size < 1:
-            raise ArgumentError("block_size", self.block_size, "must be a whole number >= 1")
+        if not 1 <= self.block_size <= MAX_BLOCK_SIZE:
+            raise ArgumentError("block_size", self.block_size, f"must be a whole number from 1 to {MAX_BLOCK_SIZE:,}")
+        object.__setattr__(self, "space", space_from_dict(self.space.to_dict()))  # one built in Python: its keys
+
+    def check_new(self) -> None:
+        """Refuses what no study may be made or continued with (a stored study is read as it was made):
+        a space not every sample of which builds at this context, or deeper than a space may be; a
+        preset shape no preset takes."""
+        self.space.check_buildable(self.block_size)
+        unknown = sorted(set(self.preset_shape) - set(PRESET_SHAPE_KEYS))
+        if unknown:
+            raise ArgumentError("preset_shape", dict(self.preset_shape),
+                                f"unknown key {unknown[0]!r} (known: {', '.join(PRESET_SHAPE_KEYS)})")
+        try:
+            preset("gpt", vocab_size=2, block_size=self.block_size, **self.preset_shape)
+        except ConfigError as exc:
+            raise ArgumentError("preset_shape", dict(self.preset_shape), str(exc)) from None
 
     @property
     def directions(self) -> list[optuna.study.StudyDirection]:
@@ -115,6 +141,12 @@ class StudySettings:
         """Human-readable `key: study has X, this run asks Y` lines (self: the study), nested keys dotted."""
         return [f"{key}: study has {old!r}, this run asks {new!r}"
                 for key, old, new in _diff(self.to_dict(), other.to_dict())]
+
+
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "space": SearchSpace, "data": str, "tokenizer": str, "text_column": str,
+    "content_hash": str, "block_size": int, "preset_shape": Mapping, "recipe": TrainingRecipe,
+    "constraints": Mapping, "latency": LatencyProtocol, "pruning": Pruning, "sampler": str, "seed": int}
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:

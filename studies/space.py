@@ -25,6 +25,7 @@ import optuna
 import yaml
 
 from search_space import DecoderConfig, LayerConfig, Reduction, architecture_hash
+from search_space.config import MAX_LAYERS, MAX_MLP_RATIO, MAX_TOWERS, MAX_WIDTH
 
 from .errors import StudyError
 
@@ -33,6 +34,15 @@ REDUCTIONS = ("none", "linear", "conv")
 ENCODINGS = ("pattern", "per_layer")
 DEFAULT_SPACE_FILE = "default_space.yaml"
 OPTIONAL_KEYS = ("min_head_dim", "encoding")
+# The deepest a space may search: the per-layer encoding draws 3 parameters per layer slot on every
+# sample, so a sample's cost and storage grow with it (docs/decisions.md, benchmarks/space_depth.py).
+MAX_SPACE_DEPTH = 64
+_LARGEST = {  # choice -> (its largest value, why)
+    "n_layer": (MAX_SPACE_DEPTH, "the deepest a search space may reach (every sample draws every layer slot)"),
+    "d_model": (MAX_WIDTH, "the widest a decoder may be"),
+    "mlp_ratio": (MAX_MLP_RATIO, "the largest MLP ratio a decoder may have"),
+    "towers": (MAX_TOWERS, "the most towers a decoder may have"),
+}
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,10 @@ class SearchSpace:
 
     def sample(self, trial: optuna.Trial, vocab_size: int, block_size: int) -> DecoderConfig:
         """Draw every parameter (fixed space), then derive one valid decoder from them."""
+        return self.decode(vocab_size, block_size, **self._draw(trial))
+
+    def _draw(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Every parameter suggested to `trial`, as `decode`'s keyword arguments."""
         # The draw order is kept stable: a seeded random sampler gives the same architectures as before.
         choice = trial.suggest_categorical
         n_layer = trial.suggest_int("n_layer", self.n_layer.low, self.n_layer.high)
@@ -79,14 +93,11 @@ class SearchSpace:
             layouts = [choice(f"layout_{index}", self._block_layouts()) for index in slots][:n_layer]
             mlp_ratios = [choice(f"mlp_ratio_{index}", list(self.mlp_ratio)) for index in slots][:n_layer]
             reduce_after = [choice(f"reduce_after_{index}", [False, True]) for index in slots][:n_layer]
-        return self.decode(
-            vocab_size, block_size, layouts=layouts, mlp_ratios=mlp_ratios, reduce_after=reduce_after,
-            d_model=d_model, n_head=n_head,
-            reduction=choice("reduction", list(self.reduction)),
-            conv_kernel=choice("conv_kernel", list(self.conv_kernel)),
-            reduce_factor=choice("reduce_factor", list(self.reduce_factor)),
-            towers=choice("towers", list(self.towers)),
-        )
+        return dict(layouts=layouts, mlp_ratios=mlp_ratios, reduce_after=reduce_after, d_model=d_model,
+                    n_head=n_head, reduction=choice("reduction", list(self.reduction)),
+                    conv_kernel=choice("conv_kernel", list(self.conv_kernel)),
+                    reduce_factor=choice("reduce_factor", list(self.reduce_factor)),
+                    towers=choice("towers", list(self.towers)))
 
     def params_for(self, config: DecoderConfig) -> dict[str, Any] | None:
         """Parameters from which `sample` builds `config`, or None if the space cannot build it.
@@ -134,7 +145,7 @@ class SearchSpace:
     def choices(self) -> dict[str, list[Any]]:
         """Every parameter `sample` draws, with the values it may take, in draw order."""
         recorder = _Recorder()
-        self.sample(recorder, vocab_size=2, block_size=1)  # type: ignore[arg-type]
+        self._draw(recorder)  # type: ignore[arg-type]  # drawn, not decoded: no decoder, so no context to fit
         return recorder.choices
 
     def neighbours(self, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -152,6 +163,15 @@ class SearchSpace:
                 others = [o for o in options if o != params[name]]
             found += [{**params, name: other} for other in others]
         return found
+
+    def check_buildable(self, block_size: int) -> None:
+        """Refuses a space some sample of which no decoder of context `block_size` may be (a conv kernel
+        longer than the context), or whose choices _check_choices refuses. Checked where a study is made
+        or continued; a stored space is read as it was made."""
+        _check_choices(self, "space")
+        if "conv" in self.reduction and max(self.conv_kernel) > block_size:
+            raise StudyError(f"space.conv_kernel: {max(self.conv_kernel)} is longer than the context "
+                             f"(block_size {block_size}); a causal kernel sees at most block_size tokens")
 
     def _block_layouts(self) -> list[str]:
         """The block kinds the layout choices use (alternate offers both)."""
@@ -234,6 +254,27 @@ def space_from_dict(data: Any, where: str = "space") -> SearchSpace:
     return SearchSpace(**values)
 
 
+def _check_choices(space: SearchSpace, where: str) -> None:
+    """Every pair of choices builds a decoder, and no choice is beyond what a decoder may have or
+    deeper than MAX_SPACE_DEPTH."""
+    for d_model in space.d_model:
+        for n_head in space.n_head:
+            if d_model % n_head:
+                raise StudyError(f"{where}: d_model {d_model} is not divisible by n_head {n_head}; "
+                                 "every pair of choices must be buildable")
+            if d_model // n_head < space.min_head_dim:
+                raise StudyError(f"{where}: d_model {d_model} with n_head {n_head} gives {d_model // n_head} "
+                                 f"channels per head, below min_head_dim {space.min_head_dim}")
+    for name, (largest, why) in _LARGEST.items():
+        value = getattr(space, name)
+        biggest = value.high if isinstance(value, IntRange) else max(value)
+        if biggest > largest:
+            raise StudyError(f"{where}.{name}: {biggest} is above {largest}, {why}")
+    if space.n_layer.high * max(space.towers) > MAX_LAYERS:
+        raise StudyError(f"{where}.n_layer: {space.n_layer.high} layers x {max(space.towers)} towers is above "
+                         f"{MAX_LAYERS} blocks, the most a decoder may have")
+
+
 def _parse_choice(where: str, name: str, value: Any, type_name: str) -> Any:
     if type_name == "IntRange":
         if not (isinstance(value, dict) and set(value) == {"low", "high"}
@@ -281,12 +322,5 @@ def load_space(path: str | Path | None = None) -> SearchSpace:
     except yaml.YAMLError as exc:
         raise StudyError(f"{where}: malformed YAML: {getattr(exc, 'problem', exc)}") from exc
     space = space_from_dict(data, where)
-    for d_model in space.d_model:
-        for n_head in space.n_head:
-            if d_model % n_head:
-                raise StudyError(f"{where}: d_model {d_model} is not divisible by n_head {n_head}; "
-                                 "every pair of choices must be buildable")
-            if d_model // n_head < space.min_head_dim:
-                raise StudyError(f"{where}: d_model {d_model} with n_head {n_head} gives {d_model // n_head} "
-                                 f"channels per head, below min_head_dim {space.min_head_dim}")
+    _check_choices(space, where)  # the file's name in the error
     return space

@@ -1,12 +1,14 @@
-"""The Python API as a notebook meets it: it drives a whole study, agrees with the command line, and
-keeps quiet (Optuna's info lines are not printed)."""
+"""The Python API as a notebook meets it: it drives a whole study, agrees with the command line,
+keeps quiet (Optuna's info lines are not printed), and says how training goes where someone watches."""
 
 from __future__ import annotations
 
 import gc
 import inspect
+import io
 import json
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +22,8 @@ from optuna.trial import TrialState
 from search_space import load_config
 from studies import OBJECTIVES, Search, StudyError, StudySettings
 from studies.settings import write_settings
+from studies.workers import watching
+from studies.workers.watching import person_watching
 from study_helpers import STEPS, cli, isolated_python_api, make_settings, make_tiny  # noqa: F401 - autouse fixture
 from trainer import DataError
 
@@ -250,3 +254,72 @@ def test_a_chosen_level_is_respected(tmp_path: Path, optuna_records) -> None:
     Search.create("loud", storage=str(tmp_path / "l.journal"), settings=make_settings(data=str(tiny.corpus)),
                   presets=False)
     assert any("A new study created" in r.getMessage() for r in optuna_records)
+
+
+# --- progress where a person watches -------------------------------------------------------------------
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+class NotebookStream(io.StringIO):
+    """What a Jupyter kernel puts in sys.stderr: ipykernel's OutStream, a stream no terminal is behind."""
+
+
+NotebookStream.__module__ = "ipykernel.iostream"
+
+
+def test_a_person_watches_a_terminal_or_a_notebook_and_not_a_file() -> None:
+    assert person_watching(Terminal()) and person_watching(NotebookStream())
+    assert not person_watching(io.StringIO()) and not person_watching(object())  # a log, a pipe, a test
+
+
+@pytest.fixture
+def quick(tmp_path: Path) -> Search:
+    tiny = make_tiny(tmp_path)
+    return Search.create("watched", str(tmp_path / "w.journal"), settings=make_settings(data=str(tiny.corpus)),
+                         presets=False)
+
+
+@pytest.mark.parametrize("stream", [Terminal, NotebookStream])
+def test_run_and_promote_say_what_they_train_where_a_person_watches(quick: Search, stream, monkeypatch) -> None:
+    """The README's API snippet ran 50 minutes in promote(2000) and printed nothing."""
+    watched = stream()
+    monkeypatch.setattr(sys, "stderr", watched)
+    monkeypatch.setattr(watching, "STEP_LINE_SECONDS", 0.0)  # every progress report makes a line
+    quick.run(trials=2, jobs=1, device="cpu")
+    lines = watched.getvalue().splitlines()
+    finished = [line for line in lines if re.match(r"\[\d/2 trained\] trial \d ", line)]
+    assert len(finished) == 2 and finished[-1].startswith("[2/2 trained]"), lines
+    assert any(re.match(rf"trial 0 started: d\d+ .*, {STEPS} steps", line) for line in lines), lines
+    assert any(re.match(rf"  step \d+/{STEPS}, loss \d\.\d+, [\d,]+ tokens/s", line) for line in lines), lines
+    promoted = quick.promote(steps=2 * STEPS, gap_trials=0, device="cpu")
+    said = watched.getvalue().splitlines()[len(lines):]
+    finished = [line for line in said if re.match(r"\[\d/\d trained\] trial ", line)]  # reused ones too
+    assert len(finished) == len(promoted.search.study.trials) and finished[-1].startswith(
+        f"[{promoted.summary.trials_run}/")
+    assert f"{2 * STEPS} steps" in said[0]
+
+
+def test_the_api_is_silent_where_nobody_watches_unless_asked(quick: Search, capsys, monkeypatch) -> None:
+    quick.run(trials=1, jobs=1, device="cpu")  # stderr is pytest's capture here: a file, as a script's log is
+    assert capsys.readouterr().err == ""
+    quick.run(trials=1, jobs=1, device="cpu", progress=True)
+    assert re.search(r"^\[1/1 trained\] trial 1 ", capsys.readouterr().err, re.MULTILINE)
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    quick.run(trials=1, jobs=1, device="cpu", progress=False)  # chosen: silent at a terminal too
+    assert terminal.getvalue() == ""
+
+
+@pytest.mark.slow
+def test_jobs_say_their_trials_where_a_person_watches(quick: Search, monkeypatch) -> None:
+    watched = Terminal()
+    monkeypatch.setattr(sys, "stderr", watched)
+    quick.run(trials=2, jobs=2, device="cpu")
+    lines = watched.getvalue().splitlines()
+    assert lines[0] == "2 jobs training 2 trials between them", lines
+    assert sum(bool(re.match(r"\[job [12]\] trial \d ", line)) for line in lines) >= 2, lines
+    assert lines[-1].startswith("2 trials trained by 2 jobs ("), lines

@@ -4,14 +4,16 @@ flag on the command line), in one line of the project's own error class, before 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
 import pytest
 
-from studies import Pruning, Search, StudyError, StudySettings
+from studies import Pruning, Search, StudyError, StudySettings, delete_study, list_studies
 from studies.errors import ArgumentError
 from studies.fronts.front import pick
+from studies.space import IntRange, load_space
 from study_helpers import Tiny, assert_one_line_error, cli, isolated_python_api  # noqa: F401 - autouse fixture
 from trainer.loop import RecipeError, TrainingRecipe
 
@@ -100,15 +102,56 @@ def search(two_kept: Tiny, tmp_path: Path) -> Search:
     (lambda s: Search.open("tiny", Path(s.storage)), ": expected str"),
     (lambda s: Search.open("nope", s.storage), "unknown study 'nope' (this storage has: tiny)"),
     (lambda s: Search.create("x", s.storage, settings="defaults"), "settings='defaults': expected StudySettings"),
-    (lambda s: Search.create("x", s.storage, objectives="val_loss"), "objectives: give a sequence of names"),
+    (lambda s: Search.create("x", s.storage, objectives="val_loss"), "objectives='val_loss': give a sequence of names"),
+    (lambda s: Search.create("x", s.storage, objectives={"val_loss"}), "objectives={'val_loss'}: expected a list or"),
     (lambda s: Search.create("x", s.storage, step=5), "unknown setting step"),
+    # a wrong type named by its argument, never AttributeError or TypeError from far inside
+    (lambda s: Search.create("x", s.storage, data=123), "data=123: expected str, not int"),
+    (lambda s: Search.create("x", s.storage, data=Path("c.txt")), "data='c.txt': expected str, not PosixPath"),
+    (lambda s: Search.create("x", s.storage, tokenizer=5), "tokenizer=5: expected str"),
+    (lambda s: Search.create("x", s.storage, text_column=5), "text_column=5: expected str"),
+    (lambda s: Search.create("x", s.storage, block_size=True), "block_size=True: expected int, not bool"),
+    (lambda s: Search.create("x", s.storage, block_size=10**9), "block_size=1000000000: must be a whole number from 1"),
+    (lambda s: Search.create("x", s.storage, recipe=5), "recipe=5: expected TrainingRecipe"),
+    (lambda s: Search.create("x", s.storage, space="space.yaml"), "space='space.yaml': expected SearchSpace"),
+    (lambda s: Search.create("x", s.storage, space=replace(load_space(), n_layer=(1, 4))), "space.n_layer: expected"),
+    (lambda s: Search.create("x", s.storage, space=replace(load_space(), n_layer=IntRange(1, 10_000))),
+     "space.n_layer: 10000 is above 64"),
+    (lambda s: Search.create("x", s.storage, constraints=[1]), "constraints=[1]: expected Mapping"),
+    (lambda s: Search.create("x", s.storage, constraints={"max_params": True}), "max_params=True: must be a positive"),
+    (lambda s: Search.create("x", s.storage, latency="decode"), "latency='decode': expected LatencyProtocol"),
+    (lambda s: Search.create("x", s.storage, pruning=0.05), "pruning=0.05: expected Pruning"),
+    (lambda s: Search.create("x", s.storage, pruning={"margin": "wide"}), "margin='wide': expected int or float"),
+    (lambda s: Search.create("x", s.storage, sampler=5), "sampler=5: expected str"),
+    (lambda s: Search.create("x", s.storage, seed="1"), "seed='1': expected int or None"),
+    (lambda s: Search.create("x", s.storage, seed=1.5), "seed=1.5: expected int or None"),
+    (lambda s: Search.create("x", s.storage, preset_shape=4), "preset_shape=4: expected Mapping"),
+    (lambda s: Search.create("x", s.storage, preset_shape={"layers": 4}), "unknown key 'layers'"),
+    (lambda s: Search.create("x", s.storage, preset_shape={"n_layer": "4"}), "n_layer: '4' must be a whole number"),
+    (lambda s: Search.create("x", s.storage, presets="no"), "presets='no': expected bool"),
+    (lambda s: Search.create("x", s.storage, artifacts=Path("w")), "artifacts='w': expected str or None, not PosixPath"),
+    (lambda s: s.run(1, jobs=2, devices="cpu"), "devices='cpu': expected list or tuple"),
+    (lambda s: s.run(1, devices=[0]), "devices=0: expected str, not int"),
+    (lambda s: s.run(1, jobs=1, max_complete=-1), "max_complete=-1: must be at least 1"),
+    (lambda s: s.run(1, jobs=1, reporter=print), "reporter=<built-in function print>: expected Reporter"),
+    (lambda s: s.run(1, jobs=2, jobs_view=print), "jobs_view=<built-in function print>: expected JobsView"),
+    (lambda s: s.run(1, jobs=1, gap_trials=-1), "gap_trials=-1: must be at least 0"),
+    (lambda s: s.run(1, jobs=1, queued_only="yes"), "queued_only='yes': expected bool"),
+    (lambda s: s.run(1, jobs=1, progress="yes"), "progress='yes': expected bool or None"),
+    (lambda s: s.promote(24, device=0), "device=0: expected str"),
+    (lambda s: s.promote(24, keep_checkpoints="best"), "keep_checkpoints='best': is not one of"),
+    (lambda s: s.promote(24, device="gpu"), "device: 'gpu' is not a torch device"),
+    (lambda s: s.export(untrained="yes"), "untrained='yes': expected bool"),
+    (lambda s: Search.open("tiny", s.storage, artifacts=Path("w")), "artifacts='w': expected str or None, not PosixPath"),
+    (lambda s: list_studies(Path(s.storage)), ": expected str, not PosixPath"),
+    (lambda s: delete_study(0, s.storage), "name=0: expected str"),
 ])
 def test_api_misuse_raises_the_projects_own_error(search: Search, call, message: str) -> None:
-    trials = len(search.study.trials)
-    with pytest.raises(StudyError) as raised:
+    trials, names = len(search.study.trials), optuna.get_all_study_names(search.study._storage)
+    with pytest.raises((StudyError, RecipeError)) as raised:  # a device is the recipe's to refuse
         call(search)
-    assert message in str(raised.value)
-    assert len(search.study.trials) == trials and "x" not in optuna.get_all_study_names(search.study._storage)
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+    assert len(search.study.trials) == trials and optuna.get_all_study_names(search.study._storage) == names
 
 
 def test_a_storage_file_deleted_under_an_open_search_is_a_study_error(search: Search) -> None:

@@ -93,7 +93,7 @@ def test_search_jobs_2_shares_its_trials_between_the_processes_of_one_study(tmp_
     lines = search.stderr.splitlines()
     assert any(line.startswith("[job 1] trial ") for line in lines), lines
     assert any(line.startswith("[job 2] trial ") for line in lines), lines
-    assert "4 trials trained by 2 jobs (4 complete)" in lines
+    assert any(line.startswith("4 trials trained by 2 jobs (4 complete)") for line in lines), lines
 
 
 @pytest.mark.slow
@@ -244,7 +244,7 @@ def test_a_job_killed_under_its_parent_fails_the_run_and_leaves_no_trial_running
     _, err = parent.communicate(timeout=120)
     assert parent.returncode not in (0, 130, 143), err  # the parent was not stopped: a job failed
     lines = err.splitlines()
-    assert lines[-1].startswith("decoder-nas search: error: a job failed"), err
+    assert lines[-1].startswith("decoder-nas search: error: job 1 (auto) failed with exit code"), err  # and why
     if signum == signal.SIGKILL:
         assert any(line.startswith("job 1 (auto) was killed by SIGKILL") for line in lines), err
     trials = trials_of(tiny)

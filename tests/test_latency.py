@@ -81,6 +81,11 @@ def test_protocol_dicts_stored_by_the_old_version_still_construct() -> None:
     ({"estimator": "mean"}, "unknown 'mean'"),
     ({"clock": "thread", "cpu_threads": 2}, "cpu_threads 1"),
     ({"mode": "prefill"}, "'forward' or 'decode'"),
+    ({"repeats": "30"}, "repeats: '30' must be a whole number from 1"),  # not a TypeError from a comparison
+    ({"warmup": 1.5}, "warmup: 1.5 must be a whole number"),
+    ({"cpu_threads": True}, "cpu_threads: True must be a whole number"),
+    ({"repeats": 10**9}, "repeats: 1000000000 must be a whole number from 1 to 10,000"),
+    ({"pin_cpu": "yes"}, "pin_cpu: expected true or false"),
 ])
 def test_protocols_that_cannot_be_measured_are_refused(fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

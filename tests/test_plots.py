@@ -78,7 +78,7 @@ def test_three_objectives_draw_every_pair_with_the_values_of_all_three(tmp_path:
 
 def test_a_front_point_that_looks_dominated_says_why_it_is_not(tmp_path: Path) -> None:
     data = front_figure_data(make_search(THREE))
-    why = {p.label.split(",")[0]: p.why for p in data.points}
+    why = {p.names.split(",")[0]: p.why for p in data.points}
     assert why["pgpt"].startswith("on the front: nothing is at least as good on val_loss, flops_per_token and "
                                   "latency_ms and better on one; trial 4 has lower val_loss and lower "
                                   "flops_per_token but higher latency_ms (1.20 vs 1.18)")
@@ -92,10 +92,46 @@ def test_every_preset_and_both_picks_are_labelled_on_the_page(tmp_path: Path) ->
     _, figures = written(make_search(THREE), tmp_path)
     labels = {hover.split("<br>")[0]: text for trace in figures[0][0]
               for text, hover in zip(trace["text"], trace["hovertext"])}
-    words = {word for text in labels.values() for word in re.split(r"[/,] ?", text)}
+    words = {word for text in labels.values() for word in re.split(r"[/,] ?|#\d+ ", text)}
     assert {"gpt", "pgpt", "lgpt", "cgpt", "knee", "best quality"} <= words
-    assert labels["trial 5 (best quality)"] == "best quality"  # the lowest val_loss
-    assert labels["trial 2 (lgpt/cgpt)"] == "lgpt/cgpt"  # one model, one point, two names
+    assert labels["trial 5 (best quality)"] == "#5 best quality"  # the lowest val_loss, on the front
+    assert labels["trial 2 (lgpt/cgpt)"] == "#2 lgpt/cgpt"  # one model, one point, two names
+    assert labels["trial 0 (gpt)"] == "gpt"  # off the front: named, not numbered
+
+
+def test_every_front_point_is_numbered_and_listed_in_a_table_under_the_plot(tmp_path: Path) -> None:
+    search = make_search(THREE)
+    page, figures = written(search, tmp_path)
+    front = search.front_trials()
+    assert len(front) >= 4
+    numbered = {text.split(" ")[0] for trace in figures[0][0] if trace["name"] == "front" for text in trace["text"]}
+    assert numbered == {f"#{t.number}" for t in front}  # a screenshot tells every front point apart
+    table = page[page.index("<table class='front'"):page.index("</table>")]
+    assert page.index("<table class='front'") > page.index("Plotly.newPlot")  # under the plot
+    rows = re.findall(r"<tr>(.*?)</tr>", table)[1:]
+    assert len(rows) == len(front)
+    for trial, row in zip(front, rows):
+        cells = [re.sub(r"<.*?>", "", cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+        assert cells[0] == str(trial.number) and cells[2] == escape(trial.user_attrs["summary"])
+        for name in THREE + ("params",):  # the objectives and the other measures the table prints
+            assert OBJECTIVES[name].format(trial.user_attrs[name]) in cells
+    assert "<th><b>val_loss</b></th>" in table and "<th>params</th>" in table  # objectives in bold
+
+
+def test_labels_turn_inwards_so_none_is_cut_at_the_plots_edge(tmp_path: Path) -> None:
+    _, figures = written(make_search(("val_loss", "flops_per_token")), tmp_path)
+    traces = figures[0][0]
+    placed = [(x, y, position) for trace in traces for x, y, position in zip(trace["x"], trace["y"],
+                                                                            trace["textposition"])]
+    xs, ys = [x for x, _, _ in placed], [y for _, y, _ in placed]
+    for x, y, position in placed:
+        if x == min(xs):  # at the left edge (lgpt/cgpt, the cheapest): written rightwards, into the plot
+            assert position.endswith("right"), (x, position)
+        if x == max(xs):
+            assert position.endswith("left"), (x, position)
+        if y == max(ys):  # at the top: written below the point
+            assert position.startswith("bottom"), (y, position)
+    assert all(trace["cliponaxis"] is False for trace in traces)  # nor clipped by the axes' box
 
 
 def test_hover_uses_the_tables_number_format(tmp_path: Path) -> None:

@@ -62,21 +62,32 @@ def shell_lines(lines: list[str]) -> list[str]:
 
 def decoder_nas_commands(path: Path) -> list[tuple[str, list[str]]]:
     """(as written, argv after `decoder-nas`) for every decoder-nas command in the file's shell blocks."""
+    return [found for language, lines in code_blocks(path.read_text(encoding="utf-8"))
+            if language in SHELL_LANGUAGES for found in commands_in(lines)]
+
+
+def commands_in(lines: list[str]) -> list[tuple[str, list[str]]]:
+    """(as written, argv after `decoder-nas`) for every decoder-nas command in one block's lines, in order."""
     found = []
-    for language, lines in code_blocks(path.read_text(encoding="utf-8")):
-        if language not in SHELL_LANGUAGES:
-            continue
-        for line in shell_lines(lines):
-            words = shlex.split(line, comments=True)
-            segment: list[str] = []
-            for word in [*words, ";"]:
-                if word not in SEPARATORS:
-                    segment.append(word)
-                    continue
-                if segment and segment[0] == "decoder-nas":
-                    found.append((line, normalise(segment[1:], line)))
-                segment = []
+    for line in shell_lines(lines):
+        words = shlex.split(line, comments=True)
+        segment: list[str] = []
+        for word in [*words, ";"]:
+            if word not in SEPARATORS:
+                segment.append(word)
+                continue
+            if segment and segment[0] == "decoder-nas":
+                found.append((line, normalise(segment[1:], line)))
+            segment = []
     return found
+
+
+def walkthrough() -> list[list[str]]:
+    """What a new user runs in order: the README's opening commands, then its Quickstart block."""
+    text = README.read_text(encoding="utf-8")
+    blocks = code_blocks(text)
+    quickstart = code_blocks(text[text.index("## Quickstart"):])[0]
+    return [argv for _, lines in (blocks[0], quickstart) for _, argv in commands_in(lines)]
 
 
 def normalise(argv: list[str], line: str) -> list[str]:
@@ -122,6 +133,16 @@ def test_readme_opens_with_the_main_job_and_the_ci_test_command():
 
     assert commands[0] == f"{torch_install} && pip install -e . && decoder-nas search"
     assert commands[1] == f"{torch_install} && {TEST_COMMAND}"
+
+
+def test_the_walkthrough_searches_each_study_once():
+    """The first command and the Quickstart each ran `search` on the default study, silently doubling it."""
+    searched = []
+    for argv in walkthrough():
+        if argv[0] in ("search", "worker"):
+            args = build_parser(argv[0]).parse_args(argv)
+            searched.append((args.study, args.storage))
+    assert searched and len(searched) == len(set(searched)), searched
 
 
 def test_the_readme_shows_commands_worth_checking():
@@ -182,3 +203,47 @@ def test_the_python_api_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
     assert (tmp_path / "best.yaml").is_file() and namespace["long"].name == "my-study@6"
     assert namespace["front"] and len(namespace["df"]) >= 5  # the four presets and a sampled trial
+
+
+# Budgets a test can afford, per command of the walkthrough; everything else runs as written.
+AFFORDABLE = {
+    "search": ["--trials", "5", "--steps", "8", "--batch-size", "2", "--eval-windows", "2", "--warmup-steps", "1"],
+    "train": {"2000": "4", "3000": "6"},
+}
+COUNTS = r"(\d+) trials?: ([^)\n]*)"  # what study_counts writes: `27 trials: 18 complete, ...`
+
+
+def outcome_counts(text: str) -> dict[str, int]:
+    """`18 complete, 3 reused a twin's result` -> {"complete": 18, "reused a twin's result": 3}."""
+    return {words: int(count) for count, words in re.findall(r"(\d+) ([^,]+)", text)}
+
+
+@pytest.mark.slow
+def test_the_walkthrough_runs_as_written_and_its_counts_agree(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The README's first command and its Quickstart, in order, in a fresh folder, with small budgets:
+    each succeeds, and every count they print of the study tells one story."""
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DECODER_NAS_CACHE", str(tmp_path / "cache"))
+    said: dict[str, list[tuple[str, str]]] = {}
+    for argv in walkthrough():
+        if argv[0] == "search":
+            argv = [*argv, *AFFORDABLE["search"]]
+        elif argv[0] == "train":
+            argv = [AFFORDABLE["train"].get(word, word) for word in argv]
+        code = main(argv)
+        out, err = capsys.readouterr()
+        assert code == 0, (argv, err)
+        said.setdefault(argv[0], []).append((out, err))
+    (out, err), = said["search"]
+    trained, by_jobs, not_trained = re.search(r"^(\d+) trials trained by 2 jobs \(([^)]*)\)(?:; not trained: (.*))?$",
+                                              err, re.MULTILINE).groups()
+    held = re.search(rf"the study now holds {COUNTS}", out).groups()
+    title = re.search(rf"Pareto front of 'decoder-nas' \(8 steps; {COUNTS}\)", out).groups()
+    pareto = re.search(rf"Pareto front of 'decoder-nas' \(8 steps; {COUNTS}\)", said["pareto"][0][0]).groups()
+    assert held == title == pareto  # the study as the summary, the front's title and pareto count it
+    jobs = {**outcome_counts(by_jobs), **outcome_counts(not_trained or "")}
+    assert jobs == outcome_counts(held[1]) and sum(jobs.values()) == int(held[0])  # the jobs saw every trial
+    assert int(trained) == 5 == sum(outcome_counts(by_jobs).values())  # --trials counts the trained ones
+    assert "reused a twin's result" in jobs  # cgpt is lgpt's model: its result is reused, counted apart
+    assert (tmp_path / "front.html").is_file() and (tmp_path / "best.yaml").is_file()

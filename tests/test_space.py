@@ -14,7 +14,7 @@ from search_space.config import validate
 from studies.errors import StudyError
 from studies.settings import SETTINGS_KEY, read_settings
 from studies.space import SearchSpace, load_space, space_from_dict
-from study_helpers import TINY_SPACE, make_settings
+from study_helpers import TINY_SPACE, assert_one_line_error, cli, load, make_settings, make_tiny, study_names
 
 SHARED_PARAMETERS = {"n_layer", "d_model", "n_head", "reduction", "conv_kernel", "reduce_factor", "towers"}
 PATTERN_PARAMETERS = SHARED_PARAMETERS | {"mlp_ratio", "layout", "reduce_every"}
@@ -180,6 +180,12 @@ def test_reductions_stop_at_min_head_dim(tmp_path: Path) -> None:
     ({"towers": [1.5]}, ["towers", "whole number"]),
     ({"min_head_dim": 0}, ["min_head_dim"]),
     ({"d_model": [True]}, ["d_model"]),
+    # huge values: refused at once, not after minutes of samples of megabytes each
+    ({"n_layer": {"low": 1, "high": 10_000}}, ["n_layer", "10000 is above 64"]),
+    ({"d_model": [16, 2**20]}, ["d_model", "1048576 is above 65536"]),
+    ({"mlp_ratio": [2, 1000]}, ["mlp_ratio", "1000 is above 64"]),
+    ({"towers": [1, 100]}, ["towers", "100 is above 64"]),
+    ({"n_layer": {"low": 1, "high": 64}, "towers": [1, 32]}, ["n_layer", "64 layers x 32 towers", "1024"]),
 ])
 def test_space_errors_name_the_key(change: dict, fragments: list[str], tmp_path: Path) -> None:
     data = {**TINY_SPACE, "n_head": [2, 4], **change}
@@ -220,6 +226,19 @@ def test_missing_key_and_bad_files(tmp_path: Path) -> None:
     assert load_space(write_space(tmp_path, data)).min_head_dim == 8
 
 
+def test_a_stored_space_beyond_todays_bounds_still_reads() -> None:
+    """A study made before a bound existed (here: deeper than a space may now be) is read as it was
+    made, so its results stay reachable; only making or continuing a study checks the bounds."""
+    stored = make_settings().to_dict()
+    stored["space"]["n_layer"] = {"low": 1, "high": 100}
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    study.set_user_attr(SETTINGS_KEY, stored)
+    settings = read_settings(study)
+    assert settings.space.n_layer.high == 100
+    with pytest.raises(StudyError, match="n_layer: 100 is above 64"):
+        settings.check_new()
+
+
 def test_a_study_stored_by_an_earlier_version_reads_as_it_was_made() -> None:
     stored = make_settings().to_dict()
     del stored["space"]["encoding"]  # stored before the key existed: pattern, then the only encoding
@@ -229,3 +248,42 @@ def test_a_study_stored_by_an_earlier_version_reads_as_it_was_made() -> None:
     settings = read_settings(study)
     assert settings.space.encoding == "pattern" and "gap_trials" not in settings.to_dict()
     assert settings.to_dict() == make_settings().to_dict()
+
+
+@pytest.mark.parametrize("encoding", ["pattern", "per_layer"])
+@pytest.mark.parametrize("kernels", [[3, 1], [3], [5, 3, 1]])
+def test_a_space_whose_first_conv_kernel_is_wide_creates_its_study(encoding: str, kernels: list[int],
+                                                                    tmp_path: Path) -> None:
+    """`conv_kernel: [3, 1]` (conv first) was refused: the space's choices were listed by decoding a
+    sample at context 1, where a kernel of 3 does not fit."""
+    data = {**TINY_SPACE, "encoding": encoding, "reduction": ["conv", "none"], "conv_kernel": kernels}
+    tiny = make_tiny(tmp_path, data)
+    result = cli(*tiny.argv("search", "--trials", "0"))
+    assert result.code == 0, result.err
+    study = load(tiny)
+    assert [t.user_attrs["preset"] for t in study.trials] == ["gpt", "pgpt", "lgpt", "cgpt"]  # queued, as ever
+    space = read_settings(study).space
+    assert space.choices()["conv_kernel"] == kernels
+    for params, config in sample_many(space, 30, block_size=16):
+        validate(config)
+        assert all(layer.reduction.kernel_size == params["conv_kernel"] for layer in config.layers if layer.reduction)
+
+
+def test_a_conv_kernel_longer_than_the_context_is_refused_in_one_line(tmp_path: Path) -> None:
+    tiny = make_tiny(tmp_path, {**TINY_SPACE, "reduction": ["conv"], "conv_kernel": [3, 1]})
+    result = cli(*tiny.argv("search", "--trials", "0", "--block-size", "2"))
+    assert_one_line_error(result, "search", "space.conv_kernel: 3 is longer than the context (block_size 2)")
+    assert not tiny.storage.exists() or study_names(tiny.storage) == []
+    with pytest.raises(StudyError, match="space.conv_kernel: 3 is longer"):
+        make_settings(space=load_space(tiny.space), block_size=2).check_new()
+    make_settings(space=load_space(tiny.space), block_size=3).check_new()
+
+
+def test_a_space_of_huge_depth_is_refused_before_any_sample(tmp_path: Path) -> None:
+    """n_layer up to 10,000 under --max-params trained nothing in 120 s and wrote 6.6 MB of journal per sample."""
+    tiny = make_tiny(tmp_path, {**TINY_SPACE, "encoding": "per_layer", "n_layer": {"low": 1, "high": 10_000}})
+    result = cli(*tiny.argv("search", "--max-params", "2e5", "--trials", "1"))
+    assert_one_line_error(result, "search", "n_layer: 10000 is above 64, the deepest a search space may reach")
+    assert not tiny.storage.exists() or study_names(tiny.storage) == []
+    deepest = {**TINY_SPACE, "n_layer": {"low": 1, "high": 64}}
+    assert load_space(write_space(tmp_path, deepest)).n_layer.high == 64  # the bound itself is allowed

@@ -268,11 +268,14 @@ def test_worker_creates_the_study_and_max_complete_stops_it(tmp_path: Path, caps
     result = run(capsys, *tiny.argv("worker", "--max-complete", "3"))  # --trials defaults to ~unbounded
     assert result.code == 0, result.err
     trials = load(tiny).get_trials()
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    assert {t.state for t in trials} == {TrialState.COMPLETE}
+    # complete as every summary counts it: trained to the end, a reused twin's result apart
+    assert sum("reused_from" not in t.user_attrs for t in trials) == 3
+    assert "the study now holds" in result.out and ": 3 complete" in result.out
 
     result = run(capsys, *tiny.argv("worker", "--max-complete", "3"))  # already there: runs nothing
     assert result.code == 0 and "trained 0 trials in this process" in result.out
-    assert len(load(tiny).get_trials()) == 3
+    assert len(load(tiny).get_trials()) == len(trials)
 
 
 # --- constraints, reuse, failures -------------------------------------------------------------------
@@ -331,6 +334,20 @@ def test_a_diverging_trial_fails_and_the_study_goes_on(tmp_path: Path, capsys: p
         assert "non-finite" in trial.user_attrs["fail_reason"]
     assert "trained 2 trials in this process" in result.out and "Traceback" not in result.err
     assert json.loads(run(capsys, "pareto", *tiny.study_flags(), "--json").out) == []
+
+
+def test_pareto_on_a_study_with_nothing_complete_says_so_in_one_line(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """It printed an empty table with exit code 0."""
+    tiny = make_tiny(tmp_path)
+    assert run(capsys, *tiny.argv("search", "--trials", "0")).code == 0  # the presets queued, nothing trained
+    expected = ("study 'tiny' has no complete trials to show yet (4 trials: 4 waiting); "
+                f"run `decoder-nas search --study tiny --storage {tiny.storage}`")
+    assert_one_line_error(run(capsys, "pareto", *tiny.study_flags()), "pareto", expected)
+    page = tmp_path / "front.html"
+    assert_one_line_error(run(capsys, "pareto", *tiny.study_flags(), "--html", str(page)), "pareto", expected)
+    assert not page.exists()
+    assert json.loads(run(capsys, "pareto", *tiny.study_flags(), "--json").out) == []  # a script reads no points
 
 
 def test_an_exception_in_the_model_fails_one_trial_only(

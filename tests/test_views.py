@@ -111,7 +111,7 @@ def test_a_piped_search_says_what_runs_before_the_first_trial(piped: tuple[Tiny,
     first = lines[0]
     assert first.startswith("study 'tiny' in ")
     for fragment in (str(tiny.storage), f"data {tiny.corpus.resolve()}", f"{STEPS} steps per trial",
-                     "objectives val_loss flops_per_token", "0 complete trials so far"):
+                     "objectives val_loss flops_per_token", "nothing trained yet"):
         assert fragment in first, (fragment, first)
     trial_lines = [i for i, line in enumerate(lines) if line.startswith("trial ")]
     assert len(trial_lines) >= 3 and trial_lines[0] == 1  # the trials follow at once, one line each

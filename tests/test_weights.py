@@ -334,7 +334,7 @@ def test_a_trial_without_weights_takes_the_previous_export_s_checkpoint_with_it(
     optuna.load_study(study_name="z", storage=open_storage(str(copy.storage))).enqueue_trial(first.params)
     assert cli(*copy.argv("search", "--trials", "1", "--no-presets", "--rungs", "--max-complete", "1",
                           study="z")).code == 0
-    [reused] = optuna.load_study(study_name="z", storage=open_storage(str(copy.storage))).get_trials()
+    reused = optuna.load_study(study_name="z", storage=open_storage(str(copy.storage))).get_trials()[0]  # the queued one
     assert reused.user_attrs["reused_from_study"] == "x" and WEIGHTS_KEY not in reused.user_attrs
     result = export(copy, "z", reused)
     assert result.code == 0, result.err

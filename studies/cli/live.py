@@ -14,7 +14,7 @@ from trainer.loop import Progress
 from ..fronts.front import front_trials
 from ..measures import OBJECTIVES
 from ..settings import StudySettings
-from ..workers.trial_record import TrialRecord
+from ..workers.trial_record import OUTCOMES, TrialRecord
 from .progress import STDERR, progress_bar
 
 RECENT_ROWS = 10
@@ -77,6 +77,6 @@ class LiveReporter:
         for record in self.finished[-RECENT_ROWS:]:
             marker = "★" if record.number in self.front else ""
             values = [OBJECTIVES[name].format(record.measures.get(name)) for name in self.objectives]
-            table.add_row(f"{marker}{record.number}", record.architecture, record.state, *values)
+            table.add_row(f"{marker}{record.number}", record.architecture, OUTCOMES[record.state], *values)
         return Group(self.bar, table)
 

@@ -9,6 +9,7 @@ import argparse
 import difflib
 import importlib
 import os
+import re
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Sequence
@@ -34,9 +35,17 @@ class OneLineErrors(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         unknown = message.partition("unrecognized arguments: ")[2].split()
         flags = [arg.partition("=")[0] for arg in unknown if arg.startswith("--")]
-        nearest = difflib.get_close_matches(flags[0], self._known_flags(), n=1, cutoff=0.6) if flags else []
+        choice = re.search(r"invalid choice: '([^']*)'", message)  # a command or a flag's value
+        if flags:
+            nearest = difflib.get_close_matches(flags[0], self._known_flags(), n=1, cutoff=0.6)
+        else:
+            nearest = difflib.get_close_matches(choice[1], self._choices(), n=1, cutoff=0.6) if choice else []
         hint = f"; did you mean {nearest[0]}?" if nearest else ""
         self.exit(2, f"{self.prog}: error: {message}{hint} (see {self.prog} --help)\n")
+
+    def _choices(self) -> list[str]:
+        """Every value this parser's arguments offer: its commands, and each flag's choices."""
+        return [str(value) for action in self._actions for value in action.choices or ()]
 
     def _known_flags(self) -> list[str]:
         """Every long option of this parser and of the commands under it (the one given is among them)."""

@@ -2,8 +2,10 @@
 
 `front_figure_data` computes what the page says (plain data, no plotly); `write_front_html` draws
 it: one scatter per pair of objectives (quality against each cost first), the front highlighted,
-the paper presets and the exported picks named, hover in the table's number format with a line on
-why each point is or is not on the front; below, the hypervolume after each complete trial.
+every front point labelled with its trial number (and the paper presets and the exported picks
+named), labels turned inwards so none is cut at the plot's edge, hover in the table's number format
+with a line on why each point is or is not on the front; under it a table of the front (trial,
+architecture, measures), so a printout names every point; then the hypervolume after each complete trial.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ..api import Search
 from ..fronts.front import REFERENCE, complete_trials, hypervolume_history, normaliser_for
 from ..fronts.hypervolume import dominates
 from ..measures import OBJECTIVES
-from .views import SHORTHAND
+from .views import SHORTHAND, shown_measures
 
 PICK_LABELS = {"knee": "knee", "best-quality": "best quality"}  # the picks `export` offers first
 RIVALS = 2  # trials named in a front point's reason: the nearest to dominating it explain it best
@@ -41,9 +43,15 @@ class PlotPoint:
     number: int
     measures: dict[str, float]  # every registered measure the trial recorded
     on_front: bool
-    label: str  # its presets and picks, e.g. "lgpt/cgpt, knee"; "" for none
+    names: str  # its presets and picks, e.g. "lgpt/cgpt, knee"; "" for none
+    summary: str  # the architecture shorthand
     why: str  # one line: why it is, or is not, on the front
     hover: str
+
+    @property
+    def label(self) -> str:
+        """What the plot writes beside it: a front point's trial number and names, another's names."""
+        return " ".join(filter(None, (f"#{self.number}" if self.on_front else "", self.names)))
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,8 @@ class FrontFigureData:
     title: str
     axes: tuple[str, ...]  # the measures drawn, quality first
     points: list[PlotPoint]
+    front: list[PlotPoint]  # the front's points, in the front table's order
+    columns: tuple[str, ...]  # the measures the front table shows, as the command line's table does
     history: list[tuple[int, float]]  # (trial number, hypervolume of the complete trials so far)
     hypervolume_note: str  # the current value and what it is relative to
     shorthand: str
@@ -67,14 +77,17 @@ def front_figure_data(search: Search) -> FrontFigureData:
     for trial in trials:
         label, measures = labels.get(trial.number, ""), _measures(trial, objectives)
         why = _why(trial, trials if trial.number in on_front else front, objectives, scaled, trial.number in on_front)
-        points.append(PlotPoint(trial.number, measures, trial.number in on_front, label, why,
-                                _hover(trial, measures, label, why)))
+        points.append(PlotPoint(trial.number, measures, trial.number in on_front, label,
+                                trial.user_attrs.get("summary", ""), why, _hover(trial, measures, label, why)))
+    by_number = {point.number: point for point in points}
     history = []
     if front and len(objectives) > 1:
         history = hypervolume_history(study, objectives, normaliser_for(objectives, [t.values for t in front]))
     title = (f"{search.name}: {search.settings.steps} steps, {len(points)} architectures, "
              f"{len(front)} on the front ({', '.join(objectives)})")
-    return FrontFigureData(title, _axes(objectives), points, history, _hypervolume_note(search), SHORTHAND)
+    return FrontFigureData(title, _axes(objectives), points, [by_number[t.number] for t in front],
+                           tuple(o.name for o in shown_measures(front, objectives)), history,
+                           _hypervolume_note(search), SHORTHAND)
 
 
 def _axes(objectives: Sequence[str]) -> tuple[str, ...]:
@@ -164,7 +177,7 @@ def write_front_html(search: Search, path: Path) -> Path:
     data = front_figure_data(search)
     parts = [f"<h2>{escape(data.title)}</h2>", f"<p>{escape(KEY)}</p>",
              front_figure(data).to_html(full_html=False, include_plotlyjs=True),  # self-contained: opens offline
-             f"<p>{escape(data.hypervolume_note)}</p>"]
+             front_table_html(data), f"<p>{escape(data.hypervolume_note)}</p>"]
     if data.history:
         parts.append(hypervolume_figure(data).to_html(full_html=False, include_plotlyjs=False))
     parts.append(f"<p>{escape(data.shorthand)}</p>")
@@ -172,6 +185,22 @@ def write_front_html(search: Search, path: Path) -> Path:
     path.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(data.title)}</title></head>"
                     f"<body style='font-family: sans-serif'>{''.join(parts)}</body></html>", encoding="utf-8")
     return path
+
+
+def front_table_html(data: FrontFigureData) -> str:
+    """The front as a table: trial, names, architecture and measures (objectives in bold), as `pareto` prints it."""
+    if not data.front:
+        return "<p>no front yet: no trial is complete</p>"
+    head = "".join(f"<th>{escape(name)}</th>" for name in ("trial", "names", "architecture"))
+    head += "".join(f"<th>{'<b>' + escape(name) + '</b>' if name in data.axes else escape(name)}</th>"
+                    for name in data.columns)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in (str(point.number), point.names, point.summary))
+        + "".join(f"<td style='text-align: right'>{escape(OBJECTIVES[name].format(point.measures.get(name)))}</td>"
+                  for name in data.columns) + "</tr>"
+        for point in data.front)
+    return (f"<table class='front' style='border-collapse: collapse' cellpadding='4'><caption>the front: "
+            f"{len(data.front)} trials</caption><tr>{head}</tr>{rows}</table>")
 
 
 def front_figure(data: FrontFigureData) -> go.Figure:
@@ -189,15 +218,31 @@ def front_figure(data: FrontFigureData) -> go.Figure:
 
 def _add_pair(figure: go.Figure, data: FrontFigureData, x_name: str, y_name: str, row: int, col: int,
               first: bool) -> None:
+    x_axis, y_axis = _axis(x_name, _values(data, x_name)), _axis(y_name, _values(data, y_name))
     for on_front, name, style in ((False, "other trials", OTHER_STYLE), (True, "front", FRONT_STYLE)):
         points = [p for p in data.points if p.on_front == on_front]
+        x, y = [p.measures.get(x_name) for p in points], [p.measures.get(y_name) for p in points]
         figure.add_trace(go.Scatter(
-            x=[p.measures.get(x_name) for p in points], y=[p.measures.get(y_name) for p in points],
-            mode="markers+text", name=name, legendgroup=name, showlegend=first, marker=style,
-            text=[p.label for p in points], textposition="top center", textfont={"size": 11},
+            x=x, y=y, mode="markers+text", name=name, legendgroup=name, showlegend=first, marker=style,
+            text=[p.label for p in points], textfont={"size": 11}, cliponaxis=False,
+            textposition=_inwards(_places(x, data, x_name, x_axis), _places(y, data, y_name, y_axis)),
             hovertext=[p.hover for p in points], hoverinfo="text"), row=row, col=col)
-    figure.update_xaxes(**_axis(x_name, _values(data, x_name)), row=row, col=col)
-    figure.update_yaxes(**_axis(y_name, _values(data, y_name)), row=row, col=col)
+    figure.update_xaxes(**x_axis, row=row, col=col)
+    figure.update_yaxes(**y_axis, row=row, col=col)
+
+
+def _places(values: list[float | None], data: FrontFigureData, name: str, axis: dict) -> list[float]:
+    """Where each value lies along its axis as drawn, from 0 (the low end) to 1 (log axes in log)."""
+    scale = math.log10 if axis["type"] == "log" else float
+    every = [scale(v) for v in _values(data, name)]
+    low, high = min(every, default=0.0), max(every, default=0.0)
+    return [(scale(v) - low) / (high - low) if v is not None and high > low else 0.5 for v in values]
+
+
+def _inwards(x_places: list[float], y_places: list[float]) -> list[str]:
+    """A label's position beside its point, towards the plot's middle: one at an edge is never cut
+    ("lgpt/cgpt, knee" centred on a point at the left edge read "gpt/cgpt, knee")."""
+    return [f"{'bottom' if y > 0.8 else 'top'} {'right' if x < 0.5 else 'left'}" for x, y in zip(x_places, y_places)]
 
 
 def _values(data: FrontFigureData, name: str) -> list[float]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.measure import Measurement
 from rich.table import Table
@@ -14,10 +14,13 @@ from rich.text import Text
 
 from search_space import DecoderConfig, summarize
 
-from ..measures import OBJECTIVES
+from ..measures import OBJECTIVES, Objective
+from ..workers.trial_record import study_counts
 
 if TYPE_CHECKING:  # describe() needs torch; the front table does not
     from objectives import Description
+
+    from ..api import Search
 
 
 def description_table(config: DecoderConfig, description: Description) -> Table:
@@ -61,16 +64,15 @@ SHORTHAND = ("architecture: dW = embedding width W; rope = rotary positions, rms
              "xT towers = T parallel towers")
 
 
-def study_counts(study: optuna.Study) -> str:
-    """The study's trials by outcome, in words that add up: complete (reused twins among them), stopped early, ..."""
-    trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    reused = sum("reused_from" in t.user_attrs for t in complete)
-    infeasible = sum(t.state == TrialState.PRUNED and bool(t.user_attrs.get("infeasible")) for t in trials)
-    others = [(sum(t.state == TrialState.PRUNED for t in trials) - infeasible, "stopped early"),
-              (infeasible, "infeasible"), (sum(t.state == TrialState.FAIL for t in trials), "failed")]
-    return ", ".join([f"{len(complete)} complete trials" + (f" ({reused} reused a twin's result)" if reused else ""),
-                      *(f"{count} {what}" for count, what in others if count)])
+def front_title(search: Search) -> str:
+    """`Pareto front of 'NAME' (300 steps; 27 trials: 18 complete, ...)`: the study's counts as every summary says them."""
+    return (f"Pareto front of {search.name!r} ({search.settings.steps} steps; "
+            f"{study_counts(search.view.get_trials(deepcopy=False))})")
+
+
+def shown_measures(front: Sequence[FrozenTrial], objectives: Sequence[str]) -> list[Objective]:
+    """The measures a front table shows: the objectives and every other measure a front trial recorded."""
+    return [o for o in OBJECTIVES.values() if o.name in objectives or any(o.name in t.user_attrs for t in front)]
 
 
 def front_table(front: list, settings, title: str) -> FrontTable:
@@ -90,7 +92,7 @@ class FrontTable:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         objectives = self.settings.objectives
-        shown = [o for o in OBJECTIVES.values() if o.name in objectives or any(o.name in t.user_attrs for t in self.front)]
+        shown = shown_measures(self.front, objectives)
         left_out: list[str] = []
         table = self._table(shown, left_out)
         unbounded = options.update_width(UNBOUNDED)  # Measurement.get clips to the width it is given

@@ -43,7 +43,9 @@ def front_trials(study: optuna.Study | StudyView, settings: StudySettings) -> li
 
 
 def count_complete(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    """Trials trained to the end; one that reused a twin's result is counted apart, as every summary
+    counts it (studies/workers/trial_record.py, OUTCOMES)."""
+    return sum("reused_from" not in t.user_attrs for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
 def complete_trials(study: optuna.Study, objectives: Sequence[str]) -> list[FrozenTrial]:

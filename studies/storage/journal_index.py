@@ -29,8 +29,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..measures import OBJECTIVES
 
-VERSION = 1
-VIEW_ATTRS = ("arch_hash", "preset", "summary", *OBJECTIVES)  # what a view shows of every trial
+VERSION = 2  # 2: VIEW_ATTRS count outcomes (reused_from, infeasible)
+VIEW_ATTRS = ("arch_hash", "preset", "summary", "reused_from", "infeasible", *OBJECTIVES)  # what a view shows of every trial
 # Optuna's JournalOperation codes
 CREATE_STUDY, DELETE_STUDY, SET_STUDY_USER_ATTR, SET_STUDY_SYSTEM_ATTR, CREATE_TRIAL, SET_TRIAL_PARAM, \
     SET_TRIAL_STATE_VALUES, SET_TRIAL_INTERMEDIATE_VALUE, SET_TRIAL_USER_ATTR, SET_TRIAL_SYSTEM_ATTR, \

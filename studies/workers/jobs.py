@@ -27,12 +27,12 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import IO, Any, ContextManager, Protocol
+from typing import IO, Any, ContextManager, Protocol, runtime_checkable
 
 from trainer.threads import job_threads
 
 from ..errors import STOP_SIGNALS, ArgumentError, signal_exit_code
-from .trial_record import TrialRecord
+from .trial_record import TRAINED_OUTCOMES, TrialRecord, counts_text
 from .trials import worker_id
 
 STOP_SECONDS = 15.0  # how long a stopped job may take to record its interrupted trial before it is killed
@@ -60,7 +60,7 @@ class Job:
     device: str
     process: subprocess.Popen[str]
     last_lines: deque[str] = field(default_factory=lambda: deque(maxlen=ERROR_LINES))
-    trained: Counter[str] = field(default_factory=Counter)  # by state: complete, pruned, fail
+    outcomes: Counter[str] = field(default_factory=Counter)  # its finished trials by outcome (trial_record.OUTCOMES)
     exhausted: bool = False
     open_streams: int = 2  # its events (stdout) and its stderr: it has exited once both are closed
 
@@ -76,8 +76,10 @@ class Job:
         return signal.Signals(-code).name if code is not None and code < 0 else None
 
 
+@runtime_checkable  # so the API can refuse an argument that is not one
 class JobsView(Protocol):
-    """How the jobs are shown while they run (studies/cli draws a bar and their lines; the API, nothing)."""
+    """How the jobs are shown while they run (studies/cli draws a bar and their lines; the API, plain lines
+    where a person watches: watching.LineJobsView)."""
 
     def watching(self, total: int, jobs: int) -> ContextManager[None]: ...  # around the whole run
     def trial(self, job: int, record: TrialRecord) -> None: ...  # job `job` finished a trial
@@ -162,6 +164,7 @@ class JobsResult:
     exhausted: bool = False  # a job stopped early: the space looks exhausted
     stopped: bool = False  # this process was stopped (Ctrl-C, SIGTERM): exit_code says which
     killed: dict[str, str] = field(default_factory=dict)  # trials.worker_id of each job killed outright -> why
+    failure: str = ""  # the first failed job's line: what it said last, or what killed it
 
 
 def run_jobs(spec: JobSpec, jobs: int, trials: int, devices: Sequence[str] | None = None,
@@ -254,8 +257,7 @@ def _watch(jobs: list[Job], messages: queue.Queue[Message], total: int, stop: St
 def _take_event(job: Job, event: dict[str, Any], view: JobsView) -> None:
     if event["event"] == "trial":
         record = TrialRecord.from_dict(event["record"])
-        if record.trained:
-            job.trained[record.state] += 1
+        job.outcomes[record.state] += 1
         view.trial(job.number, record)
     elif event["event"] == "done":
         job.exhausted = event["exhausted"]
@@ -294,20 +296,21 @@ def _recorded_stop_signals() -> Iterator[StopRequest]:
 
 
 def _report(jobs: list[Job], stop: StopRequest, view: JobsView) -> JobsResult:
-    states = sum((job.trained for job in jobs), Counter())
-    trained = sum(states.values())
+    outcomes = sum((job.outcomes for job in jobs), Counter())
+    trained = Counter({key: count for key, count in outcomes.items() if key in TRAINED_OUTCOMES})
     killed = {worker_id(job.process.pid): f"its worker was killed by {job.killed_by}" for job in jobs if job.killed_by}
     if stop.signals:
-        view.say(f"{signal.Signals(stop.signals[0]).name}: stopped {len(jobs)} jobs after {trained} trials")
-        return JobsResult(signal_exit_code(stop.signals[0]), trained, stopped=True, killed=killed)
+        view.say(f"{signal.Signals(stop.signals[0]).name}: stopped {len(jobs)} jobs after {trained.total()} trials")
+        return JobsResult(signal_exit_code(stop.signals[0]), trained.total(), stopped=True, killed=killed)
     failed = [job for job in jobs if job.exit_code]
+    reasons = []
     for job in failed:
         reason = next((line for line in reversed(job.last_lines) if line.strip()), "no output")
         reason = f"killed by {job.killed_by}" if job.killed_by else reason
-        view.say(f"job {job.number} ({job.device}) failed with exit code {job.exit_code}: {reason}")
-    view.say(f"{trained} trials trained by {len(jobs)} job{'s' if len(jobs) != 1 else ''} ("
-                  + ", ".join(f"{states[state]} {'failed' if state == 'fail' else state}"
-                              for state in ("complete", "pruned", "fail") if states[state] or state == "complete")
-                  + ")")
-    return JobsResult(failed[0].exit_code if failed else 0, trained, any(job.exhausted for job in jobs),
-                      killed=killed)
+        reasons.append(f"job {job.number} ({job.device}) failed with exit code {job.exit_code}: {reason}")
+        view.say(reasons[-1])
+    free = outcomes - trained
+    view.say(f"{trained.total()} trials trained by {len(jobs)} job{'s' if len(jobs) != 1 else ''} "
+             f"({counts_text(trained)})" + (f"; not trained: {counts_text(free)}" if free else ""))
+    return JobsResult(failed[0].exit_code if failed else 0, trained.total(), any(job.exhausted for job in jobs),
+                      killed=killed, failure=reasons[0] if reasons else "")

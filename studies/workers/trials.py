@@ -15,7 +15,7 @@ import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterator, Protocol, runtime_checkable
 
 import optuna
 import torch
@@ -61,6 +61,7 @@ RUNG_SMOOTHING_REPORTS = 3  # a rung's loss is the mean of the last few progress
 INTERRUPTED, TERMINATED = "interrupted by the user", "terminated"  # fail reasons of a stopped worker's trial
 
 
+@runtime_checkable  # so the API can refuse an argument that is not one
 class Reporter(Protocol):
     def trial_started(self, trial: optuna.Trial, summary: str, steps: int) -> None: ...
     def progress(self, progress: Progress) -> None: ...

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from optuna.trial import FrozenTrial
 from rich.console import Console
 from rich.table import Table
 
@@ -15,9 +17,10 @@ from ...errors import StudyError
 from ...fronts.front import PICKS, promotion_agreement
 from ...measures import OBJECTIVES, quality_objective
 from ...storage.backends import display_storage
+from ...workers.trial_record import study_counts
 from ..arguments import add_artifacts_argument, add_device_argument, add_study_arguments
 from ..registry import command
-from ..views import front_table
+from ..views import front_table, front_title
 
 if TYPE_CHECKING:
     from ...export.model_export import Takeaway
@@ -37,19 +40,31 @@ def run_pareto(args: argparse.Namespace, console: Console) -> None:
     if args.json:
         print(json.dumps([point.to_dict() for point in search.front()]))
         return
-    front, settings = search.front_trials(), search.settings
+    front, settings = require_front(search, "show"), search.settings
     if args.html:
         from ..plots import write_front_html  # plotly: imported only when drawn
 
         write_front_html(search, args.html)
         console.print(f"wrote {args.html}")
-    console.print(front_table(front, settings, f"Pareto front of {search.name!r} ({settings.steps} steps)"))
+    console.print(front_table(front, settings, front_title(search)))
     hypervolume = search.hypervolume()
     if hypervolume is not None:
         console.print(f"hypervolume {hypervolume:.4f}: the share of the box up to 1.1 that this front dominates, each "
                       "objective scaled to [0, 1] over this front's own range (so budgets are not compared by it)")
     if search.name != args.study:  # a promoted budget: how well did the short one choose?
         _print_promotion_agreement(Search.load(args.study, args.storage), search, console)
+
+
+def require_front(search: Search, to: str) -> list[FrozenTrial]:
+    """The study's front, or one line saying it has none yet (its trials counted) and what to run."""
+    front = search.front_trials()
+    if front:
+        return front
+    base, _, steps = search.name.partition("@")
+    where = f"--study {shlex.quote(base)} --storage {shlex.quote(display_storage(search.storage))}"
+    run = f"decoder-nas promote {where} --steps {steps}" if steps else f"decoder-nas search {where}"
+    raise StudyError(f"study {search.name!r} has no complete trials to {to} yet "
+                     f"({study_counts(search.view.get_trials(deepcopy=False))}); run `{run}`")
 
 
 def _print_promotion_agreement(short: Search, long: Search, console: Console) -> None:
@@ -74,8 +89,7 @@ def measure_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_measure(args: argparse.Namespace, console: Console) -> None:
     search = Search.open(args.study, args.storage, args.steps)
-    if not search.front_trials():
-        raise StudyError(f"study {search.name!r} has no complete trials to re-time yet (run `decoder-nas search`)")
+    require_front(search, "re-time")
     print_joint_latency(search, search.measure(args.rounds, args.device), args.rounds, console)
 
 
@@ -83,8 +97,7 @@ def print_joint_latency(search: Search, latencies: dict[int, float], rounds: int
     console.print(retimed_line(search, latencies) + f" of {search.name!r} ({rounds} interleaved rounds, "
                   f"{search.settings.latency.backend}): the front and export now use these latencies; each trial "
                   "keeps its own as latency_ms_trial", soft_wrap=True)
-    console.print(front_table(search.front_trials(), search.settings, f"Pareto front of {search.name!r} "
-                              f"({search.settings.steps} steps)"))
+    console.print(front_table(search.front_trials(), search.settings, front_title(search)))
 
 
 def retimed_line(search: Search, latencies: dict[int, float]) -> str:

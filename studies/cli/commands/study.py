@@ -21,6 +21,7 @@ from ...space import load_space
 from ...storage.backends import display_storage, promoted_name
 from ...workers.jobs import check_jobs
 from ...workers.search import MAX_CONSECUTIVE_REPEATS
+from ...workers.trial_record import study_counts
 from ..arguments import (
     add_artifacts_argument,
     add_data_arguments,
@@ -35,7 +36,7 @@ from ..arguments import (
 from ..live import LiveReporter
 from ..progress import STDERR, ConsoleJobsView
 from ..registry import command
-from ..views import front_table, study_counts
+from ..views import front_table, front_title
 from .front import retimed_line
 
 
@@ -80,7 +81,8 @@ def add_search_arguments(parser: argparse.ArgumentParser, default_trials: int) -
         run.add_argument("--devices", metavar="D1,D2,...",
                          help="devices the jobs take in turn: --jobs 8 --devices cuda:0,cuda:1 puts 4 on each GPU "
                               "(default: --device for every job)")
-    run.add_argument("--max-complete", type=int, help="every process stops once the study holds N complete trials")
+    run.add_argument("--max-complete", type=int, help="every process stops once the study holds N complete trials "
+                                                         "(trained to the end; reused results not counted)")
     run.add_argument("--no-presets", action="store_true", help="do not enqueue the paper's four models first")
     add_artifacts_argument(run)
     add_keep_checkpoints_argument(run)
@@ -142,7 +144,7 @@ def run_search(args: argparse.Namespace, console: Console) -> None:
     check_jobs(jobs, devices or [args.device], "devices" if devices else "device")  # before the study is created
     search = Search.create(args.study, args.storage, presets=not args.no_presets, artifacts=args.artifacts,
                            **requested_changes(args))
-    _announce(search, console)
+    _announce(search, args.trials, console)
     _run(search, args.trials, jobs, devices, args, console)
     if args.promote_steps:
         search = _promote_and_run(search, args, args.promote_steps, console)
@@ -151,12 +153,17 @@ def run_search(args: argparse.Namespace, console: Console) -> None:
     _print_next(search, args, console)
 
 
-def _announce(search: Search, console: Console) -> None:
-    """One line at the start, so a piped log says what runs before the first trial ends."""
+def _announce(search: Search, trials: int, console: Console) -> None:
+    """One line at the start, so a piped log says what runs before the first trial ends, and whether
+    it adds to trials already there."""
     settings = search.settings
+    held = search.study.get_trials(deepcopy=False)
+    adds = f"; this run trains up to {trials} more" if trials < WORKER_TRIALS else ""
+    state = (f"it already holds {study_counts(held)}{adds}" if any(t.state.is_finished() for t in held)
+             else "nothing trained yet")
     console.print(f"study {search.name!r} in {display_storage(search.storage)}: data {settings.data}, "
-                  f"{settings.steps} steps per trial, objectives {' '.join(settings.objectives)}, "
-                  f"{search.count_complete()} complete trials so far", soft_wrap=True)  # one line, however long
+                  f"{settings.steps} steps per trial, objectives {' '.join(settings.objectives)}; {state}",
+                  soft_wrap=True)  # one line, however long
 
 
 def _remeasure(search: Search, args: argparse.Namespace, console: Console) -> None:
@@ -167,9 +174,7 @@ def _remeasure(search: Search, args: argparse.Namespace, console: Console) -> No
 
 
 def _print_front(search: Search, console: Console) -> None:
-    console.print(front_table(search.front_trials(), search.settings,
-                              title=f"Pareto front of {search.name!r} ({search.settings.steps} steps, "
-                                    f"{search.count_complete()} complete trials)"))
+    console.print(front_table(search.front_trials(), search.settings, front_title(search)))
 
 
 def _print_next(search: Search, args: argparse.Namespace, console: Console) -> None:
@@ -215,7 +220,7 @@ def _run(search: Search, trials: int, jobs: int, devices: list[str] | None, args
             "untried one change away; the space looks exhausted", soft_wrap=True)
     console.print(f"trained {summary.trials_run} trial{'s' if summary.trials_run != 1 else ''} in "
                   f"{'this process' if jobs == 1 else f'{jobs} processes'} (stopped early ones included); "
-                  f"the study now holds {study_counts(search.study)}", soft_wrap=True)
+                  f"the study now holds {study_counts(search.study.get_trials(deepcopy=False))}", soft_wrap=True)
 
 
 @command("promote")
