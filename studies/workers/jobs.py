@@ -162,6 +162,7 @@ class JobsResult:
     exhausted: bool = False  # a job stopped early: the space looks exhausted
     stopped: bool = False  # this process was stopped (Ctrl-C, SIGTERM): exit_code says which
     killed: dict[str, str] = field(default_factory=dict)  # trials.worker_id of each job killed outright -> why
+    failure: str = ""  # why the first failed job failed: its last line
 
 
 def run_jobs(spec: JobSpec, jobs: int, trials: int, devices: Sequence[str] | None = None,
@@ -301,13 +302,13 @@ def _report(jobs: list[Job], stop: StopRequest, view: JobsView) -> JobsResult:
         view.say(f"{signal.Signals(stop.signals[0]).name}: stopped {len(jobs)} jobs after {trained} trials")
         return JobsResult(signal_exit_code(stop.signals[0]), trained, stopped=True, killed=killed)
     failed = [job for job in jobs if job.exit_code]
-    for job in failed:
-        reason = next((line for line in reversed(job.last_lines) if line.strip()), "no output")
-        reason = f"killed by {job.killed_by}" if job.killed_by else reason
+    reasons = [f"killed by {job.killed_by}" if job.killed_by else
+               next((line for line in reversed(job.last_lines) if line.strip()), "no output") for job in failed]
+    for job, reason in zip(failed, reasons, strict=True):
         view.say(f"job {job.number} ({job.device}) failed with exit code {job.exit_code}: {reason}")
     view.say(f"{trained} trials trained by {len(jobs)} job{'s' if len(jobs) != 1 else ''} ("
                   + ", ".join(f"{states[state]} {'failed' if state == 'fail' else state}"
                               for state in ("complete", "pruned", "fail") if states[state] or state == "complete")
                   + ")")
     return JobsResult(failed[0].exit_code if failed else 0, trained, any(job.exhausted for job in jobs),
-                      killed=killed)
+                      killed=killed, failure=reasons[0] if reasons else "")
