@@ -27,6 +27,7 @@ from studies.storage.artifacts import DIGESTS_KEY, WEIGHTS_KEY
 from studies.storage.backends import open_storage
 from study_helpers import Tiny, assert_one_line_error, cli, working_copy
 from test_hf_export import LAYER_KINDS, run_folder
+from trainer.checkpoint import load_checkpoint
 
 LONG = "a" * 300  # longer than any file name may be
 
@@ -219,6 +220,24 @@ def test_every_file_of_the_hf_folder_gets_the_usual_mode(tmp_path: Path, umask: 
             assert set(modes.values()) == {0o666 & ~umask}, modes
     finally:
         os.umask(previous)
+
+
+def test_the_tokenizer_of_a_custom_folder_loads_as_its_card_says_without_a_question(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    transformers = pytest.importorskip("transformers")
+    run = run_folder(tmp_path, LAYER_KINDS["parallel"][0])
+    export_run(run, hf=tmp_path / "hf")
+    card = (tmp_path / "hf" / "README.md").read_text(encoding="utf-8")
+    assert "tokenizer = AutoTokenizer.from_pretrained(DIR, trust_remote_code=True)" in card
+
+    def asked(*args: object) -> str:
+        raise AssertionError("transformers asked a question")
+
+    monkeypatch.setattr("builtins.input", asked)
+    ours = load_checkpoint(run).tokenizer
+    for tokenizer in (transformers.PreTrainedTokenizerFast.from_pretrained(tmp_path / "hf"),
+                      transformers.AutoTokenizer.from_pretrained(tmp_path / "hf", trust_remote_code=True)):
+        assert tokenizer("the rain")["input_ids"] == ours.encode("the rain")
 
 
 def test_the_card_cell_keeps_plain_values_plain() -> None:

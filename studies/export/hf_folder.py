@@ -128,7 +128,7 @@ def model_card(model: Decoder, family: ModuleType, card: dict[str, Any]) -> str:
 
     config = model.config
     remote = family is remote_code
-    load = "AutoModelForCausalLM.from_pretrained(DIR" + (", trust_remote_code=True)" if remote else ")")
+    trust = ", trust_remote_code=True" if remote else ""  # the tokenizer too: transformers reads the config first
     facts = {"architecture": f"`{summarize(config)}`", "class": f"`{family.CLASS}`",
              "parameters": f"{count_parameters(model).total:,}",
              "FLOPs per token": f"{count_flops(config):,}", "context": f"{config.block_size} tokens",
@@ -137,8 +137,9 @@ def model_card(model: Decoder, family: ModuleType, card: dict[str, Any]) -> str:
     needs = "transformers, torch and einops" if remote else "transformers and torch"
     return (f"# {summarize(config)}\n\nA decoder-only language model found and trained with decoder-nas.\n\n"
             f"| | |\n| --- | --- |\n{rows}\n\n"
-            f"Load it with {needs}:\n\n```python\nfrom transformers import AutoModelForCausalLM, pipeline\n"
-            f"model = {load}\n```\n\n"
+            f"Load it with {needs}:\n\n```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n"
+            f"model = AutoModelForCausalLM.from_pretrained(DIR{trust})\n"
+            f"tokenizer = AutoTokenizer.from_pretrained(DIR{trust})\n```\n\n"
             + ("The modeling code in this folder (modeling_decoder_nas.py, decoder.py, architecture.py) is "
                "decoder-nas's own, copied at export; it takes unpadded input.\n" if remote else ""))
 

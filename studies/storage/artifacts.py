@@ -55,11 +55,11 @@ def study_artifacts(study: optuna.Study, storage: str, given: str | None = None,
     has none yet and `record`), the study's own, or the default beside its storage."""
     recorded = study.user_attrs.get(ARTIFACTS_KEY)
     if given is not None and recorded is None and record:
-        study.set_user_attr(ARTIFACTS_KEY, absolute_store(given))  # as typed, it would mean another folder elsewhere
+        study.set_user_attr(ARTIFACTS_KEY, _absolute(given))  # as typed, it would mean another folder elsewhere
     return given or recorded or default_artifacts(storage)
 
 
-def absolute_store(spec: str) -> str:
+def _absolute(spec: str) -> str:
     return spec if "://" in spec else str(Path(spec).resolve())
 
 
@@ -112,13 +112,17 @@ def upload_weights(trial: optuna.Trial, store: Any, folder: Path, arch_hash: str
     try:
         files = {name: upload_artifact(artifact_store=written, file_path=str(path), study_or_trial=trial)
                  for name, path in paths.items()}
-    except Exception as exc:  # OSError from a folder, botocore's errors from S3
+    except Exception as exc:
+        failure = written.failure
+        if failure is None:  # not the store (the storage, recording what was uploaded)
+            raise
         for artifact_id in written.ids:
             try:
                 store.remove(artifact_id)
             except Exception:  # never written, or the store is gone altogether
                 continue
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
+        reason = failure.strerror if isinstance(failure, OSError) and failure.strerror else \
+            f"{type(failure).__name__}: {failure}"  # botocore's errors from S3
         raise ArtifactStoreError(f"the artifact store stopped taking weights ({reason}) while trial {trial.number}'s "
                                  "were uploaded; its partial upload is removed. Free space or give another "
                                  "--artifacts, then run again") from exc
@@ -127,14 +131,19 @@ def upload_weights(trial: optuna.Trial, store: Any, folder: Path, arch_hash: str
 
 
 class _Recording:
-    """An artifact store that notes the id of every artifact written through it."""
+    """An artifact store that notes the id of every artifact written through it, and a write that failed."""
 
     def __init__(self, store: Any) -> None:
         self.store, self.ids = store, []
+        self.failure: Exception | None = None
 
     def write(self, artifact_id: str, content: Any) -> None:
         self.ids.append(artifact_id)
-        self.store.write(artifact_id, content)
+        try:
+            self.store.write(artifact_id, content)
+        except Exception as exc:
+            self.failure = exc
+            raise
 
 
 def file_digest(path: Path) -> str:

@@ -146,7 +146,7 @@ def display_storage(storage: str, text: str | None = None) -> str:
     every error, banner, title, table and log line that shows a storage goes through it."""
     if text is None:
         return _masked(storage)
-    value = resolved_quietly(storage)
+    value = _resolved_quietly(storage)
     text = text.replace(value, _masked(value))
     for secret in _secrets(value):  # a driver may echo a password on its own, escaped or not
         spellings = {secret, unquote(secret), unquote_plus(secret), quote(unquote(secret), safe="")} - {""}
@@ -155,7 +155,7 @@ def display_storage(storage: str, text: str | None = None) -> str:
     return text
 
 
-def resolved_quietly(storage: str) -> str:
+def _resolved_quietly(storage: str) -> str:
     """The storage an `env:VAR` names, or `storage` itself when the variable is unset."""
     return os.environ.get(storage.removeprefix(ENV_PREFIX), storage).strip() if storage.startswith(ENV_PREFIX) \
         else storage
