@@ -301,6 +301,12 @@ class Search:
         if spec is None:
             raise StudyError("kept weights need a folder, and a database storage has none beside it; give artifacts "
                              "(a folder every worker reaches, or s3://BUCKET)")
+        # A folder only the storage names is not made here: the storage may say anything, and a shared
+        # folder that is not mounted on this machine would silently split the study's weights.
+        if self._artifacts is None and spec != default_artifacts(self.storage) and "://" not in spec \
+                and not Path(spec).is_dir():
+            raise ArgumentError("artifacts", spec, "the study's artifact store is not on this machine; give "
+                                "artifacts where this machine reaches it")
         return open_store(spec)
 
     def front(self) -> list[FrontPoint]:

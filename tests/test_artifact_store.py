@@ -149,3 +149,17 @@ def test_a_study_deleted_under_measure_is_one_line(two_kept: Tiny, tmp_path: Pat
     monkeypatch.setattr(objectives.latency, "measure_together", deleted_meanwhile)
     done = cli("measure", "--study", "tiny", "--storage", spec, "--rounds", "1", "--device", "cpu")
     assert_one_line_error(done, "measure", "study 'tiny' was deleted while this process used it")
+
+
+def test_a_store_only_the_storage_names_is_never_made(tmp_path: Path) -> None:
+    """The study's recorded store is a path the storage says: a worker writes there only if it exists."""
+    t = make_tiny(tmp_path)
+    store = tmp_path / "shared" / "weights"
+    assert cli(*t.argv("search", "--trials", "1", *KEEP, "--artifacts", str(store))).code == 0
+    shutil.rmtree(tmp_path / "shared")  # not mounted on this machine, or a name planted in the storage
+    done = cli(*t.argv("search", "--trials", "1", *KEEP))
+    assert_one_line_error(done, "search", f"--artifacts {store}: the study's artifact store is not on this machine")
+    assert not (tmp_path / "shared").exists()
+    elsewhere = tmp_path / "here"
+    assert cli(*t.argv("search", "--trials", "1", *KEEP, "--artifacts", str(elsewhere))).code == 0
+    assert len(store_files(elsewhere)) == FILES_PER_CHECKPOINT
