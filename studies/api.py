@@ -54,6 +54,7 @@ from .storage.backends import (
     open_storage,
     storage_exists,
 )
+from .storage.journal_index import index_path
 from .storage.reading import StudyView, open_reader
 
 if TYPE_CHECKING:  # training needs torch; reading a study does not, so these load where a run starts
@@ -437,8 +438,10 @@ class Search:
         return Export(chosen, config, metrics, final, takeaway)
 
     def _read_paths(self) -> list[Path]:
-        """The files an export reads, which none of its outputs may overwrite: the storage and the store."""
-        paths = [local_file(self.storage)]
+        """The files an export reads, which none of its outputs may overwrite: the storage (a journal's
+        index too) and the store."""
+        file = local_file(self.storage)
+        paths = [file, index_path(file) if file is not None and is_journal(self.storage) else None]
         if self.artifacts is not None and "://" not in self.artifacts:
             paths.append(Path(self.artifacts))
         return [path for path in paths if path is not None]

@@ -131,7 +131,8 @@ def test_two_outputs_at_one_place_are_refused_before_anything_is_written(kept: T
 def test_an_output_over_what_the_export_reads_is_refused(kept: Tiny) -> None:
     journal = kept.storage.read_bytes()
     store = Path(str(kept.storage) + ".artifacts")
-    for outputs in (["-o", "o.yaml", "--onnx", str(kept.storage)], ["-o", "o.yaml", "--onnx", str(store / "m.onnx")],
+    for outputs in (["-o", "o.yaml", "--onnx", str(kept.storage)], ["-o", "o.yaml", "--onnx", f"{kept.storage}.index"],
+                    ["-o", "o.yaml", "--onnx", str(store / "m.onnx")],
                     ["-o", "o.yaml", "--hf", str(store / "hf")], ["-o", str(kept.storage.with_suffix(".yaml")),
                                                                  "--onnx", str(kept.storage)]):
         assert_one_line_error(export(kept, *outputs), "export", "which this export reads")
