@@ -13,7 +13,7 @@ from typing import Any
 
 _MODULE_OF = {
     "DEFAULT_STUDY": "settings", "Export": "api", "FrontPoint": "api", "Promotion": "api", "Search": "api",
-    "delete_study": "api", "list_studies": "api", "StudyError": "errors", "DEFAULT_OBJECTIVES": "measures",
+    "Deletion": "api", "delete_study": "api", "list_studies": "api", "StudyError": "errors", "DEFAULT_OBJECTIVES": "measures",
     "OBJECTIVES": "measures", "Objective": "measures", "Pruning": "settings", "StudySettings": "settings",
     "SearchSpace": "space", "load_space": "space", "DEFAULT_STORAGE": "storage.backends",
     "Takeaway": "export.model_export", "export_run": "export.model_export",

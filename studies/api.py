@@ -29,7 +29,8 @@ from search_space import DecoderConfig, config_from_dict
 
 from .errors import ArgumentError, StudyError, Terminated, signal_exit_code, user_errors
 from .expect import expect
-from .export.export_files import write_export
+from .export.export_files import check_config_target, checkpoint_beside, config_outputs, stage_export
+from .export.outputs import Staging, check_places
 from .fronts.front import (
     JOINT_LATENCY_KEY,
     complete_trials,
@@ -43,7 +44,17 @@ from .fronts.front import (
 from .measures import OBJECTIVES
 from .settings import DEFAULT_GAP_TRIALS, DEFAULT_STUDY, DEFAULT_TRIALS, SETTINGS_KEY, StudySettings, read_settings
 from .storage.artifacts import WEIGHTS_KEY, default_artifacts, open_store, remove_weights, study_artifacts
-from .storage.backends import DEFAULT_STORAGE, display_storage, is_journal, load_existing, local_file, open_storage
+from .storage.backends import (
+    DEFAULT_STORAGE,
+    check_storage,
+    display_storage,
+    is_journal,
+    load_existing,
+    local_file,
+    open_storage,
+    storage_exists,
+)
+from .storage.journal_index import index_path
 from .storage.reading import StudyView, open_reader
 from .workers.trial_record import outcome
 from .workers.watching import LineJobsView, LineReporter, person_watching
@@ -101,7 +112,8 @@ def quiet_optuna(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _storage_kept(method: Callable[..., Any]) -> Callable[..., Any]:
-    """A journal or SQLite file deleted under an open Search is a StudyError, not Optuna's FileNotFoundError."""
+    """A journal or SQLite file deleted under an open Search, or its study deleted (`studies --delete`
+    while `measure` runs), is a StudyError, not Optuna's FileNotFoundError or KeyError."""
     @functools.wraps(method)
     def call(self: Search, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -112,6 +124,10 @@ def _storage_kept(method: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             raise ArgumentError("storage", display_storage(self.storage),
                                 f"the file was deleted while study {self.name!r} was open") from exc
+        except KeyError as exc:  # Optuna's word for a study or trial that is not in the storage
+            if self.name in optuna.get_all_study_names(open_storage(self.storage, create=False)):
+                raise
+            raise StudyError(f"study {self.name!r} was deleted while this process used it") from exc
     return call
 
 
@@ -152,7 +168,7 @@ class Search:
     def artifacts(self) -> str | None:
         """Where this study's kept weights are: `--artifacts`, else what the study recorded, else
         `<storage>.artifacts` beside a journal or SQLite file (None for a server without one)."""
-        return study_artifacts(self.study, self.storage, self._artifacts)
+        return study_artifacts(self.study, self.storage, self._artifacts, record=False)
 
     @property
     def name(self) -> str:
@@ -171,7 +187,7 @@ class Search:
         weights go (a folder or s3://BUCKET; see `artifacts`)."""
         from trainer.data import check_fits, prepare_data
 
-        from .workers.search import open_study
+        from .workers.search import open_study, preset_params
 
         _expect_study(name, storage, artifacts)
         expect("settings", settings, StudySettings, optional=True)
@@ -181,8 +197,11 @@ class Search:
             raise StudyError(f"unknown setting {', '.join(sorted(unknown))} (StudySettings has "
                              f"{', '.join(f.name for f in fields(StudySettings))})")
         check_study_name(name)
-        backend = open_storage(storage)
-        stored = stored_settings(name, backend)
+        check_storage(storage)
+        # A storage that is not there yet is created only once everything else is accepted: a refused
+        # call leaves no empty journal or database behind.
+        backend = open_storage(storage) if storage_exists(storage) else None
+        stored = stored_settings(name, backend) if backend is not None else None
         settings = _changed(settings or stored or StudySettings(), changes)
         settings.check_new()
         data = prepare_data(settings.data, settings.tokenizer, text_column=settings.text_column)
@@ -191,6 +210,9 @@ class Search:
             from objectives.onnx import require_onnx
 
             require_onnx()
+        if stored is None:
+            preset_params(settings)  # a preset the shape cannot build is refused before the storage is made
+        backend = backend or open_storage(storage)
         # The corpus as read now: a study made from other text is refused (content_hash differs),
         # and a worker that raced another to create the study compares like with like.
         settings = replace(settings, content_hash=data.content_hash)
@@ -294,10 +316,17 @@ class Search:
         return WorkerSummary(done.trained, self.count_complete(), done.exhausted)
 
     def _weights_store(self) -> Any:
-        if self.artifacts is None:
+        spec = study_artifacts(self.study, self.storage, self._artifacts)  # the study remembers where they go
+        if spec is None:
             raise StudyError("kept weights need a folder, and a database storage has none beside it; give artifacts "
                              "(a folder every worker reaches, or s3://BUCKET)")
-        return open_store(self.artifacts)
+        # A folder only the storage names is not made here: the storage may say anything, and a shared
+        # folder that is not mounted on this machine would silently split the study's weights.
+        if self._artifacts is None and spec != default_artifacts(self.storage) and "://" not in spec \
+                and not Path(spec).is_dir():
+            raise ArgumentError("artifacts", spec, "the study's artifact store is not on this machine; give "
+                                "artifacts where this machine reaches it")
+        return open_store(spec)
 
     def front(self) -> list[FrontPoint]:
         """The front: complete, non-dominated trials, one per architecture, in objective order."""
@@ -418,21 +447,35 @@ class Search:
             provenance["pick"] = pick
         config = config_from_dict(chosen.user_attrs["config"]).replace(provenance=provenance)
         kept = WEIGHTS_KEY in chosen.user_attrs and self.artifacts is not None
-        if onnx is not None or hf is not None:  # refused before anything is written
-            from .export.model_export import check_outputs  # loads torch: only when a model is exported
+        model = onnx is not None or hf is not None
+        outputs = config_outputs(Path(path)) if path is not None else []
+        if model:  # loads torch: only when a model is exported
+            from .export.model_export import check_outputs, export_trial, model_outputs
 
+            outputs += model_outputs(hf, onnx)
+        check_places(outputs, self._read_paths())  # everything refused before anything is written
+        if path is not None:
+            check_config_target(Path(path))
+        if model:
             check_outputs(hf, onnx, kept, untrained, f"trial {chosen.number} of study {self.name!r}")
-        weights = None
-        if path is not None:  # the config and the weights beside it: both or neither
-            store = open_store(self.artifacts) if kept else None
-            weights = write_export(Path(path), config, chosen, store)
+        store = open_store(self.artifacts, create=False) if kept else None
         takeaway = None
-        if onnx is not None or hf is not None:
-            from .export.model_export import export_trial
+        with Staging() as staging:  # the config, the weights beside it, the model: all or none
+            weights = stage_export(Path(path), config, chosen, store, staging) if path is not None else None
+            if model:
+                takeaway = export_trial(chosen, config, store, weights, hf, onnx, self.settings.recipe.seed, staging)
+            staging.commit()
+        final = checkpoint_beside(Path(path)) if weights is not None and path is not None else None
+        return Export(chosen, config, metrics, final, takeaway)
 
-            store = open_store(self.artifacts) if kept else None
-            takeaway = export_trial(chosen, config, store, weights, hf, onnx, self.settings.recipe.seed)
-        return Export(chosen, config, metrics, weights, takeaway)
+    def _read_paths(self) -> list[Path]:
+        """The files an export reads, which none of its outputs may overwrite: the storage (a journal's
+        index too) and the store."""
+        file = local_file(self.storage)
+        paths = [file, index_path(file) if file is not None and is_journal(self.storage) else None]
+        if self.artifacts is not None and "://" not in self.artifacts:
+            paths.append(Path(self.artifacts))
+        return [path for path in paths if path is not None]
 
     def pick(self, how: str = "knee") -> FrozenTrial:
         """knee (nearest the ideal point, each objective normalised over the front), best-quality,
@@ -484,15 +527,36 @@ def list_studies(storage: str) -> list[dict[str, Any]]:
     return rows
 
 
+@dataclass(frozen=True)
+class Deletion:
+    """What `delete_study` did."""
+
+    running: int  # trials that were running: their workers stop at their next write
+    weights_removed: int  # trials whose kept weights were removed from the artifact store
+    weights_left: str | None = None  # why kept weights are still in a store, and where, if they are
+
+
 @quiet_optuna
-def delete_study(name: str, storage: str) -> int:
-    """Delete study `name` and its trials; returns how many of them were running (their workers stop)."""
-    _expect_study(name, storage)
+def delete_study(name: str, storage: str, artifacts: str | None = None) -> Deletion:
+    """Delete study `name`, its trials and their kept weights (in `artifacts`, else the study's store)."""
+    _expect_study(name, storage, artifacts)
     backend = open_storage(storage, create=False)
     study = load_existing(name, backend)
-    running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    trials = study.get_trials(deepcopy=False)
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    kept = [t for t in trials if WEIGHTS_KEY in t.user_attrs]
+    spec = study_artifacts(study, storage, artifacts, record=False) if kept else None
     optuna.delete_study(study_name=name, storage=backend)
-    return running
+    if not kept:
+        return Deletion(running, 0)
+    where = f"the kept weights of {len(kept)} trial{'s' if len(kept) != 1 else ''} are still in {spec}"
+    if spec is None or ("://" not in spec and not Path(spec).is_dir()):
+        return Deletion(running, 0, f"{where}, which this machine does not reach; remove them there")
+    try:
+        removed = remove_weights(kept, open_store(spec, create=False))
+    except StudyError as exc:  # S3 without boto3
+        return Deletion(running, 0, f"{where} ({exc}); remove them there")
+    return Deletion(running, removed)
 
 
 def serve_dashboard(storage: str, host: str = "127.0.0.1", port: int = 8080, artifacts: str | None = None) -> None:
@@ -504,9 +568,10 @@ def serve_dashboard(storage: str, host: str = "127.0.0.1", port: int = 8080, art
     expect("artifacts", artifacts, str, optional=True)
     from optuna_dashboard import run_server
 
+    backend = open_storage(storage, create=False)
     spec = artifacts or default_artifacts(storage)
-    store = open_store(spec) if spec and (artifacts or Path(spec).is_dir()) else None
-    run_server(open_storage(storage, create=False), host=host, port=port, artifact_store=store)
+    store = open_store(spec, create=False) if spec and (artifacts or Path(spec).is_dir()) else None
+    run_server(backend, host=host, port=port, artifact_store=store)
 
 
 def default_jobs(storage: str, device: str = "auto", devices: Sequence[str] | None = None) -> int:

@@ -3,6 +3,10 @@ Also how a stop (Ctrl-C, SIGTERM) is raised, and held back where raising it woul
 
 from __future__ import annotations
 
+import errno
+import functools
+import re
+import resource
 import signal
 import sys
 import threading
@@ -96,10 +100,61 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return ConfigError, DataError, TokenizerError, RecipeError, StudyError, FileNotFoundError, *extra
 
 
-def one_line_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
+def one_line_warning(message: Warning | str, category: type[Warning], *_: object, mask: Callable[[str], str] = str,
+                     **__: object) -> None:
     """warnings.showwarning for a process a person watches: a warning meant for the user (a repaired
     journal, a lost lease) reads as one line, not file:line and source."""
-    print(f"decoder-nas: warning: {message}", file=sys.stderr)
+    print(mask(f"decoder-nas: warning: {message}"), file=sys.stderr)
+
+
+def out_of_memory(exc: BaseException) -> str | None:
+    """An error that says memory ran out (Python's MemoryError, torch's allocator, a thread's stack that
+    did not fit, ENOMEM) as one line with how much was asked for and what held it; None for others."""
+    text = str(exc)
+    asked = re.search(r"tried to allocate (\d+(?:\.\d+)?) ?([KMGT]i?B|bytes)", text, re.IGNORECASE)
+    thread = "can't start new thread" in text
+    held, limit = _status_kb("VmSize"), resource.getrlimit(resource.RLIMIT_AS)[0]
+    # At its address-space limit a process fails in every way: CPython's own C code then raises
+    # SystemError, a library an ImportError. What failed is memory, whatever the exception says.
+    at_limit = held is not None and limit != resource.RLIM_INFINITY and held * 1024 > limit - (64 << 20)
+    if not (isinstance(exc, MemoryError) or asked or thread or at_limit or any(sign in text for sign in _SIGNS)
+            or (isinstance(exc, OSError) and exc.errno == errno.ENOMEM)
+            or type(exc).__name__ == "OutOfMemoryError"):  # torch.cuda's, without importing torch here
+        return None
+    if asked:
+        need = f"{_mib(float(asked[1]) * _BYTES_IN[asked[2].lower()])} more were asked for"
+    elif thread:
+        stack = threading.stack_size() or resource.getrlimit(resource.RLIMIT_STACK)[0]
+        need = f"a new thread's stack ({_mib(stack)}) did not fit"
+    elif "failed to map segment" in text:
+        need = f"loading a library did not fit ({text.partition(':')[0]})"
+    else:
+        need = "an allocation did not fit"
+    if type(exc).__name__ == "OutOfMemoryError":
+        return f"out of memory on the GPU: {need}. Free GPU memory or run fewer --jobs on it"
+    where = (f"; this process held {_mib(held * 1024)} of address space" if held else "") + (
+        f" under its limit of {_mib(limit)} (ulimit -v)" if limit != resource.RLIM_INFINITY else "")
+    return f"out of memory: {need}{where}. Free memory, raise the limit or run fewer --jobs"
+
+
+# What memory running out says where it has no exception of its own: torch's allocator, the loader
+# mapping a shared library (an ImportError), the C library.
+_SIGNS = ("can't allocate memory", "failed to map segment", "Cannot allocate memory")
+_BYTES_IN = {"bytes": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40, "kb": 1 << 10, "mb": 1 << 20,
+             "gb": 1 << 30, "tb": 1 << 40}
+
+
+def _mib(size: float) -> str:
+    return f"{size / (1 << 20):,.0f} MiB" if size >= 1 << 20 else f"{size:,.0f} bytes"
+
+
+def _status_kb(field: str) -> int | None:
+    """A /proc/self/status figure in kB (Linux); None elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            return next((int(line.split()[1]) for line in status if line.startswith(field + ":")), None)
+    except OSError:
+        return None
 
 
 def signal_exit_code(signum: int) -> int:
@@ -108,29 +163,43 @@ def signal_exit_code(signum: int) -> int:
 
 
 def exit_code_of(body: Callable[[], None], prefix: str, describe: Callable[[BaseException], str] = str,
-                 debug: bool = False, hint: str = "") -> int:
+                 debug: bool = False, hint: str = "", mask: Callable[[str], str] = str) -> int:
     """Run a process's work (the command line's, a `--jobs` job's) and return its exit code: every
     error one line on stderr after `prefix` (`describe` words a user error), 2 for a user's mistake,
     130/143 after Ctrl-C/SIGTERM (the running trial recorded), 1 for a bug. `debug` re-raises
-    instead; `hint` follows an internal error's line."""
+    instead; `hint` follows an internal error's line. `mask` hides secrets in every line printed (a
+    database driver's error may quote the storage URL)."""
+    def say(line: str, bare: str) -> None:
+        try:
+            text = mask(f"{prefix}: {line}")
+        except Exception:  # no memory left even to mask it: words that hold nothing of the storage's
+            text = f"{prefix}: {bare}"
+        print(text, file=sys.stderr)
+
     try:
         with sigterm_raises(), warnings.catch_warnings():  # restores warnings.showwarning afterwards
-            warnings.showwarning = one_line_warning
+            warnings.showwarning = functools.partial(one_line_warning, mask=mask)
             body()
     except user_errors() as exc:
         if debug:
             raise
-        print(f"{prefix}: error: {describe(exc)}", file=sys.stderr)
+        say(f"error: {describe(exc)}", f"error: {type(exc).__name__}")
         return 2
     except Terminated:
-        print(f"{prefix}: terminated (the running trial is recorded FAIL and re-queued)", file=sys.stderr)
+        say("terminated (the running trial is recorded FAIL and re-queued)", "terminated")
         return signal_exit_code(signal.SIGTERM)
     except KeyboardInterrupt:
-        print(f"{prefix}: interrupted", file=sys.stderr)
+        say("interrupted", "interrupted")
         return signal_exit_code(signal.SIGINT)
-    except Exception as exc:  # a bug: still one line
+    except Exception as exc:
         if debug:
             raise
-        print(f"{prefix}: internal error: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
+        memory = out_of_memory(exc)
+        if memory is not None:  # not a bug, and no traceback can say more
+            print(f"{prefix}: error: {memory}", file=sys.stderr)
+            return 1
+        first = str(exc).strip().splitlines()[:1]  # a bug: still one line (a library's message may run over many)
+        say(f"internal error: {type(exc).__name__}: {first[0] if first else ''}{hint}",
+            f"internal error: {type(exc).__name__}{hint}")
         return 1
     return 0

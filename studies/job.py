@@ -8,16 +8,19 @@ warning, an error's one line) goes to stderr, which the parent shows prefixed an
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import sys
 import threading
-from typing import IO, Any
+from types import UnionType
+from typing import IO, Any, Callable, Union, get_args, get_origin, get_type_hints
 
 from trainer.threads import configure_process
 
-from .errors import exit_code_of, signal_exit_code
+from .errors import StudyError, exit_code_of, signal_exit_code
+from .expect import expect
 from .workers.trial_record import TrialRecord
 
 
@@ -46,14 +49,56 @@ def run(request: dict[str, Any], events: IO[str]) -> None:
     from .api import Search
     from .settings import StudySettings
     from .storage.backends import load_existing, open_storage
+    from .workers.search import check_same_settings
 
     study = load_existing(request["study"], open_storage(request["storage"], create=False))
-    settings = StudySettings.from_dict(request["settings"])
+    try:
+        asked = StudySettings.from_dict(request["settings"])
+    except (KeyError, TypeError, AttributeError) as exc:  # the settings' own checks name what they refuse
+        raise StudyError(f"settings: not a study's settings ({type(exc).__name__}: {exc})") from None
+    settings = check_same_settings(study, asked)  # as `search` refuses a run that asks for other settings
     search = Search(study, settings, request["storage"], artifacts=request["artifacts"])
     summary = search.run(request["trials"], jobs=1, device=request["device"], max_complete=request["max_complete"],
                          keep_checkpoints=request["keep_checkpoints"],
                          reporter=EventReporter(events, list(settings.objectives)))
     send(events, "done", trained=summary.trials_run, exhausted=summary.exhausted)
+
+
+def read_request(line: str) -> dict[str, Any]:
+    """The parent's request, checked: a JSON object holding a JobSpec's fields and the job's share."""
+    fields = request_fields()
+    expected = (f"stdin: expected the job's request, one JSON object on one line with {', '.join(fields)} "
+                "(studies/workers/jobs.py's JobSpec and the job's share)")
+    if not line.strip():
+        raise StudyError(f"{expected}, got an empty line")
+    try:
+        request = json.loads(line)
+    except ValueError as exc:
+        raise StudyError(f"{expected}, got text that is not JSON ({exc})") from None
+    if not isinstance(request, dict):
+        raise StudyError(f"{expected}, got a JSON {_JSON_NAMES.get(type(request), type(request).__name__)}")
+    missing = [name for name in fields if name not in request]
+    unknown = sorted(set(request) - set(fields))
+    if missing or unknown:
+        raise StudyError(f"{expected}, got an object " + (f"without {', '.join(missing)}" if missing else
+                                                         f"with unknown keys {', '.join(unknown)}"))
+    for name, kinds in fields.items():
+        expect(name, request[name], tuple(kind for kind in kinds if kind is not type(None)),
+               optional=type(None) in kinds)
+    return request
+
+
+def request_fields() -> dict[str, tuple[type, ...]]:
+    """Each field of a request and the types it may hold: a JobSpec's, then the job's share."""
+    from .workers.jobs import JobSpec  # loads torch: after configure_process
+
+    hints = {**get_type_hints(JobSpec), "trials": int, "device": str}
+    return {name: tuple(get_origin(kind) or kind for kind in (get_args(hint) if get_origin(hint) in (Union, UnionType)
+                                                              else (hint,)))
+            for name, hint in hints.items()}
+
+
+_JSON_NAMES = {list: "list", type(None): "null", str: "string", int: "number", float: "number", bool: "boolean"}
 
 
 def watch_parent() -> None:
@@ -83,17 +128,21 @@ def main() -> int:
     line = sys.stdin.readline()
     if not line:  # the parent died before it could say what to do
         return signal_exit_code(signal.SIGTERM)
-    request = json.loads(line)
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    masks: list[Callable[[str], str]] = []  # once the request names the storage: its passwords in no line printed
 
     def work() -> None:
+        from .storage.backends import display_storage  # first: masking must not need memory once it runs out
+
+        request = read_request(line)
+        masks.append(functools.partial(display_storage, request["storage"]))
         watch_parent()
         run(request, events)
 
-    return exit_code_of(work, "decoder-nas job")
+    return exit_code_of(work, "decoder-nas job", mask=lambda text: masks[0](text) if masks else text)
 
 
 if __name__ == "__main__":

@@ -104,6 +104,16 @@ class Tiny:
         return Tiny(root, self.corpus, self.space, storage, self.study)
 
 
+def working_copy(tiny: Tiny, root: Path, monkeypatch: pytest.MonkeyPatch) -> Tiny:
+    """`tiny`'s journal and artifact folder copied under root/db, for a test that runs in the empty root/out."""
+    copied = tiny.copy(root / "db")
+    shutil.copytree(f"{tiny.storage}.artifacts", f"{copied.storage}.artifacts")
+    (root / "out").mkdir()
+    monkeypatch.chdir(root / "out")
+    monkeypatch.setenv("DECODER_NAS_CACHE", str(tiny.root / "cache"))
+    return copied
+
+
 def make_tiny(root: Path, space: dict[str, Any] | None = None) -> Tiny:
     root.mkdir(parents=True, exist_ok=True)
     corpus = root / "corpus.txt"

@@ -46,7 +46,7 @@ def test_a_kept_trial_exports_to_a_folder_transformers_loads(kept: Tiny, tmp_pat
     with torch.no_grad():
         torch.testing.assert_close(theirs(idx).logits, ours(idx), atol=1e-4, rtol=0)
     card = (tmp_path / "hf" / "README.md").read_text()
-    assert f"| study | {kept.study} |" in card and "| trial | 0 |" in card and "val loss" in card
+    assert f"| study | `{kept.study}` |" in card and "| trial | `0` |" in card and "val loss" in card
 
 
 def test_the_cli_exports_the_knee_as_a_hugging_face_folder(kept: Tiny, tmp_path: Path) -> None:

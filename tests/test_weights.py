@@ -34,6 +34,7 @@ from study_helpers import (  # noqa: F401 (isolated_python_api: an autouse fixtu
     load_study,
     make_tiny,
     quiet_datasets,
+    working_copy,
 )
 from trainer.checkpoint import load_checkpoint
 
@@ -268,12 +269,7 @@ def two_studies(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
 @pytest.fixture
 def copy(two_studies: Tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Tiny:
     """The storage and its artifact folder copied; the test runs in an empty folder beside them."""
-    tiny = two_studies.copy(tmp_path / "db")
-    shutil.copytree(str(two_studies.storage) + ".artifacts", str(tiny.storage) + ".artifacts")
-    (tmp_path / "out").mkdir()
-    monkeypatch.chdir(tmp_path / "out")
-    monkeypatch.setenv("DECODER_NAS_CACHE", str(two_studies.root / "cache"))
-    return tiny
+    return working_copy(two_studies, tmp_path, monkeypatch)
 
 
 def trained(tiny: Tiny, study: str) -> list[FrozenTrial]:
@@ -378,7 +374,7 @@ def test_onnx_to_a_device_is_one_line_and_the_device_is_kept(two_kept: Tiny, tmp
 
 def test_export_into_a_missing_folder_is_one_line(two_kept: Tiny, tmp_path: Path) -> None:
     done = cli("export", *two_kept.study_flags(), "--trial", "0", "-o", str(tmp_path / "missing" / "best.yaml"))
-    assert_one_line_error(done, "export", "cannot write")
+    assert_one_line_error(done, "export", f"the folder {tmp_path / 'missing'} does not exist")
     assert not (tmp_path / "missing").exists()
 
 

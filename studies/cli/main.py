@@ -20,7 +20,7 @@ from rich.console import Console
 from trainer.recipe import RefusedValue
 from trainer.threads import configure_process
 
-from ..errors import exit_code_of
+from ..errors import exit_code_of, out_of_memory
 from .registry import ARGUMENTS, COMMANDS, TRAINING_COMMANDS
 
 
@@ -113,6 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser(_command_in(argv)).parse_args(argv)
     except SystemExit as done:  # --help, or a usage error already printed on one line
         return int(done.code or 0)
+    except Exception as exc:  # the command's module did not load: under `ulimit -v`, torch needs more
+        memory = out_of_memory(exc)
+        if memory is None:
+            raise
+        print(f"decoder-nas: error: {memory}", file=sys.stderr)
+        return 1
     # Optuna logs each trial (and a failed trial's traceback), datasets a bar per corpus read:
     # the live view and the progress bars say what matters.
     optuna.logging.set_verbosity(optuna.logging.DEBUG if args.debug else optuna.logging.ERROR)
@@ -124,6 +130,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Off a terminal (a log, a pipe) tables get room instead of rich's 80-column default, unless
     # COLUMNS says how wide (rich reads it).
     console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
+    storage = getattr(args, "storage", None)
     return exit_code_of(lambda: args.run(args, console), f"decoder-nas {args.command}", flag_error, args.debug,
-                        hint=" (run again with --debug for the traceback)")
+                        hint=" (run again with --debug for the traceback)",
+                        mask=_masking(storage) if storage else str)
+
+
+def _masking(storage: str) -> Any:
+    """Every line the command prints about an error, with the storage's passwords shown as ***."""
+    def mask(line: str) -> str:
+        from ..storage.backends import display_storage  # sqlalchemy: only when there is a line to print
+
+        return display_storage(storage, line)
+    return mask
 

@@ -5,20 +5,21 @@ custom code: one module per class family here (gpt2.py, llama.py, lfm2.py), each
 how to `build` the class with our weights. Every other shape leaves with its own code
 (remote_code.py). docs/export.md says which shape maps where, and why.
 
-The folder is staged beside DIR and renamed into place, so a failed export leaves nothing behind.
+The folder is written where the export stages it (outputs.py) and moved into place with the
+export's other outputs, so a failed export leaves nothing behind. Every file in it gets the mode a
+new file gets here (0644 under the usual umask): safetensors writes its file private (0600).
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import os
+import re
 import secrets
-import shutil
+import stat
 import tempfile
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any
 
 import tokenizers
 
@@ -41,34 +42,46 @@ def require_transformers() -> Any:
 
 
 def check_target(directory: Path) -> None:
-    """Refuse a DIR that would lose files, before any work is done."""
-    if directory.is_file() or (directory.is_dir() and any(directory.iterdir())):
+    """Refuse a DIR that would lose files, before any work is done (outputs.check_places checks the name)."""
+    if directory.exists() and not directory.is_dir():
+        raise ArgumentError("hf", directory, "exists and is not a folder; give a new folder")
+    if directory.is_dir() and any(directory.iterdir()):
         raise ArgumentError("hf", directory, "exists and is not an empty folder; give a new folder")
-    if not directory.parent.is_dir():
-        raise ArgumentError("hf", directory, f"the folder {directory.parent} does not exist")
 
 
-def write_hf_folder(model: Decoder, tokenizer: Tokenizer, directory: Path, card: dict[str, Any]) -> str:
-    """Write model, tokenizer, generation config and model card to `directory`; returns the model class."""
+def write_hf_folder(model: Decoder, tokenizer: Tokenizer, folder: Path, card: dict[str, Any]) -> str:
+    """Write model, tokenizer, generation config and model card to the new folder `folder`; returns
+    the model class."""
     transformers = require_transformers()
-    check_target(directory)
     config = model.config
     family = family_of(config)
-    with _staged(directory) as folder:
-        if family is remote_code:
-            remote_code.write(model, folder)
-        else:
-            _save_quietly(family.build(transformers, model), transformers, folder)
-        fast = transformers.PreTrainedTokenizerFast(tokenizer_object=hf_tokenizer(tokenizer),
-                                                    clean_up_tokenization_spaces=False,
-                                                    model_max_length=config.block_size)
-        fast.save_pretrained(folder)
-        # No end-of-text token exists in a char or byte vocabulary: generation runs to its length.
-        # No pad token either: generate() would take every id equal to it for padding.
-        transformers.GenerationConfig(bos_token_id=None, eos_token_id=None, pad_token_id=None,
-                                      do_sample=False).save_pretrained(folder)
-        (folder / "README.md").write_text(model_card(model, family, card), encoding="utf-8")
+    folder.mkdir()
+    if family is remote_code:
+        remote_code.write(model, folder)
+    else:
+        _save_quietly(family.build(transformers, model), transformers, folder)
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=hf_tokenizer(tokenizer),
+                                                clean_up_tokenization_spaces=False,
+                                                model_max_length=config.block_size)
+    fast.save_pretrained(folder)
+    # No end-of-text token exists in a char or byte vocabulary: generation runs to its length.
+    # No pad token either: generate() would take every id equal to it for padding.
+    transformers.GenerationConfig(bos_token_id=None, eos_token_id=None, pad_token_id=None,
+                                  do_sample=False).save_pretrained(folder)
+    (folder / "README.md").write_text(model_card(model, family, card), encoding="utf-8")
+    _usual_modes(folder)
     return family.CLASS
+
+
+def _usual_modes(folder: Path) -> None:
+    """Give every file in `folder` the mode of a file created here without asking for one."""
+    probe = folder / f".mode-{secrets.token_hex(4)}"
+    probe.touch()
+    mode = stat.S_IMODE(probe.stat().st_mode)
+    probe.unlink()
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(mode)
 
 
 def family_of(config: DecoderConfig) -> ModuleType:
@@ -115,41 +128,33 @@ def model_card(model: Decoder, family: ModuleType, card: dict[str, Any]) -> str:
 
     config = model.config
     remote = family is remote_code
-    load = "AutoModelForCausalLM.from_pretrained(DIR" + (", trust_remote_code=True)" if remote else ")")
+    trust = ", trust_remote_code=True" if remote else ""  # the tokenizer too: transformers reads the config first
     facts = {"architecture": f"`{summarize(config)}`", "class": f"`{family.CLASS}`",
              "parameters": f"{count_parameters(model).total:,}",
              "FLOPs per token": f"{count_flops(config):,}", "context": f"{config.block_size} tokens",
-             **{key: f"{value}" for key, value in card.items() if value is not None}}
+             **{key: _cell(value) for key, value in card.items() if value is not None}}
     rows = "\n".join(f"| {key} | {value} |" for key, value in facts.items())
     needs = "transformers, torch and einops" if remote else "transformers and torch"
     return (f"# {summarize(config)}\n\nA decoder-only language model found and trained with decoder-nas.\n\n"
             f"| | |\n| --- | --- |\n{rows}\n\n"
-            f"Load it with {needs}:\n\n```python\nfrom transformers import AutoModelForCausalLM, pipeline\n"
-            f"model = {load}\n```\n\n"
+            f"Load it with {needs}:\n\n```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n"
+            f"model = AutoModelForCausalLM.from_pretrained(DIR{trust})\n"
+            f"tokenizer = AutoTokenizer.from_pretrained(DIR{trust})\n```\n\n"
             + ("The modeling code in this folder (modeling_decoder_nas.py, decoder.py, architecture.py) is "
                "decoder-nas's own, copied at export; it takes unpadded input.\n" if remote else ""))
 
 
-@contextlib.contextmanager
-def _staged(directory: Path) -> Iterator[Path]:
-    """A scratch folder beside `directory`, renamed onto it when the body succeeds, removed otherwise."""
-    # Not tempfile.mkdtemp: its folder is private (0700), and this one becomes the user's.
-    folder = directory.parent / f".{directory.name}.{secrets.token_hex(4)}.partial"
-    try:
-        folder.mkdir()
-    except OSError as exc:  # a read-only folder
-        raise ArgumentError("hf", directory, f"cannot write ({exc.strerror or exc})") from None
-    try:
-        yield folder
-        if directory.is_dir():
-            directory.rmdir()  # empty (checked): rename needs it gone or empty, and empty is not portable
-        os.rename(folder, directory)
-    except OSError as exc:  # a full disk
-        shutil.rmtree(folder, ignore_errors=True)
-        raise ArgumentError("hf", directory, f"cannot write ({exc.strerror or exc}); nothing written") from None
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
+def _cell(value: Any) -> str:
+    """`value` (a study name, a corpus path: anyone's text) as one markdown table cell showing it as
+    written: a code span, so no link, emphasis or HTML inside works; `|` escaped, which would start a
+    column; line breaks and other control characters spelt out (`\\n`), which would end the row."""
+    text = "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+                   for char in str(value)).replace("|", "\\|")
+    if not text:
+        return ""
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _byte_characters() -> list[str]:

@@ -8,7 +8,7 @@
 - `env:VARNAME`: the value of environment variable VARNAME, one of the above (`resolve_storage`), so a
   database password need not be on the command line, where `ps` and shell history would show it.
 
-Messages show a storage through `display_storage`, which hides a URL's password.
+Messages show a storage through `display_storage`, which hides every password it holds.
 
 Before a byte is written, `open_storage` refuses a storage that would swallow or lose results: an
 existing file that is neither a journal nor an SQLite database (someone's notes), a pipe or device,
@@ -41,7 +41,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, unquote_plus
 
 import optuna
 import sqlalchemy
@@ -66,7 +66,14 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 HEAD_BYTES = 1 << 16  # enough for a journal's first record (the study's creation)
 TAIL_CHUNK = 1 << 16
 _URL = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://")
-_RDB_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2", "mysql", "mysql+pymysql")
+_SCHEME = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*):")
+_RDB_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2")
+_UNSUPPORTED = {"mysql": "MySQL", "mariadb": "MariaDB", "oracle": "Oracle", "mssql": "SQL Server"}
+# libpq's connection parameters that hold a secret, and where it reads them: a URL's query
+# (`?password=...&...`) or a keyword=value string (`host=db password=...`), the key maybe %-escaped.
+_PASSWORD_KEYS = ("password", "sslpassword")
+_PASSWORD_PARAMETER = re.compile(r"((?:^|[?&;\s])([^=&;?\s]*)\s*=\s*)('(?:[^'\\]|\\.)*'|[^&;\s]*)")
+_KEYWORD_VALUE = re.compile(r"^\s*(?:host|hostaddr|port|dbname|user|password|passfile|service|sslmode)\s*=")
 _NOT_FILES = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
@@ -90,9 +97,12 @@ def env_seconds(name: str, default: float) -> float:
 
 
 def resolve_storage(spec: str | None) -> str:
-    """The storage `spec` names: DEFAULT_STORAGE for none, the variable's value for `env:VARNAME`."""
+    """The storage `spec` names: DEFAULT_STORAGE for none, the variable's value for `env:VARNAME`.
+    A misspelt URL (`sqlite:/x.db`), a database decoder-nas does not run on (`mysql://`) or a libpq
+    keyword=value string is refused here, before it can become a file name."""
     spec = spec or DEFAULT_STORAGE
     if not spec.startswith(ENV_PREFIX):
+        _check_spelling(spec, spec)
         return spec
     name = spec.removeprefix(ENV_PREFIX)
     value = os.environ.get(name, "").strip()
@@ -104,24 +114,77 @@ def resolve_storage(spec: str | None) -> str:
     if _URL.match(value) is None and not os.path.isabs(value):
         raise ArgumentError("storage", spec, f"the value of {name} is neither a URL (postgresql://USER@HOST/DB, "
                             "sqlite:///FILE) nor an absolute file path; it is not shown, in case it holds a password")
+    _check_spelling(value, spec)
     return value
 
 
-def display_storage(storage: str) -> str:
-    """`storage` fit to print: `postgresql://u:***@host/db`; paths and URLs without a password unchanged."""
-    return _hide_password(storage, storage)
+def _check_spelling(storage: str, spec: str) -> None:
+    """Refuse what would otherwise be read as a file path, or sent to a database we do not support.
+    `spec` is what the user gave (env:VAR stays env:VAR in the message)."""
+    shown = spec if spec.startswith(ENV_PREFIX) else display_storage(storage)
+    if _KEYWORD_VALUE.match(storage):
+        raise ArgumentError("storage", shown, "looks like a libpq keyword=value string; give it as a URL, "
+                            "postgresql://USER:PASSWORD@HOST/DB")
+    scheme = _SCHEME.match(storage)
+    if scheme is None:
+        return
+    name = scheme["scheme"].lower().partition("+")[0]
+    if name in _UNSUPPORTED:
+        raise ArgumentError("storage", shown, f"{_UNSUPPORTED[name]} is not supported; give {STORAGE_FORMS}")
+    if name == "postgres":  # libpq's alias, which SQLAlchemy refuses
+        raise ArgumentError("storage", shown, "write the scheme as postgresql://")
+    if name in ("sqlite", "postgresql") and _URL.match(storage) is None:
+        example = "sqlite:///FILE (three slashes for a relative path, four for an absolute one)" if name == "sqlite" \
+            else "postgresql://USER@HOST/DB"
+        raise ArgumentError("storage", shown, f"not a URL (a URL has :// after the scheme); give {example}")
 
 
-def _hide_password(text: str, storage: str) -> str:
-    """`text` with the password of URL `storage` replaced by ***, in every spelling a driver may echo."""
-    match = _URL.match(storage)
-    # Everything up to the last @ is the credentials: an unescaped @ or / may be in the password.
-    credentials = storage[match.end():].rpartition("@")[0] if match else ""
-    password = credentials.partition(":")[2]
-    spellings = {password, unquote(password), quote(unquote(password), safe="")} - {""}
-    for spelling in sorted(spellings, key=len, reverse=True):  # longest first: one may hold another
-        text = text.replace(spelling, "***")
+def display_storage(storage: str, text: str | None = None) -> str:
+    """`text` (default: `storage` itself) fit to print, with every credential `storage` holds shown as
+    ***: a URL's user-info password, and the `password=` and `sslpassword=` parameters libpq reads from a
+    URL's query or a keyword=value string (an `env:VAR` storage: its value's). The one masking function:
+    every error, banner, title, table and log line that shows a storage goes through it."""
+    if text is None:
+        return _masked(storage)
+    value = _resolved_quietly(storage)
+    text = text.replace(value, _masked(value))
+    for secret in _secrets(value):  # a driver may echo a password on its own, escaped or not
+        spellings = {secret, unquote(secret), unquote_plus(secret), quote(unquote(secret), safe="")} - {""}
+        for spelling in sorted(spellings, key=len, reverse=True):  # longest first: one may hold another
+            text = text.replace(spelling, "***")
     return text
+
+
+def _resolved_quietly(storage: str) -> str:
+    """The storage an `env:VAR` names, or `storage` itself when the variable is unset."""
+    return os.environ.get(storage.removeprefix(ENV_PREFIX), storage).strip() if storage.startswith(ENV_PREFIX) \
+        else storage
+
+
+def _masked(storage: str) -> str:
+    match = _URL.match(storage)
+    if match is not None:
+        # Everything up to the last @ is the credentials: an unescaped @ or / may be in the password.
+        credentials, at, location = storage[match.end():].rpartition("@")
+        user, colon, password = credentials.partition(":")
+        if colon and password:
+            storage = f"{match[0]}{user}:***{at}{location}"
+    return _PASSWORD_PARAMETER.sub(lambda found: found[1] + "***" if _is_password_key(found[2]) else found[0],
+                                   storage)
+
+
+def _secrets(storage: str) -> set[str]:
+    """Every password `storage` holds, as written."""
+    found = set()
+    match = _URL.match(storage)
+    if match is not None:
+        found.add(storage[match.end():].rpartition("@")[0].partition(":")[2])
+    found.update(parameter[3] for parameter in _PASSWORD_PARAMETER.finditer(storage) if _is_password_key(parameter[2]))
+    return found - {""}
+
+
+def _is_password_key(key: str) -> bool:
+    return unquote_plus(key).strip().lower() in _PASSWORD_KEYS
 
 
 def is_journal(storage: str | None) -> bool:
@@ -132,22 +195,39 @@ def open_storage(storage: str | None, create: bool = True) -> optuna.storages.Ba
     """`storage` as described above; anything else is a StudyError naming what is accepted.
     With create=False (commands that only read) a file that does not exist is an error, and
     read-only files are fine."""
-    storage = resolve_storage(storage)
+    storage = check_storage(storage, create)
     shown = display_storage(storage)
-    match = _URL.match(storage)
-    if match is None:
-        return StopSafeJournalStorage(CheckedJournalBackend(str(checked_journal(storage, create))))
-    scheme = match["scheme"].lower()
-    if scheme not in _RDB_SCHEMES:
-        raise ArgumentError("storage", shown, f"unknown scheme {scheme!r}; give {STORAGE_FORMS}")
-    if scheme == "sqlite":
-        _check_sqlite(storage, shown, create)
+    if is_journal(storage):
+        return StopSafeJournalStorage(CheckedJournalBackend(storage))
+    if storage.lower().startswith("sqlite"):
         with _folder_locked(Path(make_url(storage).database).parent):
             return _open_rdb(storage, shown, heartbeat=None)
     heartbeat = (env_seconds("DECODER_NAS_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS),
                  env_seconds("DECODER_NAS_GRACE_SECONDS", DEFAULT_GRACE_SECONDS))
     return _open_rdb(re.sub(r"^postgresql://", "postgresql+psycopg://", storage),  # psycopg 3 is the driver we ship
                      shown, heartbeat)
+
+
+def check_storage(storage: str | None, create: bool = True) -> str:
+    """Every refusal `open_storage` makes before it opens anything, so a command can be refused before
+    it creates a file; returns the resolved storage."""
+    storage = resolve_storage(storage)
+    match = _URL.match(storage)
+    if match is None:
+        checked_journal(storage, create)
+        return storage
+    scheme = match["scheme"].lower()
+    if scheme not in _RDB_SCHEMES:
+        raise ArgumentError("storage", display_storage(storage), f"unknown scheme {scheme!r}; give {STORAGE_FORMS}")
+    if scheme == "sqlite":
+        _check_sqlite(storage, display_storage(storage), create)
+    return storage
+
+
+def storage_exists(storage: str | None) -> bool:
+    """Whether `storage` is there to be opened without creating it: a database server always is."""
+    file = local_file(storage or DEFAULT_STORAGE)
+    return file is None or file.exists()
 
 
 def checked_journal(storage: str, create: bool) -> Path:
@@ -176,7 +256,7 @@ def _open_rdb(url: str, shown: str, heartbeat: tuple[float, float] | None) -> RD
                 time.sleep(0.2 + random.random())
                 continue
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ArgumentError("storage", shown, f"cannot open ({_hide_password(reason, url)})") from exc
+            raise ArgumentError("storage", shown, f"cannot open ({display_storage(url, reason)})") from exc
 
 
 @contextlib.contextmanager
@@ -198,6 +278,9 @@ def _folder_locked(folder: Path) -> Iterator[None]:
 
 def _check_sqlite(storage: str, shown: str, create: bool) -> None:
     url = make_url(storage)
+    if url.host:  # sqlite://x.db: SQLAlchemy reads x.db as a host and opens a database in memory
+        raise ArgumentError("storage", shown, "an SQLite URL has no host; give sqlite:///FILE (three slashes for a "
+                            "relative path, four for an absolute one)")
     if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
         raise ArgumentError("storage", shown, "an in-memory database loses every result when the command "
                          "ends; give a file, sqlite:///study.db")
@@ -367,8 +450,8 @@ def local_file(storage: str) -> Path | None:
     resolved = resolve_storage(storage)
     if is_journal(resolved):
         return Path(resolved)
-    if resolved.startswith("sqlite:///"):
-        return Path(resolved.removeprefix("sqlite:///"))
+    if resolved.lower().startswith("sqlite:"):
+        return Path(make_url(resolved).database or "")
     return None
 
 

@@ -68,7 +68,7 @@ def open_study(name: str, storage: str | optuna.storages.BaseStorage | None, set
     try:  # an existing study is only read here: a refused run must leave it untouched
         study = optuna.load_study(study_name=name, storage=backend, sampler=sampler)
     except KeyError:
-        presets = _preset_params(settings)  # a preset the shape cannot build is refused before creation
+        presets = preset_params(settings)  # a preset the shape cannot build is refused before creation
         try:
             study = optuna.create_study(study_name=name, storage=backend, directions=settings.directions,
                                         sampler=sampler)
@@ -80,7 +80,16 @@ def open_study(name: str, storage: str | optuna.storages.BaseStorage | None, set
             for preset_name, params in presets.items() if enqueue_presets else ():
                 study.enqueue_trial(params or {}, user_attrs={"preset": preset_name, "in_space": params is not None})
             return study, settings
-    stored = read_settings(study)
+    stored = check_same_settings(study, settings)
+    name_metrics(study, stored)
+    requeue_stopped(study)
+    return study, stored
+
+
+def check_same_settings(study: optuna.Study, settings: StudySettings) -> StudySettings:
+    """The study's stored settings, if `settings` (what a run asks for) are the same; else refused with
+    the keys that differ."""
+    stored, name = read_settings(study), study.study_name
     if stored.data == settings.data and stored.content_hash != settings.content_hash:
         raise corpus_changed(settings.data, f"study {name!r} was created", settings.content_hash, stored.content_hash,
                              "restore it or start another study")
@@ -88,9 +97,7 @@ def open_study(name: str, storage: str | optuna.storages.BaseStorage | None, set
     if differences:
         raise StudyError(f"study {name!r} was created with other settings: " + "; ".join(differences)
                          + " (use another --study name, or the study's own settings)")
-    name_metrics(study, stored)
-    requeue_stopped(study)
-    return study, stored
+    return stored
 
 
 def requeue_stopped(study: optuna.Study) -> int:
@@ -123,7 +130,7 @@ def name_metrics(study: optuna.Study, settings: StudySettings) -> None:
             study.set_metric_names(list(settings.objectives))
 
 
-def _preset_params(settings: StudySettings) -> dict[str, dict | None]:
+def preset_params(settings: StudySettings) -> dict[str, dict | None]:
     """The paper's four models, enqueued first so every front reads against them. One the space can
     build is enqueued with its parameters (None: it cannot): the sampler then learns from it like from
     any other trial (the gpt preset is among the best at its cost, and without parameters TPE never saw it)."""

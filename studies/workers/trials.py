@@ -27,7 +27,7 @@ from trainer.data import TokenizedData
 from trainer.loop import Progress, TrainingError
 from trainer.run import initialised_model, run_training
 
-from ..errors import Terminated, raise_if_terminated
+from ..errors import Terminated, out_of_memory, raise_if_terminated
 from ..fronts.hypervolume import dominates
 from ..measures import (
     CONSTRAINTS,
@@ -38,7 +38,7 @@ from ..measures import (
     static_measures,
 )
 from ..settings import SETTINGS_KEY, StudySettings
-from ..storage.artifacts import upload_weights
+from ..storage.artifacts import ArtifactStoreError, upload_weights
 from .claims import wait_for_claimants
 from .devices import device_type
 from .gpu_share import TrainingShare, timing_turn
@@ -121,6 +121,8 @@ def run_trial(context: TrialContext) -> FrozenTrial:
     """Run one trial through Study.optimize, which brings Optuna's heartbeat and stale-trial retry on
     RDB storage, records pruned and failed trials, and lets the study go on after a failure."""
 
+    unusable_store: list[ArtifactStoreError] = []
+
     def objective(trial: optuna.Trial) -> list[float]:
         try:
             return _evaluate(trial, context)
@@ -132,6 +134,8 @@ def run_trial(context: TrialContext) -> FrozenTrial:
             raise
         except Exception as exc:
             trial.set_user_attr("fail_reason", _failure_reason(exc))
+            if isinstance(exc, ArtifactStoreError):  # not this trial's fault: every next trial would fail too
+                unusable_store.append(exc)
             raise
 
     finished: list[FrozenTrial] = []
@@ -141,6 +145,8 @@ def run_trial(context: TrialContext) -> FrozenTrial:
         context.reporter.trial_finished(trial)
 
     context.study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[record])
+    if unusable_store:
+        raise unusable_store[0]  # the worker stops, on one line
     return finished[0]
 
 
@@ -150,9 +156,10 @@ def stopped(trial: FrozenTrial) -> bool:
 
 
 def _failure_reason(exc: BaseException) -> str:
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return "out of memory: " + str(exc).splitlines()[0]
-    if isinstance(exc, TrainingError):
+    memory = out_of_memory(exc)  # a CUDA or CPU allocation, with how much it asked for
+    if memory is not None:
+        return memory
+    if isinstance(exc, (TrainingError, ArtifactStoreError)):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 

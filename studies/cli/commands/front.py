@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,9 +17,10 @@ from ...api import Search, delete_study, list_studies, serve_dashboard
 from ...errors import StudyError
 from ...fronts.front import PICKS, promotion_agreement
 from ...measures import OBJECTIVES, quality_objective
-from ...storage.backends import display_storage
+from ...storage.backends import check_storage, display_storage
 from ...workers.trial_record import study_counts
 from ..arguments import add_artifacts_argument, add_device_argument, add_study_arguments
+from ..progress import STDERR
 from ..registry import command
 from ..views import front_table, front_title
 
@@ -143,11 +145,9 @@ def run_export(args: argparse.Namespace, console: Console) -> None:
         raise StudyError("give --trial N or --pick CHOICE (a study trial), or a run folder")
     if args.output is None:
         raise StudyError("give -o FILE: the config to write")
-    if args.output.is_dir():
-        raise StudyError(f"-o {args.output}: is a folder; give a .yaml or .json file name")
-    if args.output.suffix.lower() not in (".yaml", ".yml", ".json"):
+    if args.output.suffix.lower() not in (".yaml", ".yml", ".json") and not _is_folder(args.output):
         raise StudyError(f"-o {args.output}: give a .yaml or .json file name")
-    overwrites = args.output.exists()
+    overwrites = os.path.lexists(args.output)  # the export checks the path itself
     search = Search.open(args.study, args.storage, args.steps, artifacts=args.artifacts)
     done = search.export(args.pick or "knee", trial=args.trial, path=args.output, onnx=args.onnx, hf=args.hf,
                          untrained=args.untrained)
@@ -159,6 +159,13 @@ def run_export(args: argparse.Namespace, console: Console) -> None:
         console.print(f"weights: {done.weights} (`decoder-nas generate {done.weights}`)")
     if done.takeaway is not None:
         _print_takeaway(done.takeaway, console)
+
+
+def _is_folder(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):  # a name too long: the export says so
+        return False
 
 
 def _export_run_folder(args: argparse.Namespace, console: Console) -> None:
@@ -194,6 +201,7 @@ def dashboard_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_dashboard(args: argparse.Namespace, console: Console) -> None:
+    check_storage(args.storage, create=False)  # a missing storage is refused before the banner
     console.print(f"optuna-dashboard on http://{args.host}:{args.port} for {display_storage(args.storage)} "
                   "(Ctrl-C stops)")
     serve_dashboard(args.storage, host=args.host, port=args.port, artifacts=args.artifacts)
@@ -202,17 +210,23 @@ def run_dashboard(args: argparse.Namespace, console: Console) -> None:
 @command("studies")
 def studies_arguments(parser: argparse.ArgumentParser) -> None:
     add_study_arguments(parser)
-    parser.add_argument("--delete", metavar="NAME", help="delete study NAME and all its trials")
+    parser.add_argument("--delete", metavar="NAME", help="delete study NAME, all its trials and their kept weights")
+    add_artifacts_argument(parser)
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(run=run_studies)
 
 
 def run_studies(args: argparse.Namespace, console: Console) -> None:
     if args.delete:
-        running = delete_study(args.delete, args.storage)
-        warning = (f" ({running} trial{' was' if running == 1 else 's were'} running: their workers stop at their "
-                   "next write)") if running else ""
-        console.print(f"deleted study {args.delete!r}{warning}")
+        done = delete_study(args.delete, args.storage, args.artifacts)
+        notes = [f"{done.running} trial{' was' if done.running == 1 else 's were'} running: their workers stop at "
+                 "their next write"] if done.running else []
+        if done.weights_removed:
+            notes.append(f"the kept weights of {done.weights_removed} trial{'s' if done.weights_removed != 1 else ''} "
+                         "removed from the artifact store")
+        console.print(f"deleted study {args.delete!r}" + (f" ({'; '.join(notes)})" if notes else ""), soft_wrap=True)
+        if done.weights_left:
+            STDERR.print(f"warning: {done.weights_left}", soft_wrap=True)
         return
     rows = list_studies(args.storage)
     if args.json:
