@@ -15,6 +15,7 @@ import torch
 
 import trainer.hub
 from study_helpers import write
+from trainer.batches import sample_batch, validation_windows
 from trainer.data import (
     BUILTIN_CORPORA,
     DOCUMENT_SEPARATOR,
@@ -23,8 +24,6 @@ from trainer.data import (
     default_cache_dir,
     load_corpus,
     prepare_data,
-    sample_batch,
-    validation_windows,
 )
 from trainer.tokenizers import CharTokenizer
 

@@ -15,8 +15,9 @@ import torch
 import trainer.sources
 import trainer.store
 from study_helpers import write
+from trainer.batches import sample_batch, validation_windows
 from trainer.checkpoint import load_checkpoint
-from trainer.data import DataError, load_corpus, open_store, prepare_data, sample_batch, validation_windows
+from trainer.data import DataError, load_corpus, open_store, prepare_data
 from trainer.loop import train
 from trainer.recipe import TrainingRecipe
 from trainer.run import initialised_model, run_training
@@ -54,7 +55,7 @@ def test_a_truncated_or_replaced_store_is_named(corpus: Path, cache: Path) -> No
     train_bin = store / "train.bin"
     original = train_bin.read_bytes()
     train_bin.write_bytes(original[:-2])
-    with pytest.raises(DataError, match="train.bin: .* bytes, but the manifest records .* truncated or replaced"):
+    with pytest.raises(DataError, match="train.bin: .* bytes, but the manifest records .* the token store is damaged"):
         open_store(store)
     train_bin.write_bytes(original[:100] + bytes(reversed(original[100:200])) + original[200:])  # same size
     with pytest.raises(DataError, match="train.bin: content differs from the manifest's digest"):

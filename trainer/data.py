@@ -6,7 +6,8 @@ otherwise the last 10% of the characters, as nanoGPT did, so losses compare with
 
 `prepare_data` tokenises a corpus once into a token store on disk (trainer.store) and returns its
 splits as read-only uint16/uint32 memory maps: no process holds a corpus in memory, and every trial
-and worker of a machine shares the pages. Batches gather windows from the map and widen only them.
+and worker of a machine shares the pages. Batches (trainer.batches) gather windows from the map and
+widen only them. Free of torch: `data prepare` and `data info` never load it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .corpora import BUILTIN_CORPORA, DEFAULT_DATA_SPEC, DEFAULT_TEXT_COLUMN, DEFAULT_TOKENIZER, DataError
 from .sources import DOCUMENT_SEPARATOR, TEXT_SUFFIXES, Source, first_line, open_source
@@ -26,9 +26,7 @@ from .tokenizers import Tokenizer
 
 __all__ = ["BUILTIN_CORPORA", "CACHE_ENV_VAR", "DOCUMENT_SEPARATOR", "DataError", "TEXT_SUFFIXES", "VAL_FRACTION",
            "Corpus", "TokenizedData", "check_fits", "data_info", "default_cache_dir", "first_line", "load_corpus",
-           "open_store", "prepare_data", "sample_batch", "validation_windows"]
-
-Tokens = np.ndarray | torch.Tensor  # a split as a memory map (prepared data) or a 1-D integer tensor
+           "open_store", "prepare_data", "require_window"]
 
 
 @dataclass(frozen=True)
@@ -115,33 +113,9 @@ def _as_data(spec: str, store: TokenStore) -> TokenizedData:
 def check_fits(data: TokenizedData, block_size: int) -> None:
     """Raise DataError unless both splits hold at least one window (block_size + 1 tokens)."""
     for split, tokens in (("train", data.train), ("val", data.val)):
-        _require_window(tokens, block_size, f"{data.data_spec} ({split} split)")
+        require_window(len(tokens), block_size, f"{data.data_spec} ({split} split)")
 
 
-def sample_batch(
-    tokens: Tokens, batch_size: int, block_size: int, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """`batch_size` random windows of `tokens`: inputs x and targets y = x shifted left by one, int64.
-    A memory map and a tensor of the same ids give the same batches for the same generator state."""
-    _require_window(tokens, block_size, "token stream")
-    # Offsets are drawn where the generator lives (the tokens' device), so a GPU run never syncs here.
-    offsets = torch.randint(len(tokens) - block_size, (batch_size,), generator=generator, device=generator.device)
-    if isinstance(tokens, np.ndarray):  # gather from the map: only these windows are read and widened
-        windows = torch.from_numpy(tokens[offsets.numpy()[:, None] + np.arange(block_size + 1)].astype(np.int64))
-    else:
-        windows = tokens[offsets[:, None] + torch.arange(block_size + 1, device=generator.device)].long()
-    return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
-
-
-def validation_windows(
-    tokens: Tokens, block_size: int, n_windows: int, seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed set of windows: the same seed gives the same (x, y), so every trial is scored alike."""
-    return sample_batch(tokens, n_windows, block_size, torch.Generator().manual_seed(seed))
-
-
-def _require_window(tokens: Tokens, block_size: int, where: str) -> None:
-    if len(tokens) < block_size + 1:
-        raise DataError(
-            f"{where} has {len(tokens)} tokens but block_size={block_size} needs at least {block_size + 1}"
-        )
+def require_window(n_tokens: int, block_size: int, where: str) -> None:
+    if n_tokens < block_size + 1:
+        raise DataError(f"{where} has {n_tokens} tokens but block_size={block_size} needs at least {block_size + 1}")

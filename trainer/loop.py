@@ -15,8 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .batches import Batches
-from .data import Tokens, validation_windows
+from .batches import Batches, Tokens, validation_windows
 from .recipe import RecipeError, TrainingRecipe
 from .threads import check_threads
 
@@ -114,7 +113,8 @@ def train(
         # would otherwise reach its recompile limit and silently run eager.
         torch._dynamo.reset()
     step_model = torch.compile(model) if recipe.compile else model
-    batches = Batches(train_tokens, recipe.batch_size, block_size, recipe.seed + start_step, device)
+    batches = Batches(train_tokens, recipe.batch_size, block_size, recipe.seed + start_step, device,
+                      model.config.vocab_size)
     tokens_per_step = recipe.batch_size * block_size * recipe.grad_accum
     losses = torch.zeros(recipe.steps, device=device)  # stays on the device: no per-step sync
     curve = list(loss_curve or [])
@@ -183,7 +183,7 @@ def evaluate(
     """Loss, perplexity and next-token accuracy on a fixed, seeded set of validation windows."""
     was_training = model.training
     model.eval()
-    x_all, y_all = validation_windows(val_tokens, model.config.block_size, n_windows, seed)
+    x_all, y_all = validation_windows(val_tokens, model.config.block_size, n_windows, seed, model.config.vocab_size)
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
     for start in range(0, len(x_all), batch_size):

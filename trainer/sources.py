@@ -6,7 +6,8 @@
 
 Files are read the way `datasets`' text loader read them before (UTF-8, universal newlines, one
 document per file, empty files skipped), so corpora keep their content hash. A `Source` also has a
-cheap `fingerprint`: for files size + mtime + sampled blocks, for hub data `datasets`' own fingerprint.
+cheap `fingerprint` of its content: for files their sizes and sampled blocks (never a path or a
+timestamp, so a copy or a touch elsewhere matches), for hub data `datasets`' own fingerprint.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ from __future__ import annotations
 import codecs
 import hashlib
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
-
-import datasets
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping
 
 from .corpora import BUILTIN_CORPORA, DEFAULT_TEXT_COLUMN, DataError
 from .hub import require_hub
+
+if TYPE_CHECKING:  # datasets loads only for hub data: a local corpus never pays for it
+    import datasets
 
 TEXT_SUFFIXES = (".txt", ".md")
 DOCUMENT_SEPARATOR = "\n\n"  # between documents of one corpus, so none runs into the next
@@ -43,7 +46,7 @@ class Source:
     identity: str  # names the source, not its content: a resolved path, a hub name and column
     train: Pieces
     val: Pieces | None
-    fingerprint: Callable[[], str]  # changes whenever the content does; cheap for any corpus size
+    fingerprint: Callable[[], str]  # of the content only; changes whenever it does; cheap for any corpus size
 
 
 def open_source(spec: str, text_column: str = DEFAULT_TEXT_COLUMN, datasets_cache: Path | None = None) -> Source:
@@ -59,21 +62,21 @@ def open_source(spec: str, text_column: str = DEFAULT_TEXT_COLUMN, datasets_cach
     return _file_source(spec)
 
 
-def sampled_digest(paths: Iterable[Path], with_mtime: bool = True) -> str:
-    """sha256 over each file's name, size, mtime (unless not `with_mtime`: then only size and content)
-    and up to SAMPLED_BLOCKS evenly spaced blocks (the whole file when it is that small): constant
-    time, and any edit that moves size or mtime shows."""
+def sampled_digest(paths: Iterable[Path]) -> str:
+    """sha256 over each file's size and up to SAMPLED_BLOCKS evenly spaced blocks (the whole file
+    when it is that small): constant time. Content only, no names or timestamps: the same files
+    copied elsewhere, or touched, give the same digest; an edit that keeps the size and misses
+    every sampled block goes unseen."""
     digest = hashlib.sha256()
     for path in paths:
-        stat = path.stat()
-        digest.update(f"{path}\0{stat.st_mtime_ns}\0".encode() if with_mtime else b"")
-        digest.update(f"{stat.st_size}\n".encode())
+        size = path.stat().st_size
+        digest.update(f"{size}\n".encode())
         with open(path, "rb") as file:
-            if stat.st_size <= SAMPLED_BLOCKS * BLOCK_BYTES:
+            if size <= SAMPLED_BLOCKS * BLOCK_BYTES:
                 digest.update(file.read())
                 continue
             for i in range(SAMPLED_BLOCKS):
-                file.seek((stat.st_size - BLOCK_BYTES) * i // (SAMPLED_BLOCKS - 1))
+                file.seek((size - BLOCK_BYTES) * i // (SAMPLED_BLOCKS - 1))
                 digest.update(file.read(BLOCK_BYTES))
     return digest.hexdigest()
 
@@ -101,10 +104,20 @@ def _file_source(spec: str) -> Source:
             raise DataError(f"folder {spec!r} holds no {' or '.join(TEXT_SUFFIXES)} files")
     elif path.is_file():
         files = [path]
+    elif path.exists():
+        raise DataError(f"data path {spec!r} is {_kind_of(path)}, not a text file or folder: the corpus is read "
+                        "several times, so save it to a file first (e.g. `cat SOURCE > corpus.txt`)")
     else:
         raise DataError(f"data path {spec!r} does not exist")
     return Source(spec, f"files:{path.resolve()}", lambda: _documents(_read_text(f) for f in files), None,
-                  lambda: sampled_digest([f.resolve() for f in files]))
+                  lambda: sampled_digest(files))
+
+
+def _kind_of(path: Path) -> str:
+    mode = path.stat().st_mode
+    kinds = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def _read_text(path: Path) -> Iterator[str]:
@@ -179,6 +192,8 @@ def _load_hub(spec: str, datasets_cache: Path | None) -> tuple[Mapping[str, data
         raise DataError(f"malformed data spec {spec!r}: expected hf:NAME[:CONFIG][@SPLIT]")
     name, config = match["name"], match["config"]
     require_hub(name, spec, DataError)
+    import datasets
+
     try:
         cache = str(datasets_cache) if datasets_cache else None
         return datasets.load_dataset(name, config, cache_dir=cache), match["split"] or "train"

@@ -2,16 +2,19 @@
 
 One folder per (corpus content, tokenizer) under `cache_dir/tokens/`:
 
-    manifest.json   format version, source spec, tokenizer spec and identity, dtype, token counts,
-                    the corpus content hash, and each .bin's size and sampled digest
+    manifest.json   format version, source spec and content fingerprint, tokenizer spec and identity,
+                    dtype, token counts, the corpus content hash, and each .bin's size and sampled digest
     train.bin       token ids, uint16 when the vocabulary fits, else uint32 (nanoGPT's layout)
     val.bin
     tokenizer/      the tokenizer's saved form (trainer.tokenizers), so a store decodes on its own
 
-A store is built in a temporary folder and renamed into place, under a per-corpus lock, so an
+A store is built in `.building-KEY/` and renamed into place, under a per-corpus lock, so an
 interrupted build leaves nothing a later run takes for complete and two processes never both
-tokenise one corpus. `tokens/index/` maps a source's cheap fingerprint to its store, so a prepared
-corpus opens without being read again.
+tokenise one corpus; a building folder whose lock is free was left by a process that died, and is
+swept. `tokens/index/` maps a source name and tokenizer spec to its store, so a prepared corpus
+opens without being read again: the store is used when its manifest records the source's current
+content fingerprint (trainer.sources) and the tokenizer spec, and every check on open passes;
+else it is prepared again.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -37,13 +41,19 @@ from .corpora import DataError
 from .sources import Source, sampled_digest
 from .tokenizers import Tokenizer, TokenizerError, load_tokenizer, make_tokenizer
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the source's content fingerprint is in the manifest and the folder's name
 MANIFEST_FILE = "manifest.json"
 SPLITS = ("train", "val")
+DTYPES = ("uint16", "uint32")
 VAL_FRACTION = 0.1  # without a validation split, the last 10% of the characters, as nanoGPT did
-BATCH_CHARS = 8 << 20  # text handed to the tokenizer at once: bounds memory, feeds every core
+# Text handed to the tokenizer at once. A subword tokenizer's encodings take ~180 bytes per token
+# until they are widened, so a batch of 2 Mi characters costs ~200 MB; two are in flight.
+BATCH_CHARS = 2 << 20
 UNIT_CHARS = 256 << 10  # one unit of parallel work, cut after a newline
 CACHE_ENV_VAR = "DECODER_NAS_CACHE"
+KEY = re.compile(r"[0-9a-f]{32}")  # an index key's and a store folder's form: no other name read from disk is followed
+BUILDING = ".building-"  # + the key: a preparation in progress, or one that died (swept once its lock is free)
+UNKEYED_STALE_SECONDS = 3600  # building folders of earlier versions have no key, so no lock says they are dead
 
 Progress = Callable[[int, int], None]  # (bytes of text done, bytes in all)
 
@@ -62,48 +72,51 @@ class TokenStore:
 
 
 def open_store(folder: Path) -> TokenStore:
-    """The store in `folder`; DataError naming the problem if it is incomplete, truncated or replaced."""
-    manifest_path = folder / MANIFEST_FILE
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{folder}: not a token store (no readable {MANIFEST_FILE})") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
-        raise DataError(f"{manifest_path}: token store format {manifest.get('format')!r} is not "
-                        f"{FORMAT_VERSION}; prepare the corpus again")
+    """The store in `folder`; DataError naming the damage (a manifest that is edited or unreadable, a
+    .bin cut short or overwritten, a tokenizer other than the one recorded) and what to do."""
+    manifest = _read_manifest(folder)
     dtype = np.dtype(manifest["dtype"])
     arrays = []
     for split in SPLITS:
         path, count = folder / f"{split}.bin", manifest["tokens"][split]
         size = path.stat().st_size if path.is_file() else -1
         if size != count * dtype.itemsize:
-            raise DataError(f"{path}: {size} bytes, but the manifest records {count} {dtype.name} tokens "
-                            f"({count * dtype.itemsize} bytes); the store was truncated or replaced")
-        if sampled_digest([path], with_mtime=False) != manifest["digests"][split]:
-            raise DataError(f"{path}: content differs from the manifest's digest; the store was replaced")
+            raise _damaged(path, f"{size} bytes, but the manifest records {count} {dtype.name} tokens "
+                                 f"({count * dtype.itemsize} bytes)")
+        if sampled_digest([path]) != manifest["digests"][split]:
+            raise _damaged(path, "content differs from the manifest's digest")
         arrays.append(np.memmap(path, dtype=dtype, mode="r") if count else np.zeros(0, dtype))
     try:
         tokenizer = load_tokenizer(folder / "tokenizer")
     except TokenizerError as exc:
-        raise DataError(f"{folder}: its tokenizer is unreadable ({exc})") from exc
+        raise _damaged(folder / "tokenizer", f"unreadable ({exc})") from exc
+    recorded = manifest["tokenizer"]
+    if (tokenizer.identity, tokenizer.vocab_size) != (recorded["identity"], recorded["vocab_size"]):
+        raise _damaged(folder / "tokenizer", f"{tokenizer.identity} of {tokenizer.vocab_size} tokens, but the "
+                                             f"manifest records {recorded['identity']} of {recorded['vocab_size']}")
     return TokenStore(folder, manifest, tokenizer, *arrays)
 
 
 def prepared_store(source: Source, tokenizer_spec: str, root: Path, on_progress: Progress | None = None) -> TokenStore:
-    """The store of `source` tokenised by `tokenizer_spec`: opened in constant time when the source's
-    fingerprint is indexed, else built (once, whoever else asks at the same time)."""
+    """The store of `source` tokenised by `tokenizer_spec`: opened in constant time when the index
+    names an intact store of the same content and tokenizer spec, else built (once, whoever else
+    asks at the same time)."""
     key = _short_hash(f"{source.identity}\n{tokenizer_spec}")
     entry = root / "index" / f"{key}.json"
     fingerprint = source.fingerprint()
-    store = _indexed(entry, fingerprint, root)
+    _sweep(root)
+    store = _indexed(entry, fingerprint, tokenizer_spec, root)
     if store is not None:
         return store
     with _writing(root), _locked(root / "locks" / f"{key}.lock"):
-        store = _indexed(entry, fingerprint, root)  # another process may have built it while we waited
+        store = _indexed(entry, fingerprint, tokenizer_spec, root)  # another process may have built it meanwhile
         if store is None:
-            store = _build(source, tokenizer_spec, root, on_progress)
-            _write_json(entry, {"fingerprint": fingerprint, "store": store.folder.name, "identity": source.identity,
-                                "tokenizer": tokenizer_spec})
+            try:
+                store = _build(source, tokenizer_spec, fingerprint, root / f"{BUILDING}{key}", on_progress)
+            except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: the command line says what stopped
+                stop.doing = f"preparing the token store of {source.spec} (nothing was kept)"  # type: ignore[attr-defined]
+                raise
+            _write_json(entry, {"store": store.folder.name, "identity": source.identity, "tokenizer": tokenizer_spec})
     return store
 
 
@@ -117,14 +130,15 @@ def described_stores(source: Source, root: Path) -> list[dict[str, Any]]:
             index = json.loads(entry.read_text(encoding="utf-8"))
             if index["identity"] != source.identity:
                 continue
-            store = open_store(root / index["store"])
-        except DataError as exc:  # truncated or replaced: say so (the next use prepares it again)
-            described.append({"tokenizer": index["tokenizer"], "folder": str(root / index["store"]),
-                              "state": f"damaged: {exc}"})
+            folder = _store_folder(root, index["store"])
+            store = open_store(folder)
+        except DataError as exc:  # damaged: say so (the next use prepares it again)
+            described.append({"tokenizer": index["tokenizer"], "folder": str(folder), "state": f"damaged: {exc}"})
             continue
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError):  # an index entry that is not one
             continue
-        described.append(summary(store) | {"state": "current" if index["fingerprint"] == fingerprint else "stale"})
+        current = store.manifest["source_fingerprint"] == fingerprint
+        described.append(summary(store) | {"state": "current" if current else "stale"})
     return described
 
 
@@ -140,17 +154,88 @@ def summary(store: TokenStore) -> dict[str, Any]:
     }
 
 
-def _indexed(entry: Path, fingerprint: str, root: Path) -> TokenStore | None:
+def _damaged(path: Path, problem: str) -> DataError:
+    return DataError(f"{path}: {problem}; the token store is damaged and is prepared again from the corpus when "
+                     "next used (or delete its folder)")
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _per_split(valid: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, dict) and all(valid(value.get(split)) for split in SPLITS)
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+_MANIFEST_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "source": _text, "source_fingerprint": _text, "content_hash": _text, "created": _text,
+    "tokenizer": lambda value: isinstance(value, dict) and _text(value.get("spec")) and _text(value.get("identity"))
+    and _whole(value.get("vocab_size")),
+    "dtype": lambda value: value in DTYPES,
+    "tokens": _per_split(_whole), "text_bytes": _per_split(_whole), "digests": _per_split(_text),
+}
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST_FILE
     try:
-        index = json.loads(entry.read_text(encoding="utf-8"))
-        if index["fingerprint"] == fingerprint:
-            return open_store(root / index["store"])
-    except (OSError, ValueError, KeyError, TypeError, DataError):
-        pass  # none yet, or damaged: build it again
-    return None
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{folder}: not a token store (no readable {MANIFEST_FILE})") from exc
+    if not isinstance(manifest, dict):
+        raise _damaged(path, f"a JSON {type(manifest).__name__}, not an object")
+    if manifest.get("format") != FORMAT_VERSION:
+        raise _damaged(path, f"format {manifest.get('format')!r}, not {FORMAT_VERSION} (an earlier decoder-nas "
+                             "wrote it, or it was edited)")
+    bad = next((key for key, valid in _MANIFEST_FIELDS.items() if not valid(manifest.get(key))), None)
+    if bad is not None:
+        raise _damaged(path, f"{bad!r} is missing or malformed ({str(manifest.get(bad))[:40]!r})")
+    return manifest
 
 
-def _build(source: Source, tokenizer_spec: str, root: Path, on_progress: Progress | None) -> TokenStore:
+def _store_folder(root: Path, name: Any) -> Path:
+    """The folder an index entry names: a store's own name, never a path read from disk."""
+    if not isinstance(name, str) or not KEY.fullmatch(name):
+        raise ValueError(f"not a store name: {name!r}")
+    return root / name
+
+
+def _indexed(entry: Path, fingerprint: str, tokenizer_spec: str, root: Path) -> TokenStore | None:
+    """The store the index entry names, if it is intact and was made from this content by this
+    tokenizer spec; else None (it is built again). The manifest, not the entry, is what is checked:
+    an entry pointed at another corpus's store is not followed."""
+    try:
+        store = open_store(_store_folder(root, json.loads(entry.read_text(encoding="utf-8"))["store"]))
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or damaged (DataError is a ValueError)
+        return None
+    made = store.manifest
+    return store if (made["source_fingerprint"], made["tokenizer"]["spec"]) == (fingerprint, tokenizer_spec) else None
+
+
+def _sweep(root: Path) -> None:
+    """Remove the building folders of preparations that died (SIGKILL, a power cut): a folder's key
+    lock is free only when no process is preparing that key."""
+    for folder in root.glob(f"{BUILDING}*"):
+        key = folder.name.removeprefix(BUILDING)
+        try:
+            if KEY.fullmatch(key):
+                with _locked(root / "locks" / f"{key}.lock", wait=False):
+                    shutil.rmtree(folder, ignore_errors=True)
+            elif time.time() - folder.stat().st_mtime > UNKEYED_STALE_SECONDS:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # its preparation is running (the lock is held), or the cache is read-only
+            continue
+
+
+def _build(source: Source, tokenizer_spec: str, fingerprint: str, building: Path,
+           on_progress: Progress | None) -> TokenStore:
+    """Tokenise `source` into `building` (under its key's lock), then rename it into place."""
+    root = building.parent
+    shutil.rmtree(building, ignore_errors=True)  # left by a build of this key that died: we hold its lock
     started = time.perf_counter()
     scan = _scan(source, want_chars=tokenizer_spec == "char")
     scanned = time.perf_counter()
@@ -160,33 +245,34 @@ def _build(source: Source, tokenizer_spec: str, root: Path, on_progress: Progres
     if tokenizer.vocab_size > 2**32:
         raise DataError(f"tokenizer {tokenizer_spec!r} has {tokenizer.vocab_size} tokens: more than uint32 holds")
     dtype = np.dtype(np.uint16 if tokenizer.vocab_size <= 2**16 else np.uint32)
-    temporary = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+    temporary = building / "store"
     try:
+        temporary.mkdir(parents=True)
         content_hash, counts = _tokenize(source, scan, tokenizer, dtype, temporary, on_progress)
         manifest = {
             "format": FORMAT_VERSION, "source": source.spec, "source_identity": source.identity,
+            "source_fingerprint": fingerprint,
             "tokenizer": {"spec": tokenizer_spec, "identity": tokenizer.identity, "vocab_size": tokenizer.vocab_size},
             "dtype": dtype.name, "tokens": counts, "content_hash": content_hash,
             "text_bytes": {"train": scan.train_bytes, "val": scan.val_bytes},
-            "digests": {split: sampled_digest([temporary / f"{split}.bin"], with_mtime=False) for split in SPLITS},
+            "digests": {split: sampled_digest([temporary / f"{split}.bin"]) for split in SPLITS},
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "seconds": {"read": round(scanned - started, 3), "tokenizer": round(fitted - scanned, 3),
                         "tokenize": round(time.perf_counter() - fitted, 3)},
         }
         tokenizer.save(temporary / "tokenizer")
         _write_json(temporary / MANIFEST_FILE, manifest)
-        folder = root / _short_hash(f"{content_hash}\n{tokenizer.identity}")
+        # The same content, tokenizer spec and vocabulary reached under another source name share a store.
+        folder = root / _short_hash("\n".join((fingerprint, tokenizer_spec, content_hash, tokenizer.identity)))
         if folder.exists():
-            try:  # the same text and tokenizer, reached under another name: keep the store there
+            try:
                 return open_store(folder)
-            except DataError:  # damaged: move it aside (readers keep their maps) and put ours in its place
-                aside = Path(tempfile.mkdtemp(prefix=".damaged-", dir=root))
-                os.rename(folder, aside / "store")
-                shutil.rmtree(aside, ignore_errors=True)
+            except DataError:  # damaged: moved aside (readers keep their maps), ours takes its place
+                os.rename(folder, building / "damaged")
         os.rename(temporary, folder)
         return open_store(folder)
     finally:
-        shutil.rmtree(temporary, ignore_errors=True)
+        shutil.rmtree(building, ignore_errors=True)
 
 
 @dataclass
@@ -332,11 +418,12 @@ def _writing(root: Path) -> Iterator[None]:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path, wait: bool = True) -> Iterator[None]:
+    """An exclusive lock on `path`; without `wait`, BlockingIOError at once if another process holds it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
-        yield
+        fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))  # released when the file closes,
+        yield  # also if this process dies
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
