@@ -166,9 +166,10 @@ def exit_code_of(body: Callable[[], None], prefix: str, describe: Callable[[Base
                  debug: bool = False, hint: str = "", mask: Callable[[str], str] = str) -> int:
     """Run a process's work (the command line's, a `--jobs` job's) and return its exit code: every
     error one line on stderr after `prefix` (`describe` words a user error), 2 for a user's mistake,
-    130/143 after Ctrl-C/SIGTERM (the running trial recorded), 1 for a bug. `debug` re-raises
-    instead; `hint` follows an internal error's line. `mask` hides secrets in every line printed (a
-    database driver's error may quote the storage URL)."""
+    130/143 after Ctrl-C/SIGTERM (the running trial recorded; a stop raised through other work, such
+    as preparing a token store, carries `doing`, which is said instead), 1 for a bug. `debug`
+    re-raises instead; `hint` follows an internal error's line. `mask` hides secrets in every line
+    printed (a database driver's error may quote the storage URL)."""
     def say(line: str, bare: str) -> None:
         try:
             text = mask(f"{prefix}: {line}")
@@ -185,12 +186,15 @@ def exit_code_of(body: Callable[[], None], prefix: str, describe: Callable[[Base
             raise
         say(f"error: {describe(exc)}", f"error: {type(exc).__name__}")
         return 2
-    except Terminated:
-        say("terminated (the running trial is recorded FAIL and re-queued)", "terminated")
-        return signal_exit_code(signal.SIGTERM)
-    except KeyboardInterrupt:
-        say("interrupted", "interrupted")
-        return signal_exit_code(signal.SIGINT)
+    except KeyboardInterrupt as stop:  # Terminated too. Work that is not a trial says what it was (`doing`)
+        doing = getattr(stop, "doing", None)
+        word = "terminated" if isinstance(stop, Terminated) else "interrupted"
+        if doing is not None:
+            note = f" while {doing}"
+        else:
+            note = " (the running trial is recorded FAIL and re-queued)" if isinstance(stop, Terminated) else ""
+        say(f"{word}{note}", word)
+        return signal_exit_code(signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)
     except Exception as exc:
         if debug:
             raise

@@ -22,7 +22,7 @@ import numpy as np
 from .corpora import BUILTIN_CORPORA, DEFAULT_DATA_SPEC, DEFAULT_TEXT_COLUMN, DEFAULT_TOKENIZER, DataError
 from .sources import DOCUMENT_SEPARATOR, TEXT_SUFFIXES, Source, first_line, open_source
 from .store import CACHE_ENV_VAR, VAL_FRACTION, Progress, TokenStore, described_stores, open_store, prepared_store
-from .tokenizers import Tokenizer
+from .tokenizers import Tokenizer, check_tokenizer_spec
 
 __all__ = ["BUILTIN_CORPORA", "CACHE_ENV_VAR", "DOCUMENT_SEPARATOR", "DataError", "TEXT_SUFFIXES", "VAL_FRACTION",
            "Corpus", "TokenizedData", "check_fits", "data_info", "default_cache_dir", "first_line", "load_corpus",
@@ -89,6 +89,7 @@ def prepare_data(
 ) -> TokenizedData:
     """The token store of a corpus and tokenizer: opened in constant time once prepared, else built
     (streaming, in parallel, atomically; see trainer.store) under `cache_dir/tokens`."""
+    check_tokenizer_spec(tokenizer_spec)  # before the corpus is read
     cache_dir = Path(cache_dir or default_cache_dir())
     source = _source(data_spec, text_column, cache_dir)
     return _as_data(source.spec, prepared_store(source, tokenizer_spec, cache_dir / "tokens", on_progress))

@@ -15,18 +15,21 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 import tokenizers
-from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from .bpe import BpeTrainingError, learn_bpe
 from .hub import require_hub
 
 BPE_SPEC = re.compile(r"bpe:(?P<size>\d+)(?::(?P<sample_mb>\d+))?")
 BPE_SAMPLE_MB = 256  # bpe:N learns its merges from the first 256 MB of the training split unless told
+BPE_MAX_VOCAB = 2**20  # far beyond a useful vocabulary; the native trainer aborts the process at 2**31
+_BPE_NEAR_MISS = re.compile(r"bpe[\s_=:-]*(?P<size>\d+)(?:[\s_=:-]+(?P<sample_mb>\d+))?", re.IGNORECASE)
 SPEC_FILE = "tokenizer_spec.json"  # written by every tokenizer's save(); says which kind to load
 HF_TOKENIZER_FILE = "tokenizer.json"
 
@@ -165,6 +168,7 @@ def make_tokenizer(spec: str, corpus_text: str | Iterable[str]) -> Tokenizer:
     """Build the tokenizer `spec` names: "char" (fitted to `corpus_text`), "byte", "bpe:N[:SAMPLE_MB]"
     (a byte-level BPE of N tokens learnt from the first SAMPLE_MB of `corpus_text`, which may be
     an iterable of pieces), a path to a tokenizer.json (or a folder holding one), or a hub name."""
+    check_tokenizer_spec(spec)
     if spec == "char":
         return CharTokenizer(corpus_text if isinstance(corpus_text, str) else "".join(corpus_text))
     if spec == "byte":
@@ -177,15 +181,24 @@ def make_tokenizer(spec: str, corpus_text: str | Iterable[str]) -> Tokenizer:
     return _load_hub_tokenizer(spec)
 
 
+def check_tokenizer_spec(spec: str) -> None:
+    """Raise TokenizerError for a spec that can be refused without any data: a malformed or
+    out-of-range bpe:N[:SAMPLE_MB], or a near miss of one (`bpe512`), which is no hub name."""
+    if spec.startswith("bpe:"):
+        _bpe_settings(spec)
+        return
+    near = _BPE_NEAR_MISS.fullmatch(spec)
+    if near is not None:
+        sample = f":{near['sample_mb']}" if near["sample_mb"] else ""
+        raise TokenizerError(f"unknown tokenizer {spec!r}; did you mean bpe:{near['size']}{sample}?")
+
+
 def train_bpe(spec: str, pieces: Iterable[str]) -> HuggingFaceTokenizer:
-    """A byte-level BPE (GPT-2's pre-tokenizer and byte alphabet, no special tokens) trained on `pieces`.
-    The same pieces and spec give the same tokenizer.json, so a run re-made from its spec decodes alike."""
-    match = BPE_SPEC.fullmatch(spec)
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    if match is None or not len(alphabet) < int(match["size"]) <= 2**32:
-        raise TokenizerError(f"tokenizer {spec!r}: expected bpe:N[:SAMPLE_MB] with {len(alphabet)} < N <= 2**32, "
-                             "e.g. bpe:8192")
-    budget = int(match["sample_mb"] or BPE_SAMPLE_MB) * 2**20
+    """A byte-level BPE (GPT-2's pre-tokenizer and byte alphabet, no special tokens) trained on `pieces`
+    in a child process (trainer.bpe: long runs bounded, stops felt at once). The same pieces and
+    spec give the same tokenizer.json, so a run re-made from its spec decodes alike."""
+    vocab_size, sample_mb = _bpe_settings(spec)
+    budget = sample_mb * 2**20
 
     def sample() -> Iterable[str]:
         nonlocal budget
@@ -195,12 +208,29 @@ def train_bpe(spec: str, pieces: Iterable[str]) -> HuggingFaceTokenizer:
             budget -= len(piece)
             yield piece
 
-    tokenizer = tokenizers.Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=int(match["size"]), initial_alphabet=alphabet, show_progress=False)
-    tokenizer.train_from_iterator(sample(), trainer=trainer)
-    return HuggingFaceTokenizer(tokenizer, name=spec)
+    try:
+        learnt = learn_bpe(vocab_size, sample())
+    except BpeTrainingError as exc:
+        raise TokenizerError(f"tokenizer {spec!r}: {exc}") from exc
+    tokenizer = HuggingFaceTokenizer(tokenizers.Tokenizer.from_str(learnt), name=spec)
+    if tokenizer.vocab_size < vocab_size:
+        warnings.warn(f"tokenizer {spec!r} learnt only {tokenizer.vocab_size} tokens: the training text holds no "
+                      "more pairs to merge", stacklevel=2)
+    return tokenizer
+
+
+def _bpe_settings(spec: str) -> tuple[int, int]:
+    """(N, SAMPLE_MB) of a bpe:N[:SAMPLE_MB] spec, or TokenizerError saying what is accepted."""
+    match = BPE_SPEC.fullmatch(spec)
+    bytes_alphabet = 256
+    if match is None or not bytes_alphabet < int(match["size"]) <= BPE_MAX_VOCAB:
+        raise TokenizerError(f"tokenizer {spec!r}: expected bpe:N[:SAMPLE_MB] with {bytes_alphabet} < N <= "
+                             f"{BPE_MAX_VOCAB}, e.g. bpe:8192")
+    sample_mb = int(match["sample_mb"] or BPE_SAMPLE_MB)
+    if sample_mb < 1:
+        raise TokenizerError(f"tokenizer {spec!r}: SAMPLE_MB {match['sample_mb']} learns nothing; give at least 1 "
+                             f"(MB of training text), or leave it out for {BPE_SAMPLE_MB}")
+    return int(match["size"]), sample_mb
 
 
 def load_tokenizer(directory: Path) -> Tokenizer:
