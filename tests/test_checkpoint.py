@@ -70,8 +70,10 @@ def test_resume_continues_from_the_saved_step(run: RunReport, cache: Path) -> No
     result = resumed.result
     assert result.steps == STEPS + 5 and len(result.loss_curve) == STEPS + 5
     assert result.loss_curve[:STEPS] == run.result.loss_curve
-    assert result.tokens == 5 * RECIPE.batch_size * 16  # this session's tokens, so tokens/s is this session's
-    assert [p.step for p in seen] == [STEPS + 5] and seen[-1].tokens == result.tokens
+    assert result.tokens == (STEPS + 5) * RECIPE.batch_size * 16  # the whole run, as its steps are
+    session = result.tokens - result.resumed_tokens
+    assert session == 5 * RECIPE.batch_size * 16 and result.tokens_per_second == session / result.train_seconds
+    assert [p.step for p in seen] == [STEPS + 5] and seen[-1].tokens == session
     record = json.loads((run.checkpoint / "run.json").read_text())
     assert record["step"] == STEPS + 5 and record["recipe"]["steps"] == STEPS + 5
     assert record["metrics"]["val_loss"] == result.evaluation.loss

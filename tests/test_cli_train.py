@@ -51,7 +51,7 @@ def test_train_resume_then_generate(
 
     assert main(["train", "--resume", str(run), "--steps", "30", "--json"]) == 0
     resumed = last_json_line(capsys.readouterr().out)
-    assert resumed["steps"] == 30 and resumed["tokens"] == 10 * 4 * 16
+    assert resumed["steps"] == 30 and resumed["tokens"] == 30 * 4 * 16  # the whole run, as the steps are
     assert json.loads((run / "run.json").read_text())["step"] == 30
 
     generate = ["generate", str(run), "--prompt", "7 little", "--max-new-tokens", "5", "--seed", "0"]
@@ -62,6 +62,21 @@ def test_train_resume_then_generate(
     assert "5 tokens" in err and "ms per token" in err
     assert main(generate) == 0
     assert capsys.readouterr().out.rstrip("\n") == text  # the seed fixes the sample
+
+
+def test_train_records_the_data_path_absolute_so_resume_works_from_elsewhere(
+    tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "work").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    write(tmp_path / "work" / "c.txt", corpus.read_text())
+    monkeypatch.chdir(tmp_path / "work")
+    assert main(["train", *TINY, "--data", "c.txt", *QUICK, "--out", "run"]) == 0
+    assert json.loads(Path("run/run.json").read_text())["data_spec"] == str(tmp_path / "work" / "c.txt")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    capsys.readouterr()
+    assert main(["train", "--resume", "../work/run", "--steps", "25", "--json"]) == 0, capsys.readouterr().err
+    assert last_json_line(capsys.readouterr().out)["steps"] == 25
 
 
 def write(path: Path, text: str) -> str:

@@ -52,14 +52,16 @@ class Progress:
 class TrainingResult:
     evaluation: Evaluation
     steps: int
-    tokens: int
-    train_seconds: float  # the training steps only, excluding evaluation and set-up
+    tokens: int  # trained in all, as `steps` counts: a resumed run's earlier sessions included
+    train_seconds: float  # this call's training steps only, excluding evaluation and set-up
     wall_seconds: float
     loss_curve: list[float] = field(repr=False)
+    resumed_tokens: int = 0  # of `tokens`, those trained before this call (what train_seconds did not time)
 
     @property
     def tokens_per_second(self) -> float:
-        return self.tokens / self.train_seconds if self.train_seconds > 0 else 0.0
+        timed = self.tokens - self.resumed_tokens
+        return timed / self.train_seconds if self.train_seconds > 0 else 0.0
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -158,10 +160,11 @@ def train(
     return TrainingResult(
         evaluation=evaluation,
         steps=reported,
-        tokens=(reported - start_step) * tokens_per_step,
+        tokens=reported * tokens_per_step,
         train_seconds=train_seconds,
         wall_seconds=time.perf_counter() - wall_start,
         loss_curve=curve,
+        resumed_tokens=start_step * tokens_per_step,
     )
 
 

@@ -42,7 +42,7 @@ Pieces = Callable[[], Iterator[str]]  # each call streams the text again from it
 class Source:
     """A corpus to stream. `val` is None when validation is the last 10% of `train`'s characters."""
 
-    spec: str
+    spec: str  # as recorded: a local path made absolute
     identity: str  # names the source, not its content: a resolved path, a hub name and column
     train: Pieces
     val: Pieces | None
@@ -109,7 +109,9 @@ def _file_source(spec: str) -> Source:
                         "several times, so save it to a file first (e.g. `cat SOURCE > corpus.txt`)")
     else:
         raise DataError(f"data path {spec!r} does not exist")
-    return Source(spec, f"files:{path.resolve()}", lambda: _documents(_read_text(f) for f in files), None,
+    # Named by absolute path, as runs and studies record it: `train --resume` from another folder finds it.
+    absolute = str(path.resolve())
+    return Source(absolute, f"files:{absolute}", lambda: _documents(_read_text(f) for f in files), None,
                   lambda: sampled_digest(files))
 
 
