@@ -90,6 +90,9 @@ def write(path: Path, text: str) -> str:
     ("too short", "needs at least 65"),
     ("unknown tokenizer", "unknown tokenizer 'no-such-org/no-such-tokenizer'"),
     ("negative steps", "--steps -1: must be at least 1"),
+    ("huge batch", "--batch-size 10000000000: 10000000000 windows of 16 tokens need at least"),
+    ("huge evaluation", "--eval-windows 100000000000: 100000000000 windows of 16 tokens need at least"),
+    ("a float count", "argument --batch-size: invalid int value: '1e8'"),
 ])
 def test_train_errors_are_one_line_with_exit_code_2(
     case: str, fragment: str, tmp_path: Path, corpus: Path,
@@ -107,6 +110,12 @@ def test_train_errors_are_one_line_with_exit_code_2(
         extra += ["--block-size", "64"]
     elif case == "unknown tokenizer":
         extra += ["--tokenizer", "no-such-org/no-such-tokenizer"]
+    elif case == "huge batch":  # refused before any allocation: it asked numpy for terabytes, or swapped
+        extra += ["--batch-size", "10000000000"]
+    elif case == "huge evaluation":
+        extra += ["--eval-windows", "100000000000"]
+    elif case == "a float count":
+        extra += ["--batch-size", "1e8"]
     else:
         extra = ["--steps", "-1"]
     assert main(["train", *TINY, "--data", data, *extra]) == 2

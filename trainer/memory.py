@@ -1,0 +1,47 @@
+"""What a training step and an evaluation need in memory at least, checked before anything is allocated.
+
+A batch of 10**8 windows asked numpy for 12.7 GiB at once (an internal MemoryError) or, where the
+kernel overcommits, swapped the machine for a minute first. The bounds here are lower bounds (the
+int64 windows, inputs and targets, and the logits with their gradient or softmax), so a refusal is
+never wrong: a request above them cannot run on this device, whatever the model's other activations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from search_space import DecoderConfig
+
+from .recipe import FieldError
+
+INT64_BYTES, FLOAT32_BYTES = 8, 4
+MEMINFO = Path("/proc/meminfo")
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Free memory where the tensors live: the GPU's, else the host's MemAvailable (None if unknown)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        fields = dict(line.split(":", 1) for line in MEMINFO.read_text().splitlines() if ":" in line)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def batch_bytes(config: DecoderConfig, windows: int, logits_rows: int) -> int:
+    """At least: `windows` token windows widened to int64 with their inputs and targets, and the
+    fp32 logits of `logits_rows` of them twice (the logits and their gradient or log-softmax)."""
+    tokens = windows * ((config.block_size + 1) + 2 * config.block_size) * INT64_BYTES
+    return tokens + 2 * logits_rows * config.block_size * config.vocab_size * FLOAT32_BYTES
+
+
+def check_memory(config: DecoderConfig, name: str, windows: int, logits_rows: int, device: torch.device) -> None:
+    """FieldError naming recipe field `name` (batch_size, eval_windows) when its windows cannot fit."""
+    needed, available = batch_bytes(config, windows, logits_rows), available_bytes(device)
+    if available is not None and needed > available:
+        raise FieldError(name, windows, f"{windows} windows of {config.block_size} tokens need at least "
+                                        f"{needed / 1e9:.1f} GB, more than the {available / 1e9:.1f} GB free "
+                                        f"on {device.type}; lower it")
