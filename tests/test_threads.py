@@ -42,7 +42,7 @@ def test_the_users_own_setting_wins(name: str) -> None:
     assert out.stdout.split() == ["user", "1" if name == "OMP_WAIT_POLICY" else "None"]
 
 
-def test_a_process_that_already_loaded_torch_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_process_that_already_loaded_torch_keeps_its_wait_policy(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in threads.USER_SETTINGS:
         monkeypatch.delenv(name, raising=False)
     assert threads.configure_process() == "unchanged"
@@ -65,17 +65,42 @@ def test_the_governor_follows_the_idle_cores(monkeypatch: pytest.MonkeyPatch) ->
     assert governor.threads == torch.get_num_threads() == 2
 
 
-def test_the_training_loop_asks_the_governor(monkeypatch: pytest.MonkeyPatch, tiny_config, corpus) -> None:
+def threads_seen_by_a_training_run(monkeypatch: pytest.MonkeyPatch, others: float, tiny_config, corpus) -> list[int]:
+    """torch's thread count at each progress report of a run in this process, which loaded torch
+    first (as a notebook does), with other processes keeping `others` cores busy."""
     from search_space import build_decoder
     from trainer.data import prepare_data
     from trainer.loop import TrainingRecipe, train
 
-    samples = (CpuSample(float(i), 1.5 * i, 0.0) for i in range(1000))  # others keep 1.5 cores busy
+    samples = (CpuSample(0.5 * i, others * 0.5 * i, 0.0) for i in range(10_000))  # one sample each 0.5 s
     monkeypatch.setattr(threads, "cpu_sample", lambda: next(samples))
+    monkeypatch.setattr(threads, "_last", None)
     monkeypatch.setattr(threads, "CHECK_SECONDS", 0.0)
     monkeypatch.setattr(threads, "usable_cores", lambda: 2)
-    monkeypatch.setattr(threads, "_governor", ThreadGovernor(2))
+    for name in threads.USER_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
     data = prepare_data(str(corpus), "char")
     model = build_decoder(tiny_config.replace(vocab_size=data.vocab_size))
-    train(model, data.train, data.val, TrainingRecipe(steps=3, batch_size=2, eval_windows=1), torch.device("cpu"))
-    assert threads._governor.threads == 1
+    seen: list[int] = []
+    recipe = TrainingRecipe(steps=4, batch_size=2, eval_windows=1, report_every=1)
+    torch.set_num_threads(2)  # the program's own choice: the ceiling
+    train(model, data.train, data.val, recipe, torch.device("cpu"), lambda _: seen.append(torch.get_num_threads()))
+    assert torch.get_num_threads() == 2  # restored after the run
+    return seen
+
+
+def test_a_run_in_a_process_that_loaded_torch_first_drops_to_the_idle_cores(
+    monkeypatch: pytest.MonkeyPatch, tiny_config, corpus
+) -> None:
+    assert threads_seen_by_a_training_run(monkeypatch, 1.5, tiny_config, corpus) == [1, 1, 1, 1]
+    assert threads_seen_by_a_training_run(monkeypatch, 0.0, tiny_config, corpus) == [2, 2, 2, 2]
+
+
+def test_a_passive_process_and_the_users_setting_are_left_alone(
+    monkeypatch: pytest.MonkeyPatch, tiny_config, corpus
+) -> None:
+    monkeypatch.setattr(threads, "_passive", True)
+    assert threads_seen_by_a_training_run(monkeypatch, 1.5, tiny_config, corpus) == [2, 2, 2, 2]
+    monkeypatch.setattr(threads, "_passive", False)
+    monkeypatch.setattr(threads, "user_chose", lambda: True)  # OMP_NUM_THREADS or the like was set
+    assert threads_seen_by_a_training_run(monkeypatch, 1.5, tiny_config, corpus) == [2, 2, 2, 2]

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from .batches import Batches, Tokens, validation_windows
 from .memory import check_memory
 from .recipe import RecipeError, TrainingRecipe
-from .threads import check_threads
+from .threads import check_threads, governed_threads
 
 EVAL_CHUNK_ELEMENTS = 2**25  # logits scored in fp32 at once by `evaluate` (128 MiB)
 
@@ -125,41 +125,42 @@ def train(
     curve = list(loss_curve or [])
     reported, step = start_step, start_step
 
-    train_start = time.perf_counter()
-    for step in range(start_step, recipe.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = recipe.lr_at(step)
-        for _ in range(recipe.grad_accum):
-            x, y = batches.next()
-            with autocast(device):
-                logits = step_model(x)
-            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-            (loss / recipe.grad_accum).backward()
-            losses[step] += loss.detach() / recipe.grad_accum
-        if recipe.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        check_threads()
+    with governed_threads():  # the threads follow the load, also where torch was loaded first
+        train_start = time.perf_counter()
+        for step in range(start_step, recipe.steps):
+            for group in optimizer.param_groups:
+                group["lr"] = recipe.lr_at(step)
+            for _ in range(recipe.grad_accum):
+                x, y = batches.next()
+                with autocast(device):
+                    logits = step_model(x)
+                loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+                (loss / recipe.grad_accum).backward()
+                losses[step] += loss.detach() / recipe.grad_accum
+            if recipe.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            check_threads()
 
-        done = step + 1
-        out_of_budget = _budget_spent(recipe, (done - start_step) * tokens_per_step, time.perf_counter() - train_start)
-        if done - reported >= recipe.report_every or done == recipe.steps or out_of_budget:
-            window = losses[reported:done].tolist()  # the only host sync in the loop
-            curve += window
-            if not all(math.isfinite(value) for value in window):
-                raise NonFiniteLossError(f"training loss became non-finite at step {reported + 1}-{done}")
-            reported = done
-            if on_progress is not None:  # tokens and seconds of this session alike, so their ratio is tokens/s
-                on_progress(Progress(done, recipe.steps, sum(window) / len(window),
-                                     (done - start_step) * tokens_per_step, time.perf_counter() - train_start))
-        if out_of_budget:
-            break
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    train_seconds = time.perf_counter() - train_start
-
-    evaluation = evaluate(model, val_tokens, recipe.eval_windows, recipe.seed, device, recipe.eval_batch_size)
+            done = step + 1
+            out_of_budget = _budget_spent(recipe, (done - start_step) * tokens_per_step,
+                                          time.perf_counter() - train_start)
+            if done - reported >= recipe.report_every or done == recipe.steps or out_of_budget:
+                window = losses[reported:done].tolist()  # the only host sync in the loop
+                curve += window
+                if not all(math.isfinite(value) for value in window):
+                    raise NonFiniteLossError(f"training loss became non-finite at step {reported + 1}-{done}")
+                reported = done
+                if on_progress is not None:  # tokens and seconds of this session alike: their ratio is tokens/s
+                    on_progress(Progress(done, recipe.steps, sum(window) / len(window),
+                                         (done - start_step) * tokens_per_step, time.perf_counter() - train_start))
+            if out_of_budget:
+                break
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_seconds = time.perf_counter() - train_start
+        evaluation = evaluate(model, val_tokens, recipe.eval_windows, recipe.seed, device, recipe.eval_batch_size)
     return TrainingResult(
         evaluation=evaluation,
         steps=reported,
