@@ -1,6 +1,8 @@
 """`decoder-nas describe`: its JSON and table for presets and config files, one-line errors, --debug."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -57,3 +59,14 @@ def test_debug_shows_the_traceback():
 
     with pytest.raises(ConfigError):
         main(["describe", "--preset", "gpt", "--n-head", "7", "--debug"])
+
+
+def test_describe_loads_neither_datasets_nor_the_study_api() -> None:
+    """Start-up: they cost describe a second or more of CPU and it needs neither (benchmarks/startup.py)."""
+    script = ("import sys; from studies.cli import main; "
+              "assert main(['describe', '--preset', 'gpt', '--n-layer', '2', '--d-model', '32', '--block-size', '16', "
+              "'--vocab-size', '17', '--json']) == 0; "
+              "print([m for m in ('datasets', 'studies.api', 'sqlalchemy') if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-import datasets
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -168,6 +167,8 @@ def _hub_rows(spec: str, cache_dir: Path | None) -> Iterator[tuple[str, Any]]:
     name, split = match["name"], match["split"] or DEFAULT_HUB_SPLIT
     datasets_cache = str((cache_dir or default_cache_dir()) / "datasets")
     require_hub(match["name"], spec, DataError)
+    import datasets  # only for hub items: loading it costs a second that describe and train need not pay
+
     try:
         dataset = datasets.load_dataset(name, match["config"], split=split, cache_dir=datasets_cache)
     except ConnectionError:

@@ -1,6 +1,7 @@
 """Argument groups shared by several commands, and their conversion to API objects.
 
-The same flag means the same thing in every command that takes it.
+The same flag means the same thing in every command that takes it. The study modules load only in
+the functions that name their settings: describe, train and data never pay for them.
 """
 
 from __future__ import annotations
@@ -12,10 +13,6 @@ from typing import Any
 from search_space import PRESETS, SHAPE_KEYS, ConfigError, DecoderConfig, load_config, preset
 from trainer import BUILTIN_CORPORA, DEFAULT_DATA_SPEC, DEFAULT_TEXT_COLUMN, DEFAULT_TOKENIZER
 from trainer.recipe import TrainingRecipe
-
-from ..api import KEEP_CHECKPOINTS
-from ..settings import DEFAULT_GAP_TRIALS, DEFAULT_STUDY
-from ..storage.backends import DEFAULT_STORAGE, STORAGE_FORMS
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -124,6 +121,9 @@ def recipe_from_args(args: argparse.Namespace, base: TrainingRecipe | None = Non
 
 
 def add_study_arguments(parser: argparse.ArgumentParser, study: bool = True) -> None:
+    from ..settings import DEFAULT_STUDY
+    from ..storage.backends import DEFAULT_STORAGE, STORAGE_FORMS
+
     group = parser.add_argument_group("study")
     if study:
         group.add_argument("--study", default=DEFAULT_STUDY, help=f"study name (default: {DEFAULT_STUDY})")
@@ -137,12 +137,16 @@ def add_artifacts_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_keep_checkpoints_argument(parser: Any) -> None:
+    from ..api import KEEP_CHECKPOINTS
+
     parser.add_argument("--keep-checkpoints", choices=KEEP_CHECKPOINTS, default="none",
                         help="keep trial weights as artifacts: none (default), those on the front, or all")
 
 
 def add_promotion_arguments(parser: Any, prefix: str = "") -> None:
     """--top and --gap-trials, for promote and for search's --promote-steps (`prefix` says so)."""
+    from ..settings import DEFAULT_GAP_TRIALS
+
     parser.add_argument("--top", type=int, metavar="K",
                         help=f"{prefix}promote K sampled trials: the front, then the next non-dominated layers "
                              "behind it, best quality first (default: the front only)")
