@@ -188,3 +188,12 @@ def test_a_fifo_or_a_device_is_named_for_what_it_is(tmp_path: Path, cache: Path)
     assert_one_line_error(result, "data", "'/dev/null' is a character device, not a text file")
     assert "does not exist" in cli("data", "prepare", str(tmp_path / "missing.txt")).err
 
+
+
+def test_data_info_names_a_damaged_store_whatever_its_index_entry_lacks(corpus: Path, cache: Path) -> None:
+    data = prepare_data(str(corpus), "byte", cache_dir=cache)
+    (data.store / "manifest.json").write_text("[]")
+    [entry] = (cache / "tokens" / "index").glob("*.json")
+    entry.write_text(json.dumps({k: v for k, v in json.loads(entry.read_text()).items() if k != "tokenizer"}))
+    info = cli("data", "info", str(corpus), "--cache-dir", str(cache))
+    assert info.code == 0 and info.err == "" and "damaged" in info.out, info

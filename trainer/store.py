@@ -133,7 +133,7 @@ def described_stores(source: Source, root: Path) -> list[dict[str, Any]]:
             folder = _store_folder(root, index["store"])
             store = open_store(folder)
         except DataError as exc:  # damaged: say so (the next use prepares it again)
-            described.append({"tokenizer": index["tokenizer"], "folder": str(folder), "state": f"damaged: {exc}"})
+            described.append({"tokenizer": index.get("tokenizer"), "folder": str(folder), "state": f"damaged: {exc}"})
             continue
         except (OSError, ValueError, KeyError, TypeError):  # an index entry that is not one
             continue
