@@ -3,32 +3,28 @@
 A batch of 10**8 windows asked numpy for 12.7 GiB at once (an internal MemoryError) or, where the
 kernel overcommits, swapped the machine for a minute first. The bounds here are lower bounds (the
 int64 windows, inputs and targets, and the logits with their gradient or softmax), so a refusal is
-never wrong: a request above them cannot run on this device, whatever the model's other activations.
+never wrong: a request above them cannot run on this device, whatever the model's other activations
+and whatever else is running (the device's whole memory is the bound, as search_space's check_memory
+bounds a model by the machine's).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from search_space import DecoderConfig
+from search_space.model import physical_memory
 
 from .recipe import FieldError
 
 INT64_BYTES, FLOAT32_BYTES = 8, 4
-MEMINFO = Path("/proc/meminfo")
 
 
-def available_bytes(device: torch.device) -> int | None:
-    """Free memory where the tensors live: the GPU's, else the host's MemAvailable (None if unknown)."""
+def device_memory(device: torch.device) -> int | None:
+    """Bytes of memory where the tensors live: the GPU's, else the machine's RAM (None if unknown)."""
     if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        fields = dict(line.split(":", 1) for line in MEMINFO.read_text().splitlines() if ":" in line)
-        return int(fields["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return None
+        return torch.cuda.get_device_properties(device).total_memory
+    return physical_memory()
 
 
 def batch_bytes(config: DecoderConfig, windows: int, logits_rows: int) -> int:
@@ -40,8 +36,9 @@ def batch_bytes(config: DecoderConfig, windows: int, logits_rows: int) -> int:
 
 def check_memory(config: DecoderConfig, name: str, windows: int, logits_rows: int, device: torch.device) -> None:
     """FieldError naming recipe field `name` (batch_size, eval_windows) when its windows cannot fit."""
-    needed, available = batch_bytes(config, windows, logits_rows), available_bytes(device)
+    needed, available = batch_bytes(config, windows, logits_rows), device_memory(device)
     if available is not None and needed > available:
+        where = "this machine has" if device.type == "cpu" else f"{device} has"
         raise FieldError(name, windows, f"{windows} windows of {config.block_size} tokens need at least "
-                                        f"{needed / 1e9:.1f} GB, more than the {available / 1e9:.1f} GB free "
-                                        f"on {device.type}; lower it")
+                                        f"{needed / 2**30:,.1f} GiB, more than the {available / 2**30:,.1f} GiB "
+                                        f"{where}; lower it")
