@@ -141,13 +141,14 @@ def _model_for_counting(config: DecoderConfig) -> nn.Module:
     # Shapes are all we need, so the meta device makes even 77M-parameter models instant to build.
     # But a meta forward runs Python decompositions, ~5x slower to trace than a real forward of a
     # search-sized model (0.4 s against 0.08 s at d160 x 6 layers): small models, and configs with
-    # a conv (reduction or mixer: Conv1d's meta kernel cannot be traced), get real, uninitialised memory.
+    # a conv (reduction or mixer: Conv1d's meta kernel cannot be traced), are built for real. Not by
+    # to_empty from meta: its meta path loads sympy (0.6 s of every start-up). The real build's init
+    # draws from a forked generator, so counting leaves the caller's random stream as it was.
     model = build_decoder(config, device="meta")
     small = sum(p.numel() for p in model.parameters()) * config.block_size <= REAL_TRACE_LIMIT
     if small or any(isinstance(module, nn.Conv1d) for module in model.modules()):
-        model = model.to_empty(device="cpu")
-        if config.tie_head:  # to_empty copies each tensor separately, which unties the head
-            model.head.weight = model.tok_emb.weight
+        with torch.random.fork_rng(devices=[]):
+            model = build_decoder(config)
     return model
 
 

@@ -61,12 +61,15 @@ def test_debug_shows_the_traceback():
         main(["describe", "--preset", "gpt", "--n-head", "7", "--debug"])
 
 
-def test_describe_loads_neither_datasets_nor_the_study_api() -> None:
-    """Start-up: they cost describe a second or more of CPU and it needs neither (benchmarks/startup.py)."""
+@pytest.mark.parametrize("preset", ["gpt", "lfm2"])  # lfm2: conv mixers, counted on a real build
+def test_describe_loads_neither_datasets_nor_the_study_api(preset: str) -> None:
+    """Start-up: they cost describe a second or more of CPU and it needs none of them (benchmarks/startup.py);
+    torch._dynamo and sympy come with meta-device initialisation, which a count of a small model avoids."""
     script = ("import sys; from studies.cli import main; "
-              "assert main(['describe', '--preset', 'gpt', '--n-layer', '2', '--d-model', '32', '--block-size', '16', "
-              "'--vocab-size', '17', '--json']) == 0; "
-              "print([m for m in ('datasets', 'studies.api', 'sqlalchemy') if m in sys.modules])")
+              f"assert main(['describe', '--preset', '{preset}', '--n-layer', '2', '--d-model', '32', "
+              "'--block-size', '16', '--vocab-size', '17', '--json']) == 0; "
+              "print([m for m in ('datasets', 'studies.api', 'sqlalchemy', 'torch._dynamo', 'sympy') "
+              "if m in sys.modules])")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -157,3 +157,13 @@ def test_torch_flop_counter_agrees_but_for_the_keys_a_window_hides(modern_config
     unwindowed = modern_config.replace(layers=(replace(modern_config.layers[0], window=None),
                                                *modern_config.layers[1:]))
     assert flop_counter_per_token(unwindowed) == count_flops(unwindowed)
+
+
+@pytest.mark.parametrize("name", ["gpt", "cgpt", "lfm2"])  # built for real to be counted (small, or a conv)
+def test_counting_leaves_the_random_stream_as_it_was(name: str) -> None:
+    # A trial counts its FLOPs before it trains: drawing from the caller's generator would change its weights.
+    torch.manual_seed(0)
+    count_flops(preset(name, vocab_size=17, block_size=16, n_layer=2, n_head=2, d_model=32))
+    after_counting = torch.rand(3)
+    torch.manual_seed(0)
+    assert torch.equal(after_counting, torch.rand(3))
