@@ -280,14 +280,18 @@ class Search:
             return self._run_jobs(trials, jobs, devices or [device], max_complete, keep_checkpoints,
                                   jobs_view or (LineJobsView() if shown else None))
         from trainer.loop import resolve_device
+        from trainer.memory import check_recipe_memory
 
         from .workers.search import run_worker
         from .workers.trials import SilentReporter
 
+        run_on = resolve_device(devices[0] if devices else device)
+        # A batch that cannot fit fails every trial alike: refused once, before the first (each --jobs job too).
+        check_recipe_memory(self.settings.recipe, self.settings.block_size, self.data.vocab_size, run_on)
         store = self._weights_store() if keep_checkpoints != "none" else None
         reporter = reporter or (LineReporter(self.settings.objectives, trials) if shown else SilentReporter())
-        summary = run_worker(self.study, self.settings, self.data, resolve_device(devices[0] if devices else device),
-                             trials, max_complete, self.storage, store, reporter, queued_only, gap_trials)
+        summary = run_worker(self.study, self.settings, self.data, run_on, trials, max_complete, self.storage, store,
+                             reporter, queued_only, gap_trials)
         if store is not None and keep_checkpoints == "front":
             front = {t.number for t in self.front_trials()}
             remove_weights([t for t in self.study.get_trials(deepcopy=False) if t.number not in front], store)

@@ -443,3 +443,12 @@ def test_unknown_study(searched: tuple[Tiny, Result], capsys: pytest.CaptureFixt
                           "unknown study 'nope'", "tiny")
     assert_one_line_error(run(capsys, "export", "--study", "nope", "--storage", str(tiny.storage), "--pick", "knee",
                               "-o", "x.yaml"), "export", "unknown study 'nope'")
+
+
+@pytest.mark.parametrize("flag", ["--batch-size", "--eval-windows"])
+def test_a_batch_that_cannot_fit_is_refused_before_the_first_trial(tmp_path: Path, flag: str) -> None:
+    # Every trial would fail alike on it; the study is told once and trains nothing.
+    t = make_tiny(tmp_path)
+    done = cli(*t.argv("search", "--trials", "2", flag, "10000000000"))
+    assert_one_line_error(done, "search", f"{flag} 10000000000: 10000000000 windows of")
+    assert {trial.state for trial in load(t).get_trials(deepcopy=False)} <= {TrialState.WAITING}  # the presets wait

@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .batches import Batches, Tokens, validation_windows
-from .memory import check_memory
+from .memory import check_eval_memory, check_recipe_memory
 from .recipe import RecipeError, TrainingRecipe
 from .threads import check_threads, governed_threads
 
@@ -109,8 +109,7 @@ def train(
     """Train `model` in place for `recipe.steps` (from `start_step` when resuming), then evaluate."""
     wall_start = time.perf_counter()
     block_size = model.config.block_size
-    check_memory(model.config, "batch_size", recipe.batch_size, recipe.batch_size, device)
-    _check_eval_memory(model.config, recipe.eval_windows, recipe.eval_batch_size)  # before training, not after
+    check_recipe_memory(recipe, block_size, model.config.vocab_size, device)  # evaluation too: before training
     model.to(device).train()
     optimizer = optimizer or make_optimizer(model, recipe, device)
     if recipe.compile:
@@ -172,11 +171,6 @@ def train(
     )
 
 
-def _check_eval_memory(config: Any, n_windows: int, batch_size: int) -> None:
-    # All windows are drawn at once on the host; the device scores batch_size of them at a time.
-    check_memory(config, "eval_windows", n_windows, min(batch_size, n_windows), torch.device("cpu"))
-
-
 def _budget_spent(recipe: TrainingRecipe, tokens: int, seconds: float) -> bool:
     return (recipe.max_tokens is not None and tokens >= recipe.max_tokens) or (
         recipe.max_seconds is not None and seconds >= recipe.max_seconds
@@ -193,7 +187,7 @@ def evaluate(
     batch_size: int = 64,
 ) -> Evaluation:
     """Loss, perplexity and next-token accuracy on a fixed, seeded set of validation windows."""
-    _check_eval_memory(model.config, n_windows, batch_size)
+    check_eval_memory(model.config.block_size, model.config.vocab_size, n_windows, batch_size)
     was_training = model.training
     model.eval()
     x_all, y_all = validation_windows(val_tokens, model.config.block_size, n_windows, seed, model.config.vocab_size)

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from search_space import DecoderConfig
 from search_space.model import physical_memory
 
-from .recipe import FieldError
+from .recipe import FieldError, TrainingRecipe
 
 INT64_BYTES, FLOAT32_BYTES = 8, 4
 
@@ -27,18 +26,30 @@ def device_memory(device: torch.device) -> int | None:
     return physical_memory()
 
 
-def batch_bytes(config: DecoderConfig, windows: int, logits_rows: int) -> int:
+def batch_bytes(block_size: int, vocab_size: int, windows: int, logits_rows: int) -> int:
     """At least: `windows` token windows widened to int64 with their inputs and targets, and the
     fp32 logits of `logits_rows` of them twice (the logits and their gradient or log-softmax)."""
-    tokens = windows * ((config.block_size + 1) + 2 * config.block_size) * INT64_BYTES
-    return tokens + 2 * logits_rows * config.block_size * config.vocab_size * FLOAT32_BYTES
+    tokens = windows * ((block_size + 1) + 2 * block_size) * INT64_BYTES
+    return tokens + 2 * logits_rows * block_size * vocab_size * FLOAT32_BYTES
 
 
-def check_memory(config: DecoderConfig, name: str, windows: int, logits_rows: int, device: torch.device) -> None:
-    """FieldError naming recipe field `name` (batch_size, eval_windows) when its windows cannot fit."""
-    needed, available = batch_bytes(config, windows, logits_rows), device_memory(device)
+def check_recipe_memory(recipe: TrainingRecipe, block_size: int, vocab_size: int, device: torch.device) -> None:
+    """FieldError naming the recipe field (batch_size, eval_windows) whose windows cannot fit: a
+    training batch on `device`, and the evaluation's windows. Both depend on the context and the
+    vocabulary, not the architecture, so a study checks them once before its first trial."""
+    _check(block_size, vocab_size, "batch_size", recipe.batch_size, recipe.batch_size, device)
+    check_eval_memory(block_size, vocab_size, recipe.eval_windows, recipe.eval_batch_size)
+
+
+def check_eval_memory(block_size: int, vocab_size: int, windows: int, batch_size: int) -> None:
+    """The evaluation's windows are drawn at once on the host; the device scores batch_size at a time."""
+    _check(block_size, vocab_size, "eval_windows", windows, min(batch_size, windows), torch.device("cpu"))
+
+
+def _check(block_size: int, vocab_size: int, name: str, windows: int, logits_rows: int, device: torch.device) -> None:
+    needed, available = batch_bytes(block_size, vocab_size, windows, logits_rows), device_memory(device)
     if available is not None and needed > available:
         where = "this machine has" if device.type == "cpu" else f"{device} has"
-        raise FieldError(name, windows, f"{windows} windows of {config.block_size} tokens need at least "
+        raise FieldError(name, windows, f"{windows} windows of {block_size} tokens need at least "
                                         f"{needed / 2**30:,.1f} GiB, more than the {available / 2**30:,.1f} GiB "
                                         f"{where}; lower it")
