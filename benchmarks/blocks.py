@@ -6,10 +6,11 @@ At the default study's shape (4 layers, 4 heads, d 128, context 64, a 65-charact
 the paper's four presets, llama and lfm2, and gpt with one new block at a time. Per model the
 table gives parameters, FLOPs per token, decode_state_bytes (one sequence's decoding state at full
 context) and KV-cache bytes per token, then forward latency (batch 1, full context) and decode
-latency (one KV-cached token after half the context), each timed by the study's protocol (one
-thread, the thread's CPU time) interleaved over the models in `--rounds` rounds of `--repeats`
-runs: per round the minimum of its runs, the table the median over rounds, and the relative spread
-of the round figures.
+latency (one KV-cached token at the last context position, the cache full; and, as studies created
+before that time it, after half the context), each timed by the study's protocol (one thread, the
+thread's CPU time) interleaved over the models in `--rounds` rounds of `--repeats` runs: per round
+the minimum of its runs, the table the median over rounds, and the relative spread of the round
+figures.
 
 A second table times kernels alone, on one thread: attention with a sliding-window mask (what a
 windowed layer runs in training and in a forward pass) against the causal path of full attention,
@@ -39,6 +40,9 @@ from search_space import DecoderConfig, build_decoder, preset, summarize
 from search_space.model import attention_mask
 
 SEARCH_SHAPE = {"vocab_size": 65, "block_size": 64, "n_layer": 4, "n_head": 4, "d_model": 128}
+# column -> how it is timed: a forward pass, a decode step with the cache full, one after half the context
+PROTOCOLS = {"forward": {"mode": "forward"}, "decode": {"mode": "decode"},
+             "decode at ½": {"mode": "decode", "decode_at": "middle"}}
 
 
 def with_layers(**changes) -> Callable[[DecoderConfig], DecoderConfig]:
@@ -132,22 +136,21 @@ def main() -> None:
     configs = {name: change(preset(base, **SEARCH_SHAPE)) for name, (base, change) in ARCHITECTURES.items()}
     models = {name: build_decoder(config) for name, config in configs.items()}
     latency = {}
-    for mode in ("forward", "decode"):
-        protocol = LatencyProtocol(mode=mode, repeats=repeats)
-        timed = time_together(models, protocol, rounds=rounds)
-        latency[mode] = {name: round_figures(timings, repeats) for name, timings in timed.items()}
+    for column, fields in PROTOCOLS.items():
+        timed = time_together(models, LatencyProtocol(**fields, repeats=repeats), rounds=rounds)
+        latency[column] = {name: round_figures(timings, repeats) for name, timings in timed.items()}
     load, running = system_load()
 
     table = Table(title=f"today's blocks at {SEARCH_SHAPE['n_layer']}L/{SEARCH_SHAPE['n_head']}H/d"
                         f"{SEARCH_SHAPE['d_model']}, context {SEARCH_SHAPE['block_size']}, CPU, one thread")
     for column in ("model", "architecture", "params", "FLOPs/token", "decode state B", "KV B/token",
-                   "forward ms", "spread", "decode ms", "spread"):
+                   *(heading for column in PROTOCOLS for heading in (f"{column} ms", "spread"))):
         table.add_column(column, justify="left" if column in ("model", "architecture") else "right")
     for name, config in configs.items():
         description = describe(config)
         cells = []
-        for mode in ("forward", "decode"):
-            figures = latency[mode][name]
+        for column in PROTOCOLS:
+            figures = latency[column][name]
             median = statistics.median(figures)
             cells += [f"{median:.3f}", f"{(max(figures) - min(figures)) / median:.0%}"]
         table.add_row(name, summarize(config), f"{description.params:,}", f"{description.flops_per_token:,}",
@@ -155,7 +158,7 @@ def main() -> None:
     console = Console(width=200)
     console.print(table)
     console.print(f"{datetime.date.today()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-                  f"torch {torch.__version__}; {rounds} interleaved rounds x {repeats} runs per model and mode; "
+                  f"torch {torch.__version__}; {rounds} interleaved rounds x {repeats} runs per model and column; "
                   f"spread = (slowest - fastest round) / median; load average {load:.2f} after timing"
                   + (f", {running} runnable processes" if running is not None else ""))
     torch.set_num_threads(1)

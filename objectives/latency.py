@@ -1,8 +1,8 @@
 """Latency, measured under a fixed protocol so that trials compare.
 
 Protocol: the model in eval mode under inference_mode, batch 1; `forward` mode feeds the full
-context in one call, `decode` mode reads half the context and then times each single-token step
-with the KV cache. `warmup` untimed runs, then `repeats` timed ones, reduced to one figure by the
+context in one call, `decode` mode times one KV-cached token step at the last context position,
+where the cache is full (`decode_at="last"`; "middle": after half the context, as older studies do). `warmup` untimed runs, then `repeats` timed ones, reduced to one figure by the
 protocol's `estimator` (default: the minimum); the 10th/90th percentiles record the spread and the
 load average what else ran. CUDA is timed with events on the model's device and stream after a
 synchronize (ONNX Runtime on CUDA by the wall clock); the CPU at a fixed
@@ -128,9 +128,12 @@ def _timer(model: Decoder, protocol: LatencyProtocol) -> _Timer:
     if protocol.mode == "forward":
         return _Timer(lambda: _milliseconds(device, lambda: model(idx), clock), device)
 
+    prefill = block_size - 1 if protocol.decode_at == "last" else block_size // 2
+
     def decode_step() -> float:
         state = DecodeState()
-        model(idx[:, : max(1, block_size // 2)], state)  # the prefill is not timed
+        if prefill:  # not timed
+            model(idx[:, :prefill], state)
         return _milliseconds(device, lambda: model(idx[:, :1], state), clock)
 
     return _Timer(decode_step, device)

@@ -12,6 +12,9 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 LatencyMode = Literal["forward", "decode"]
+# Where decode mode's timed token stands: "last", the last context position (the cache full, so KV heads
+# and windows show in the time); "middle", after half the context, as studies created before it time on.
+DECODE_POSITIONS = ("last", "middle")
 BACKENDS = ("torch", "onnxruntime")
 # "thread": CPU time of the measuring thread, which time spent waiting for a core does not count
 # (only meaningful at cpu_threads 1, where every op runs on that thread); "wall": perf_counter.
@@ -45,6 +48,7 @@ class LatencyProtocol:
     pin_cpu: bool = False
     backend: str = "torch"
     clock: str | None = None  # CPU only (CUDA is timed with events); None: "thread" at cpu_threads 1, else "wall"
+    decode_at: str | None = None  # decode mode only (DECODE_POSITIONS; None: "last"); forward mode keeps None
 
     def __post_init__(self) -> None:
         for name, lowest in (("warmup", 0), ("repeats", 1), ("cpu_threads", 1)):
@@ -57,6 +61,10 @@ class LatencyProtocol:
             object.__setattr__(self, "clock", "thread" if self.cpu_threads == 1 else "wall")
         if self.mode not in ("forward", "decode"):
             raise ValueError(f"latency mode: {self.mode!r} must be 'forward' or 'decode'")
+        if self.decode_at not in (None, *DECODE_POSITIONS):
+            raise ValueError(f"latency decode_at: unknown {self.decode_at!r} (known: {', '.join(DECODE_POSITIONS)})")
+        # Forward mode has no timed position: None there, so forward protocols compare equal across versions.
+        object.__setattr__(self, "decode_at", None if self.mode == "forward" else self.decode_at or "last")
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"latency estimator: unknown {self.estimator!r} (known: {', '.join(ESTIMATORS)})")
         if self.backend not in BACKENDS:

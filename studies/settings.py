@@ -28,9 +28,10 @@ from .measures import CONSTRAINTS, DEFAULT_OBJECTIVES, OBJECTIVES, check_objecti
 from .space import SearchSpace, load_space, space_from_dict
 
 SETTINGS_KEY = "decoder_nas_settings"
-# A study stored before the latency protocol had an estimator was timed by wall clock, median of the
-# repeats: it keeps being timed so, or its new trials would not compare with its old ones.
-LEGACY_LATENCY = {"estimator": "median", "clock": "wall"}
+# How a study stored before a protocol key existed was timed, for each key it lacks: by wall clock, median
+# of the repeats (before estimators), a decode step after half the context (before decode_at). It keeps
+# being timed so, or its new trials would not compare with its old ones.
+LEGACY_LATENCY = {"estimator": "median", "clock": "wall", "decode_at": "middle"}
 RETIRED_KEYS = ("gap_trials",)  # search-time gap trials, dropped: they now run only after a promotion
 # The proxy: nanoGPT's CPU recipe compressed to 300 steps (warm-up and cosine scaled with it).
 SEARCH_RECIPE = TrainingRecipe(steps=300, warmup_steps=30)

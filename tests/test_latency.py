@@ -12,9 +12,10 @@ from collections.abc import Iterable
 import pytest
 import torch
 
-from objectives import Latency, LatencyProtocol, measure_latency, measure_together
+from objectives import Latency, LatencyProtocol, decode_state_bytes, measure_latency, measure_together
 from objectives.latency import CLOCKS, ESTIMATORS
-from search_space import Decoder, build_decoder, preset
+from search_space import Decoder, DecodeState, build_decoder, preset
+from studies.settings import StudySettings
 
 OLD_STORED_PROTOCOL = {"mode": "forward", "warmup": 5, "repeats": 30, "cpu_threads": 1}  # as 0.1.0 wrote it
 
@@ -86,6 +87,8 @@ def test_protocol_dicts_stored_by_the_old_version_still_construct() -> None:
     ({"cpu_threads": True}, "cpu_threads: True must be a whole number"),
     ({"repeats": 10**9}, "repeats: 1000000000 must be a whole number from 1 to 10,000"),
     ({"pin_cpu": "yes"}, "pin_cpu: expected true or false"),
+    ({"mode": "decode", "decode_at": "end"}, "decode_at: unknown 'end'"),
+    ({"decode_at": "end"}, "decode_at: unknown 'end'"),  # refused in forward mode too, not dropped unread
 ])
 def test_protocols_that_cannot_be_measured_are_refused(fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -130,6 +133,34 @@ def test_onnxruntime_backend_times_the_onnx_runner_not_torch(monkeypatch: pytest
 def test_both_modes_time_todays_blocks(modern_config, mode: str) -> None:
     latency = measure_latency(build_decoder(modern_config), LatencyProtocol(mode=mode, warmup=1, repeats=3))
     assert latency.repeats == 3 and latency.ms > 0
+
+
+def held_bytes(state: DecodeState) -> int:
+    return sum(t.nbytes for held in state.buffers.values() for t in (held if isinstance(held, tuple) else (held,)))
+
+
+@pytest.mark.parametrize("decode_at, position", [("last", 12), ("middle", 7)])
+def test_decode_mode_times_a_token_where_the_cache_is_full(modern_config, decode_at: str, position: int) -> None:
+    model = build_decoder(modern_config)  # block_size 12; a window of 3 in layer 0
+    calls: list[tuple[int, int, int]] = []  # (tokens fed, position after the call, bytes the state then holds)
+    model.register_forward_hook(lambda _, args, __: calls.append((args[0].size(1), args[1].position,
+                                                                   held_bytes(args[1]))))
+    measure_latency(model, LatencyProtocol(mode="decode", decode_at=decode_at, warmup=0, repeats=2))
+    prefill = position - 1
+    assert [call[:2] for call in calls] == [(prefill, prefill), (1, position)] * 2
+    full = decode_state_bytes(modern_config)  # every KV head's keys and values over the context, the window's last 3
+    assert (calls[1][2] == full) == (decode_at == "last") and calls[1][2] <= full
+
+
+def test_a_stored_decode_study_keeps_its_timed_position_and_forward_studies_still_compare() -> None:
+    stored = StudySettings(latency=LatencyProtocol(mode="decode")).to_dict()
+    assert stored["latency"]["decode_at"] == "last"  # what a new decode study records
+    del stored["latency"]["decode_at"]  # as a study created before decode_at stored it
+    assert StudySettings.from_dict(stored).latency.decode_at == "middle"  # timed after half the context, as before
+    forward = StudySettings().to_dict()
+    del forward["latency"]["decode_at"]
+    # Forward mode times no position: an old forward study trains alike with a new one and reuses its results.
+    assert StudySettings.from_dict(forward).latency == LatencyProtocol() and LatencyProtocol().decode_at is None
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
