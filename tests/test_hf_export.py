@@ -16,9 +16,9 @@ import pytest
 import tokenizers
 import torch
 
-from search_space import BiasConfig, DecoderConfig, LayerConfig, Reduction, build_decoder, preset
+from search_space import BiasConfig, DecoderConfig, DecodeState, LayerConfig, Reduction, build_decoder, preset
 from studies.errors import StudyError
-from studies.export import hf_folder, remote_code
+from studies.export import hf_folder, ministral, remote_code
 from studies.export.model_export import export_run
 from study_helpers import assert_one_line_error, cli
 from trainer.checkpoint import WEIGHTS_FILE, load_checkpoint, save_checkpoint
@@ -69,9 +69,20 @@ LAYER_KINDS = {
     "lfm2": (config_of(LFM2_CONV, LFM2_CONV, LFM2_ATTENTION, LFM2_CONV, tie_head=True, **MODERN), "Lfm2ForCausalLM"),
     "lfm2 untied, conv k4, theta": (config_of(*[replace(LFM2_CONV, conv_kernel=4)] * 2, LFM2_ATTENTION, norm="rmsnorm",
                                               position="rope", rope_theta=1e6), "Lfm2ForCausalLM"),
-    "lfm2 attention only": (config_of(LFM2_ATTENTION, LFM2_ATTENTION, **MODERN), "Lfm2ForCausalLM"),
     "lfm2 convs only": (config_of(LFM2_CONV, LFM2_CONV, **MODERN), "DecoderNasForCausalLM"),  # LFM2 needs attention
-    "window": (config_of(replace(LLAMA, window=8), LLAMA, **MODERN), "DecoderNasForCausalLM"),
+    # windows and qk-norm on Llama's stack: Mistral (one window everywhere), Ministral (in some layers), Qwen3
+    "window": (config_of(replace(LLAMA, window=8), LLAMA, **MODERN), "MinistralForCausalLM"),
+    "window everywhere": (config_of(*[replace(LLAMA, window=5)] * 2, tie_head=True, **MODERN), "MistralForCausalLM"),
+    "qk-norm everywhere": (config_of(LFM2_ATTENTION, LFM2_ATTENTION, **MODERN), "Qwen3ForCausalLM"),
+    "qk-norm, a window": (config_of(LFM2_ATTENTION, replace(LFM2_ATTENTION, window=6), tie_head=True, **MODERN),
+                          "Qwen3ForCausalLM"),
+    "two windows": (config_of(replace(LLAMA, window=8), replace(LLAMA, window=4), **MODERN), "DecoderNasForCausalLM"),
+    "window of 1": (config_of(replace(LLAMA, window=1), LLAMA, **MODERN), "DecoderNasForCausalLM"),
+    "window with biases": (config_of(replace(LLAMA, window=8), LLAMA, bias=BiasConfig(blocks=True), **MODERN),
+                           "DecoderNasForCausalLM"),
+    "qk-norm with biases": (config_of(LFM2_ATTENTION, LFM2_ATTENTION, bias=BiasConfig(blocks=True), **MODERN),
+                            "DecoderNasForCausalLM"),
+    "qk-norm in some layers": (config_of(LFM2_ATTENTION, LLAMA, **MODERN), "DecoderNasForCausalLM"),
     "lfm2 with biases": (config_of(LFM2_CONV, LFM2_ATTENTION, bias=BiasConfig(blocks=True), **MODERN),
                          "DecoderNasForCausalLM"),
     "conv mixer beside attention without qk-norm": (config_of(LFM2_CONV, LLAMA, **MODERN), "DecoderNasForCausalLM"),
@@ -116,11 +127,41 @@ def test_transformers_reproduces_the_logits_of_every_layer_kind(config, model_cl
         torch.testing.assert_close(model(idx).logits, ours(idx), atol=TOLERANCE, rtol=0)
 
 
-@pytest.mark.parametrize("name, model_class", [("llama", "LlamaForCausalLM"), ("lfm2", "Lfm2ForCausalLM")])
-def test_the_presets_compute_what_transformers_own_llama_and_lfm2_compute(name: str, model_class: str) -> None:
-    """The presets at 8 layers (lfm2: attention at 2, 4 and 6), weights copied into the class built from
-    its config: the same logits, and the same greedy tokens through transformers' own cache."""
-    config = preset(name, vocab_size=40, block_size=32, n_layer=8, n_head=4, d_model=32)
+def attention_at(*windows: int | None, qk_norm: bool = False) -> DecoderConfig:
+    """Llama's stack at 8 layers with these windows (None: full attention), qk-norm in every layer or none."""
+    layer = LayerConfig(n_head=4, n_kv_head=2, mlp="swiglu", qk_norm=qk_norm)
+    return config_of(*[replace(layer, window=window) for window in windows], tie_head=True, **MODERN).replace(
+        vocab_size=40, d_model=32)
+
+
+# Every standard class at 8 layers (lfm2: attention at 2, 4 and 6); windows shorter than the prompt
+STANDARD = {
+    "GPT2LMHeadModel": preset("gpt", vocab_size=40, block_size=32, n_layer=8, n_head=4, d_model=32),
+    "LlamaForCausalLM": preset("llama", vocab_size=40, block_size=32, n_layer=8, n_head=4, d_model=32),
+    "MistralForCausalLM": attention_at(*[3] * 8),
+    "MinistralForCausalLM": attention_at(2, None, 2, 2, None, 2, 2, None),
+    "Qwen3ForCausalLM": attention_at(None, 4, None, 4, None, 4, None, None, qk_norm=True),
+    "Lfm2ForCausalLM": preset("lfm2", vocab_size=40, block_size=32, n_layer=8, n_head=4, d_model=32),
+}
+
+
+def our_greedy_tokens(model: torch.nn.Module, prompt: torch.Tensor, new_tokens: int) -> tuple[list[int], DecodeState]:
+    """Greedy tokens through our own cache (DecodeState), and the state after the last token fed."""
+    state, tokens = DecodeState(), []
+    with torch.no_grad():
+        logits = model(prompt, state)
+        for _ in range(new_tokens):
+            tokens.append(int(logits[0, -1].argmax()))
+            if len(tokens) < new_tokens:
+                logits = model(torch.tensor([[tokens[-1]]]), state)
+    return tokens, state
+
+
+@pytest.mark.parametrize("model_class, config", STANDARD.items(), ids=STANDARD.keys())
+def test_each_standard_class_computes_what_we_compute(model_class: str, config: DecoderConfig) -> None:
+    """Our weights copied into the class built from its config: the same logits, and 10 greedy tokens
+    through transformers' own cache equal to ours through our cache; a windowed layer's cache holds
+    W - 1 keys between steps in theirs, W in ours (the same W keys seen by each step)."""
     family = hf_folder.family_of(config)
     assert family.CLASS == model_class
     torch.manual_seed(0)
@@ -133,29 +174,55 @@ def test_the_presets_compute_what_transformers_own_llama_and_lfm2_compute(name: 
     idx = torch.randint(40, (3, 32), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(theirs(idx).logits, ours(idx), atol=TOLERANCE, rtol=0)
-    greedy = theirs.generate(idx[:1, :6], max_new_tokens=10, do_sample=False)
+    prompt = idx[:1, :6]
+    out = theirs.generate(prompt, max_new_tokens=10, do_sample=False, return_dict_in_generate=True)
+    tokens, state = our_greedy_tokens(ours, prompt, 10)
+    assert out.sequences[0, 6:].tolist() == tokens
+    for index, block in enumerate(ours.towers[0].layers):  # keys each attention layer's cache holds now
+        if block.attn is not None:
+            held = state.buffers[block.attn][0].size(2)
+            assert held == min(block.attn.window or 32, 6 + 9)
+            assert out.past_key_values.layers[index].keys.size(2) == (held - 1 if block.attn.window else held)
+
+
+def test_transformers_sliding_cache_cannot_hold_a_window_of_one() -> None:
+    """Why a window of 1 leaves as custom code: transformers 5.25's sliding cache keeps `[-(W - 1):]` keys,
+    for W = 1 all of them, so its greedy tokens leave ours (their forward without a cache agrees). If this
+    fails, transformers has fixed it, and `sliding.one_sliding_window` may let a window of 1 through."""
+    config = attention_at(1, None, 1, None)
+    torch.manual_seed(0)
+    ours = build_decoder(config).eval()
     with torch.no_grad():
-        for step in range(10):  # each of their tokens is our argmax after the sequence so far
-            assert int(ours(greedy[:, :6 + step])[0, -1].argmax()) == int(greedy[0, 6 + step])
+        for param in ours.parameters():
+            param.add_(0.3 * torch.randn_like(param))
+    theirs = ministral.build(transformers, ours).eval()
+    idx = torch.randint(40, (1, 32), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(idx).logits, ours(idx), atol=TOLERANCE, rtol=0)
+    out = theirs.generate(idx[:, :6], max_new_tokens=10, do_sample=False, return_dict_in_generate=True)
+    assert out.past_key_values.layers[0].keys.size(2) == 15  # every token, not W - 1 = 0
+    assert out.sequences[0, 6:].tolist() != our_greedy_tokens(ours, idx[:, :6], 10)[0]
 
 
-@pytest.mark.parametrize("kind", ["sequential", "llama", "lfm2"])
+@pytest.mark.parametrize("kind", ["sequential", "llama", "window everywhere", "window", "qk-norm, a window", "lfm2"])
 def test_a_standard_shape_is_a_folder_that_needs_no_custom_code(kind: str, tmp_path: Path) -> None:
-    export_run(run_folder(tmp_path, LAYER_KINDS[kind][0]), hf=tmp_path / "hf")
+    config, model_class = LAYER_KINDS[kind]
+    done = cli("export", str(run_folder(tmp_path, config)), "--hf", str(tmp_path / "hf"))
+    assert done.code == 0, done.err
+    assert f"({model_class}; AutoModelForCausalLM.from_pretrained('{tmp_path / 'hf'}'))" in done.out  # the class it wrote
     assert not list((tmp_path / "hf").glob("*.py"))
     model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf")  # no trust_remote_code
-    assert type(model).__name__ == LAYER_KINDS[kind][1]
+    assert type(model).__name__ == model_class and model.config.tie_word_embeddings == config.tie_head
     if kind == "sequential":
-        assert model.config.activation_function == "gelu" and not model.config.tie_word_embeddings
-    else:  # tied, and RMSNorm's epsilon as ours
-        eps = model.config.rms_norm_eps if kind == "llama" else model.config.norm_eps
-        assert model.config.tie_word_embeddings and eps == 1e-5
+        assert model.config.activation_function == "gelu"
+    else:  # RMSNorm's epsilon as ours
+        assert getattr(model.config, "rms_norm_eps", getattr(model.config, "norm_eps", None)) == 1e-5
     assert (tmp_path / "hf" / "model.safetensors").is_file()
     (tmp_path / "plain").mkdir()  # the folder is the user's: made as mkdir makes one, not private like a temp dir
     assert (tmp_path / "hf").stat().st_mode == (tmp_path / "plain").stat().st_mode
 
 
-@pytest.mark.parametrize("kind", ["sequential", "3 towers, conv k3", "llama", "lfm2", "window"])
+@pytest.mark.parametrize("kind", ["sequential", "3 towers, conv k3", "llama", "lfm2", "window", "qk-norm, a window"])
 def test_greedy_generation_and_the_pipeline_give_decoder_nas_generate_s_tokens(kind: str, tmp_path: Path) -> None:
     run = run_folder(tmp_path, LAYER_KINDS[kind][0])
     export_run(run, hf=tmp_path / "hf")
@@ -292,7 +359,8 @@ def test_an_existing_folder_with_files_is_refused_and_kept(tmp_path: Path) -> No
     assert_one_line_error(result, "export", "--hf", "not an empty folder")
     assert [p.name for p in (tmp_path / "hf").iterdir()] == ["mine.txt"] and not (tmp_path / "m.onnx").exists()
     (tmp_path / "empty").mkdir()  # an empty folder is fine: nothing in it can be lost
-    assert cli("export", str(run), "--hf", str(tmp_path / "empty")).code == 0
+    done = cli("export", str(run), "--hf", str(tmp_path / "empty"))
+    assert done.code == 0 and "(DecoderNasForCausalLM; " in done.out and "trust_remote_code=True))" in done.out
     assert (tmp_path / "empty" / "model.safetensors").is_file()
 
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from studies.api import Search
+from studies.export import remote_code
 from study_helpers import Tiny, assert_one_line_error, cli, isolated_python_api, make_tiny, quiet_datasets  # noqa: F401
 from trainer.checkpoint import load_checkpoint
 
@@ -41,7 +42,7 @@ def test_a_kept_trial_exports_to_a_folder_transformers_loads(kept: Tiny, tmp_pat
     assert done.takeaway is not None and done.takeaway.hf == tmp_path / "hf"
     ours = load_checkpoint(done.weights).model.eval()
     theirs = transformers.AutoModelForCausalLM.from_pretrained(
-        tmp_path / "hf", trust_remote_code=done.takeaway.hf_class != "GPT2LMHeadModel").eval()
+        tmp_path / "hf", trust_remote_code=done.takeaway.hf_class == remote_code.CLASS).eval()
     idx = torch.randint(ours.config.vocab_size, (2, ours.config.block_size), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(theirs(idx).logits, ours(idx), atol=1e-4, rtol=0)

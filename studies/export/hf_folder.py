@@ -1,8 +1,8 @@
 """`export --hf DIR`: a trained decoder as a folder that Hugging Face `transformers` loads.
 
 A shape that a standard transformers class computes exactly leaves as that class, loadable with no
-custom code: one module per class family here (gpt2.py, llama.py, lfm2.py), each saying which configs it `fits` and
-how to `build` the class with our weights. Every other shape leaves with its own code
+custom code: one module per class (STANDARD_FAMILIES), each saying which configs it `fits` and how to
+`build` the class with our weights. Every other shape leaves with its own code
 (remote_code.py). docs/export.md says which shape maps where, and why.
 
 The folder is written where the export stages it (outputs.py) and moved into place with the
@@ -27,11 +27,11 @@ from search_space import Decoder, DecoderConfig, summarize
 from trainer.tokenizers import HF_TOKENIZER_FILE, ByteTokenizer, CharTokenizer, Tokenizer
 
 from ..errors import ArgumentError, StudyError
-from . import gpt2, lfm2, llama, remote_code
+from . import gpt2, lfm2, llama, ministral, mistral, qwen3, remote_code
 
 INSTALL_HINT = "--hf needs transformers: pip install -e '.[hf]'"
 # The standard classes, tried in order; a config none of them fits leaves as remote code.
-STANDARD_FAMILIES: tuple[ModuleType, ...] = (gpt2, llama, lfm2)
+STANDARD_FAMILIES: tuple[ModuleType, ...] = (gpt2, llama, mistral, ministral, qwen3, lfm2)
 
 
 def require_transformers() -> Any:

@@ -181,9 +181,11 @@ def _export_run_folder(args: argparse.Namespace, console: Console) -> None:
 
 def _print_takeaway(takeaway: Takeaway, console: Console) -> None:
     if takeaway.hf is not None:
-        remote = takeaway.hf_class != "GPT2LMHeadModel"
+        from ...export.remote_code import CLASS as REMOTE_CLASS  # loads torch, as the export just did
+
+        remote = takeaway.hf_class == REMOTE_CLASS
         console.print(f"Hugging Face: {takeaway.hf} ({takeaway.hf_class}; AutoModelForCausalLM.from_pretrained("
-                      f"{str(takeaway.hf)!r}{', trust_remote_code=True' if remote else ''}))")
+                      f"{str(takeaway.hf)!r}{', trust_remote_code=True' if remote else ''}))", soft_wrap=True)
     if takeaway.onnx is not None:
         weights = "trained weights" if takeaway.trained else "UNTRAINED random weights, for latency work"
         console.print(f"ONNX: {takeaway.onnx} ({weights}; ONNX Runtime's logits within "
