@@ -16,7 +16,7 @@ import pytest
 import tokenizers
 import torch
 
-from search_space import BiasConfig, DecoderConfig, DecodeState, LayerConfig, Reduction, build_decoder, preset
+from search_space import BiasConfig, Decoder, DecoderConfig, DecodeState, LayerConfig, Reduction, build_decoder, preset
 from studies.errors import StudyError
 from studies.export import hf_folder, ministral, remote_code
 from studies.export.model_export import export_run
@@ -96,15 +96,21 @@ LAYER_KINDS = {
 }
 
 
-def run_folder(root: Path, config: DecoderConfig, tokenizer: Tokenizer | None = None, step: int = 3) -> Path:
-    """A run folder as `train --out` writes it, with weights far from initialisation in every tensor
-    (norm gains, biases and the tower mix included), so a weight mapped wrongly changes the logits."""
-    tokenizer = tokenizer or CharTokenizer(TEXT)
+def far_from_initialisation(config: DecoderConfig) -> Decoder:
+    """A model whose every tensor (norm gains, biases and the tower mix included) is moved far from its
+    initial value, so a weight mapped wrongly changes the logits."""
     torch.manual_seed(0)
-    model = build_decoder(config.replace(vocab_size=tokenizer.vocab_size))
+    model = build_decoder(config)
     with torch.no_grad():
         for param in model.parameters():
             param.add_(0.3 * torch.randn_like(param))
+    return model
+
+
+def run_folder(root: Path, config: DecoderConfig, tokenizer: Tokenizer | None = None, step: int = 3) -> Path:
+    """A run folder as `train --out` writes it, its weights far from initialisation."""
+    tokenizer = tokenizer or CharTokenizer(TEXT)
+    model = far_from_initialisation(config.replace(vocab_size=tokenizer.vocab_size))
     return save_checkpoint(root / "run", model, tokenizer, TrainingRecipe(steps=step or 1),
                            {"step": step, "metrics": {"val_loss": 1.25}, "data_spec": "corpus.txt"})
 
@@ -164,11 +170,7 @@ def test_each_standard_class_computes_what_we_compute(model_class: str, config: 
     W - 1 keys between steps in theirs, W in ours (the same W keys seen by each step)."""
     family = hf_folder.family_of(config)
     assert family.CLASS == model_class
-    torch.manual_seed(0)
-    ours = build_decoder(config).eval()
-    with torch.no_grad():
-        for param in ours.parameters():
-            param.add_(0.3 * torch.randn_like(param))
+    ours = far_from_initialisation(config).eval()
     theirs = family.build(transformers, ours).eval()
     assert type(theirs).__name__ == model_class
     idx = torch.randint(40, (3, 32), generator=torch.Generator().manual_seed(1))
@@ -190,11 +192,7 @@ def test_transformers_sliding_cache_cannot_hold_a_window_of_one() -> None:
     for W = 1 all of them, so its greedy tokens leave ours (their forward without a cache agrees). If this
     fails, transformers has fixed it, and `sliding.one_sliding_window` may let a window of 1 through."""
     config = attention_at(1, None, 1, None)
-    torch.manual_seed(0)
-    ours = build_decoder(config).eval()
-    with torch.no_grad():
-        for param in ours.parameters():
-            param.add_(0.3 * torch.randn_like(param))
+    ours = far_from_initialisation(config).eval()
     theirs = ministral.build(transformers, ours).eval()
     idx = torch.randint(40, (1, 32), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
