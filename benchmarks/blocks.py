@@ -1,6 +1,6 @@
 """Today's blocks at the study's shape on the CPU, next to the paper's presets: what each costs.
 
-    python benchmarks/blocks.py [--rounds 7] [--repeats 20] [--quick]
+    python benchmarks/blocks.py [--rounds 7] [--repeats 20] [--context 64] [--quick]
 
 At the default study's shape (4 layers, 4 heads, d 128, context 64, a 65-character vocabulary):
 the paper's four presets, llama and lfm2, and gpt with one new block at a time. Per model the
@@ -76,6 +76,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per model per round (default: %(default)s)")
+    parser.add_argument("--context", type=int, default=SEARCH_SHAPE["block_size"],
+                        help="block_size of the first table's models (default: the study's, %(default)s)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 rounds of 3 repeats")
     return parser.parse_args()
 
@@ -133,7 +135,8 @@ def main() -> None:
     args = parse_args()
     rounds, repeats = (2, 3) if args.quick else (args.rounds, args.repeats)
     torch.manual_seed(0)
-    configs = {name: change(preset(base, **SEARCH_SHAPE)) for name, (base, change) in ARCHITECTURES.items()}
+    shape = {**SEARCH_SHAPE, "block_size": args.context}
+    configs = {name: change(preset(base, **shape)) for name, (base, change) in ARCHITECTURES.items()}
     models = {name: build_decoder(config) for name, config in configs.items()}
     latency = {}
     for column, fields in PROTOCOLS.items():
@@ -141,8 +144,8 @@ def main() -> None:
         latency[column] = {name: round_figures(timings, repeats) for name, timings in timed.items()}
     load, running = system_load()
 
-    table = Table(title=f"today's blocks at {SEARCH_SHAPE['n_layer']}L/{SEARCH_SHAPE['n_head']}H/d"
-                        f"{SEARCH_SHAPE['d_model']}, context {SEARCH_SHAPE['block_size']}, CPU, one thread")
+    table = Table(title=f"today's blocks at {shape['n_layer']}L/{shape['n_head']}H/d"
+                        f"{shape['d_model']}, context {shape['block_size']}, CPU, one thread")
     for column in ("model", "architecture", "params", "FLOPs/token", "decode state B", "KV B/token",
                    *(heading for column in PROTOCOLS for heading in (f"{column} ms", "spread"))):
         table.add_column(column, justify="left" if column in ("model", "architecture") else "right")

@@ -53,7 +53,8 @@ def add_search_arguments(parser: argparse.ArgumentParser, default_trials: int) -
         group.add_argument("--" + objective.constraint.replace("_", "-"), type=float, metavar=unit.upper(),
                            help=f"constraint: at most this much {objective.description} ({unit})")
     group.add_argument("--latency-mode", choices=("forward", "decode"),
-                       help="forward: batch 1, full context (default); decode: one KV-cached token")
+                       help="forward: batch 1, full context (default); decode: one KV-cached token at the last "
+                            "context position, the cache full")
     group.add_argument("--latency-backend", choices=BACKENDS,
                        help="torch: eager PyTorch (default); onnxruntime: each candidate exported to ONNX and timed "
                             "in ONNX Runtime, the usual CPU deployment target (pip install -e '.[onnx]')")
