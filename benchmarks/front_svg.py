@@ -1,5 +1,6 @@
 """Draw a study's front as a small dependency-free SVG (for the README; `pareto --html` is the
-interactive view): every complete trial in grey, the front in red, the paper presets named.
+interactive view): every complete trial in grey, the front in red, the presets named; validation
+loss against one cost objective (`--cost`, default FLOPs per token).
 
     python benchmarks/front_svg.py --study tpe@2000 --storage benchmark-study.journal -o docs/front.svg
 """
@@ -12,10 +13,12 @@ from pathlib import Path
 from optuna.trial import TrialState
 
 from studies.fronts.front import front_trials
+from studies.measures import OBJECTIVES
 from studies.settings import read_settings
 from studies.storage.backends import load_existing, open_storage
 
 WIDTH, HEIGHT, MARGIN = 640, 400, 60
+SCALES = ((1e6, "M"), (1e3, "k"), (1.0, ""))  # the x axis in the largest of these its values reach
 
 
 def main() -> None:
@@ -23,12 +26,17 @@ def main() -> None:
     parser.add_argument("--study", required=True)
     parser.add_argument("--storage", required=True)
     parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument("--cost", default="flops_per_token",
+                        choices=[name for name, o in OBJECTIVES.items() if o.kind == "cost"],
+                        help="the x axis (default: %(default)s)")
     args = parser.parse_args()
     study = load_existing(args.study, open_storage(args.storage, create=False))
     settings = read_settings(study)
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     front = {t.number for t in front_trials(study, settings)}
-    xs = [t.user_attrs["flops_per_token"] / 1e6 for t in trials]
+    raw = [t.user_attrs[args.cost] for t in trials]
+    scale, prefix = next((scale, prefix) for scale, prefix in SCALES if max(raw) >= scale or scale == 1.0)
+    xs = [value / scale for value in raw]
     ys = [t.user_attrs["val_loss"] for t in trials]
     x0, x1, y0, y1 = 0.0, max(xs) * 1.1, min(ys) - 0.02, max(ys) + 0.02
 
@@ -40,7 +48,8 @@ def main() -> None:
              f'font-size="12"><rect width="100%" height="100%" fill="white"/>',
              f'<line x1="{MARGIN}" y1="{HEIGHT - MARGIN}" x2="{WIDTH - MARGIN}" y2="{HEIGHT - MARGIN}" stroke="black"/>',
              f'<line x1="{MARGIN}" y1="{MARGIN}" x2="{MARGIN}" y2="{HEIGHT - MARGIN}" stroke="black"/>',
-             f'<text x="{WIDTH / 2}" y="{HEIGHT - 20}" text-anchor="middle">forward MFLOPs per token</text>',
+             f'<text x="{WIDTH / 2}" y="{HEIGHT - 20}" text-anchor="middle">{args.cost} '
+             f'({prefix}{OBJECTIVES[args.cost].unit})</text>',
              f'<text x="16" y="{HEIGHT / 2}" transform="rotate(-90 16 {HEIGHT / 2})" text-anchor="middle">'
              f'validation loss ({settings.steps} steps)</text>']
     for tick in range(5):
@@ -49,9 +58,9 @@ def main() -> None:
         _, py = at(x0, y)
         parts += [f'<text x="{px}" y="{HEIGHT - MARGIN + 16}" text-anchor="middle">{x:.2f}</text>',
                   f'<text x="{MARGIN - 6}" y="{py + 4}" text-anchor="end">{y:.2f}</text>']
-    ordered = sorted((t for t in trials if t.number in front), key=lambda t: t.user_attrs["flops_per_token"])
-    path = " ".join(f"{at(t.user_attrs['flops_per_token'] / 1e6, t.user_attrs['val_loss'])[0]:.1f},"
-                    f"{at(t.user_attrs['flops_per_token'] / 1e6, t.user_attrs['val_loss'])[1]:.1f}" for t in ordered)
+    ordered = sorted((t for t in trials if t.number in front), key=lambda t: t.user_attrs[args.cost])
+    points = (at(t.user_attrs[args.cost] / scale, t.user_attrs["val_loss"]) for t in ordered)
+    path = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
     parts.append(f'<polyline points="{path}" fill="none" stroke="crimson" stroke-dasharray="4 3"/>')
     labels: dict[tuple[float, float], list[str]] = {}  # identical results (lgpt = cgpt) share one label
     for trial, x, y in zip(trials, xs, ys):
