@@ -1,5 +1,11 @@
 """The search space: a YAML file of choices, encoded so every sample is a valid architecture.
 
+Two spaces ship: `paper` (the paper's blocks: depth, width, heads, MLP ratio, layout, reductions,
+towers) and `modern` (the same plus a choice for each of today's blocks: rope, RMSNorm, a tied head;
+per layer the mixer, KV heads, a window, qk-norm and the MLP kind). A key of today's blocks left out
+of a space is not drawn at all, so a space written before they existed samples exactly as it did:
+the same parameters in the same order, and its studies reopen and reuse their results.
+
 Two encodings. `per_layer` (the default) draws each layer's layout, MLP ratio and whether the width
 narrows after it separately, for every layer slot up to the deepest `n_layer` (the unused slots
 too). `pattern` makes each choice once for all layers: one layout pattern, one reduction rule (kind,
@@ -25,15 +31,24 @@ import optuna
 import yaml
 
 from search_space import DecoderConfig, LayerConfig, Reduction, architecture_hash
-from search_space.config import MAX_LAYERS, MAX_MLP_RATIO, MAX_TOWERS, MAX_WIDTH
+from search_space.config import MAX_LAYERS, MAX_MLP_RATIO, MAX_TOWERS, MAX_WIDTH, MIXERS, MLP_KINDS, NORMS, POSITIONS
+from search_space.presets import lfm2_attention_layers
 
 from .errors import StudyError
 
 LAYOUTS = ("sequential", "parallel", "alternate")  # alternate: sequential, parallel, sequential, ...
 REDUCTIONS = ("none", "linear", "conv")
 ENCODINGS = ("pattern", "per_layer")
-DEFAULT_SPACE_FILE = "default_space.yaml"
-OPTIONAL_KEYS = ("min_head_dim", "encoding")
+SHIPPED_SPACES = {"paper": "paper_space.yaml", "modern": "modern_space.yaml"}  # --space NAME
+DEFAULT_SPACE = "paper"
+# Today's blocks, drawn after the paper's choices and only where the space names them.
+MODEL_BLOCKS = ("position", "norm", "tie_head")
+LAYER_BLOCKS = ("mixer", "kv_ratio", "window", "qk_norm", "mlp")
+ATTENTION_BLOCKS = ("kv_ratio", "window", "qk_norm")  # a conv mixer takes none of them
+BLOCK_VALUES: dict[str, tuple[Any, ...]] = {"position": POSITIONS, "norm": NORMS, "tie_head": (False, True),
+                                            "mixer": MIXERS, "qk_norm": (False, True), "mlp": MLP_KINDS}
+NO_WINDOW = "none"  # a window choice: full attention; any other is a fraction of the context
+OPTIONAL_KEYS = ("min_head_dim", "encoding", *MODEL_BLOCKS, *LAYER_BLOCKS)
 # The deepest a space may search: the per-layer encoding draws 3 parameters per layer slot on every
 # sample, so a sample's cost and storage grow with it (docs/decisions.md, benchmarks/space_depth.py).
 MAX_SPACE_DEPTH = 64
@@ -65,10 +80,24 @@ class SearchSpace:
     towers: tuple[int, ...]
     min_head_dim: int = 8  # reductions stop before a head would get fewer channels than this
     encoding: str = "per_layer"  # or pattern: one layout pattern, MLP ratio and reduction rule for all layers
+    # Today's blocks; None: not drawn, the paper's block (and a space stored without the key reads back so).
+    position: tuple[str, ...] | None = None  # learned, rope
+    norm: tuple[str, ...] | None = None  # layernorm, rmsnorm
+    tie_head: tuple[bool, ...] | None = None  # tied only where the final width is d_model
+    mixer: tuple[str, ...] | None = None  # attention, conv (pattern: conv places attention as LFM2 does)
+    kv_ratio: tuple[int, ...] | None = None  # query heads per KV head (kv_heads below)
+    window: tuple[str | float, ...] | None = None  # none, or a fraction of the context (window_tokens below)
+    qk_norm: tuple[bool, ...] | None = None
+    mlp: tuple[str, ...] | None = None  # gelu, swiglu
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()
+                if value is not None}
+
+    def blocks(self, keys: tuple[str, ...]) -> dict[str, list[Any]]:
+        """The choices of today's blocks among `keys` that this space draws, in draw order."""
+        return {key: list(getattr(self, key)) for key in keys if getattr(self, key) is not None}
 
     def sample(self, trial: optuna.Trial, vocab_size: int, block_size: int) -> DecoderConfig:
         """Draw every parameter (fixed space), then derive one valid decoder from them."""
@@ -82,6 +111,7 @@ class SearchSpace:
         pattern = self.encoding == "pattern"
         reduce_every = trial.suggest_int("reduce_every", self.reduce_every.low, self.reduce_every.high) if pattern else 0
         d_model, n_head = choice("d_model", list(self.d_model)), choice("n_head", list(self.n_head))
+        slots = range(self.n_layer.high)
         if pattern:
             mlp_ratio, layout = choice("mlp_ratio", list(self.mlp_ratio)), choice("layout", list(self.layout))
             layouts = [_pattern_layout(layout, index) for index in range(n_layer)]
@@ -89,39 +119,63 @@ class SearchSpace:
             # the paper narrows after every 2nd layer, the last one included
             reduce_after = [(index + 1) % reduce_every == 0 for index in range(n_layer)]
         else:
-            slots = range(self.n_layer.high)
             layouts = [choice(f"layout_{index}", self._block_layouts()) for index in slots][:n_layer]
             mlp_ratios = [choice(f"mlp_ratio_{index}", list(self.mlp_ratio)) for index in slots][:n_layer]
             reduce_after = [choice(f"reduce_after_{index}", [False, True]) for index in slots][:n_layer]
+        reduction, conv_kernel = choice("reduction", list(self.reduction)), choice("conv_kernel", list(self.conv_kernel))
+        reduce_factor, towers = choice("reduce_factor", list(self.reduce_factor)), choice("towers", list(self.towers))
+        model_blocks = {key: choice(key, options) for key, options in self.blocks(MODEL_BLOCKS).items()}
+        if pattern:
+            rule = {key: choice(key, options) for key, options in self.blocks(LAYER_BLOCKS).items()}
+            layer_blocks = [_pattern_blocks(rule, index, n_layer) for index in range(n_layer)]
+        else:
+            drawn = {key: [choice(f"{key}_{index}", options) for index in slots]
+                     for key, options in self.blocks(LAYER_BLOCKS).items()}
+            layer_blocks = [{key: values[index] for key, values in drawn.items()} for index in range(n_layer)]
         return dict(layouts=layouts, mlp_ratios=mlp_ratios, reduce_after=reduce_after, d_model=d_model,
-                    n_head=n_head, reduction=choice("reduction", list(self.reduction)),
-                    conv_kernel=choice("conv_kernel", list(self.conv_kernel)),
-                    reduce_factor=choice("reduce_factor", list(self.reduce_factor)),
-                    towers=choice("towers", list(self.towers)))
+                    n_head=n_head, reduction=reduction, conv_kernel=conv_kernel, reduce_factor=reduce_factor,
+                    towers=towers, model_blocks=model_blocks, layer_blocks=layer_blocks)
 
     def params_for(self, config: DecoderConfig) -> dict[str, Any] | None:
         """Parameters from which `sample` builds `config`, or None if the space cannot build it.
 
-        An enqueued paper preset suggests them, so the sampler learns from the presets like from any
+        An enqueued preset suggests them, so the sampler learns from the presets like from any
         other trial. The parameters a config fixes are read off it; the rest (layout pattern,
-        reduction rule) are tried until one decodes to the same architecture.
+        reduction rule, what a conv layer's attention keys were) are tried until one decodes to the
+        same architecture.
         """
         layers = config.layers
-        heads = {layer.n_head for layer in layers}
+        heads = {layer.n_head for layer in layers if layer.mixer == "attention"} or set(self.n_head)
         kinds = {layer.reduction.kind for layer in layers if layer.reduction} or {"none"}
         if len(heads) != 1 or len(kinds) != 1:
             return None
+        n_head = heads.pop()
         candidates = self.choices()  # what the config fixes is read off it; the rest is tried
-        candidates.update(n_layer=[len(layers)], d_model=[config.d_model], n_head=list(heads),
+        candidates.update(n_layer=[len(layers)], d_model=[config.d_model], n_head=[n_head],
                           towers=[config.towers], reduction=list(kinds))
+        for key in ("position", "norm", "tie_head"):
+            fixed = key != "tie_head" or config.final_width == config.d_model  # a narrowed head is never tied
+            if key in candidates and fixed:
+                candidates[key] = [value for value in candidates[key] if value == getattr(config, key)]
+
+        def gives(key: str, value: Any, index: int) -> bool:
+            return _gives(key, value, layers[index], n_head, config.block_size)
+
         if self.encoding == "pattern":
             candidates["mlp_ratio"] = [layers[0].mlp_ratio]
+            for key in self.blocks(LAYER_BLOCKS):
+                candidates[key] = [value for value in candidates[key] if all(
+                    gives(key, _pattern_blocks({key: value}, index, len(layers))[key], index)
+                    for index in range(len(layers)))]
         else:  # unused slots take any value: the first that the space offers
             for index in range(self.n_layer.high):
                 layer = layers[index] if index < len(layers) else None
                 candidates[f"layout_{index}"] = [layer.layout] if layer else candidates[f"layout_{index}"][:1]
                 candidates[f"mlp_ratio_{index}"] = [layer.mlp_ratio if layer else self.mlp_ratio[0]]
                 candidates[f"reduce_after_{index}"] = [bool(layer and layer.reduction)]
+                for key in self.blocks(LAYER_BLOCKS):
+                    options = candidates[f"{key}_{index}"]
+                    candidates[f"{key}_{index}"] = [v for v in options if gives(key, v, index)] if layer else options[:1]
         wanted = architecture_hash(config)
         for values in itertools.product(*candidates.values()):
             replayed = self._replay(dict(zip(candidates, values)), config.vocab_size, config.block_size)
@@ -179,19 +233,77 @@ class SearchSpace:
 
     def decode(self, vocab_size: int, block_size: int, *, layouts: list[str], mlp_ratios: list[float],
                reduce_after: list[bool], d_model: int, n_head: int, reduction: str, conv_kernel: int,
-               reduce_factor: float, towers: int) -> DecoderConfig:
+               reduce_factor: float, towers: int, model_blocks: dict[str, Any] | None = None,
+               layer_blocks: list[dict[str, Any]] | None = None) -> DecoderConfig:
+        model_blocks = model_blocks or {}
+        # rope turns pairs of channels: a narrowed width stays a multiple of 2 channels per head
+        step = n_head * (2 if model_blocks.get("position") == "rope" else 1)
         layers, width = [], d_model
-        for layout, mlp_ratio, narrow in zip(layouts, mlp_ratios, reduce_after):
+        for index, (layout, mlp_ratio, narrow) in enumerate(zip(layouts, mlp_ratios, reduce_after)):
             narrowed = None
             if reduction != "none" and narrow:
-                target = int(width * reduce_factor) // n_head * n_head
+                target = int(width * reduce_factor) // step * step
                 if target >= n_head * self.min_head_dim and target < width:  # never below min_head_dim per head
                     kernel = conv_kernel if reduction == "conv" else 1
                     narrowed = Reduction(kind=reduction, width=target, kernel_size=kernel)
                     width = target
-            layers.append(LayerConfig(layout=layout, n_head=n_head, mlp_ratio=mlp_ratio, reduction=narrowed))
+            blocks = _layer_keys(layer_blocks[index] if layer_blocks else {}, n_head, block_size)
+            layers.append(LayerConfig(layout=layout, n_head=n_head, mlp_ratio=mlp_ratio, reduction=narrowed,
+                                      **blocks))
+        model = {key: model_blocks[key] for key in ("position", "norm") if key in model_blocks}
         return DecoderConfig(vocab_size=vocab_size, block_size=block_size, d_model=d_model,
-                             layers=tuple(layers), towers=towers)
+                             layers=tuple(layers), towers=towers,
+                             tie_head=model_blocks.get("tie_head", False) and width == d_model, **model)
+
+
+def kv_heads(n_head: int, kv_ratio: int) -> int:
+    """KV heads for `kv_ratio` query heads per KV head: the most that divide the heads and are at most
+    n_head / kv_ratio, at least one (2 heads at ratio 4: one KV head, as the llama preset has)."""
+    return max([k for k in range(1, n_head + 1) if n_head % k == 0 and k * kv_ratio <= n_head], default=1)
+
+
+def window_tokens(window: str | float, block_size: int) -> int | None:
+    """A window choice in tokens: a fraction of the context, at least 1; none, or a window of the whole
+    context, is full attention (None)."""
+    if window == NO_WINDOW:
+        return None
+    tokens = max(1, round(float(window) * block_size))
+    return tokens if tokens < block_size else None
+
+
+def _layer_keys(blocks: dict[str, Any], n_head: int, block_size: int) -> dict[str, Any]:
+    """One layer's LayerConfig keys from its drawn blocks; a conv mixer takes none of attention's."""
+    keys = {"mlp": blocks["mlp"]} if "mlp" in blocks else {}
+    if blocks.get("mixer") == "conv":
+        return {**keys, "mixer": "conv"}
+    if "kv_ratio" in blocks:
+        kv = kv_heads(n_head, blocks["kv_ratio"])
+        keys["n_kv_head"] = kv if kv != n_head else None  # as many as the heads: plain multi-head attention
+    if "window" in blocks:
+        keys["window"] = window_tokens(blocks["window"], block_size)
+    if "qk_norm" in blocks:
+        keys["qk_norm"] = blocks["qk_norm"]
+    return keys
+
+
+def _gives(key: str, value: Any, layer: LayerConfig, n_head: int, block_size: int) -> bool:
+    """Whether drawing `value` for block `key` gives this layer's block (attention's keys are free on a conv
+    mixer: any value gives it)."""
+    if key in ATTENTION_BLOCKS and layer.mixer == "conv":
+        return True
+    if key == "kv_ratio":
+        return kv_heads(n_head, value) == layer.kv_heads
+    if key == "window":
+        return window_tokens(value, block_size) == layer.window
+    return value == getattr(layer, key)
+
+
+def _pattern_blocks(rule: dict[str, Any], index: int, n_layer: int) -> dict[str, Any]:
+    """Layer `index`'s blocks under one rule for all layers: the same everywhere, except that a conv rule
+    keeps attention where LFM2 places it (a stack of short convs alone sees only a few tokens back)."""
+    if rule.get("mixer") != "conv":
+        return rule
+    return {**rule, "mixer": "attention" if index in lfm2_attention_layers(n_layer) else "conv"}
 
 
 class _NotInSpace(Exception):
@@ -265,6 +377,9 @@ def _check_choices(space: SearchSpace, where: str) -> None:
             if d_model // n_head < space.min_head_dim:
                 raise StudyError(f"{where}: d_model {d_model} with n_head {n_head} gives {d_model // n_head} "
                                  f"channels per head, below min_head_dim {space.min_head_dim}")
+            if "rope" in (space.position or ()) and d_model // n_head % 2:
+                raise StudyError(f"{where}: d_model {d_model} with n_head {n_head} gives {d_model // n_head} "
+                                 "channels per head; rope (in position) turns pairs of channels, so each must be even")
     for name, (largest, why) in _LARGEST.items():
         value = getattr(space, name)
         biggest = value.high if isinstance(value, IntRange) else max(value)
@@ -292,31 +407,37 @@ def _parse_choice(where: str, name: str, value: Any, type_name: str) -> Any:
         return value
     if not isinstance(value, list) or not value:
         raise StudyError(f"{where}: expected a non-empty list of choices, got {value!r}")
-    allowed = {"layout": LAYOUTS, "reduction": REDUCTIONS}.get(name)
+    allowed = {"layout": LAYOUTS, "reduction": REDUCTIONS, **BLOCK_VALUES}.get(name)
     for item in value:
         if allowed is not None:
-            if item not in allowed:
+            if item not in allowed or type(item) is not type(allowed[0]):  # 1 is not true, 0 not false
                 raise StudyError(f"{where}: {item!r} is not one of {list(allowed)}")
+        elif name == "window" and item == NO_WINDOW:
+            continue
         elif isinstance(item, bool) or not isinstance(item, (int, float)) or not (math.isfinite(item) and item > 0):
-            raise StudyError(f"{where}: {item!r} is not a finite positive number")  # nan would fail every trial
-        elif name == "reduce_factor" and not 0 < item < 1:
-            raise StudyError(f"{where}: {item!r} must be between 0 and 1")
-        elif name in ("d_model", "n_head", "conv_kernel", "towers") and not isinstance(item, int):
+            raise StudyError(f"{where}: {item!r} is not a finite positive number"
+                             + (f" or {NO_WINDOW!r}" if name == "window" else ""))  # nan would fail every trial
+        elif name in ("reduce_factor", "window") and not 0 < item < 1:
+            raise StudyError(f"{where}: {item!r} must be between 0 and 1"
+                             + (" (a fraction of the context)" if name == "window" else ""))
+        elif name in ("d_model", "n_head", "conv_kernel", "towers", "kv_ratio") and not isinstance(item, int):
             raise StudyError(f"{where}: {item!r} must be a whole number")
     return tuple(value)
 
 
-def load_space(path: str | Path | None = None) -> SearchSpace:
-    """Read a space YAML; None reads the documented default that ships with the package."""
-    if path is None:
-        text = resources.files("studies").joinpath(DEFAULT_SPACE_FILE).read_text()
-        where = "default space"
+def load_space(space: str | Path | None = None) -> SearchSpace:
+    """A shipped space by name (`paper`, `modern`; None: the default) or a space YAML file."""
+    if space is None or str(space) in SHIPPED_SPACES:
+        name = DEFAULT_SPACE if space is None else str(space)
+        text = resources.files("studies").joinpath(SHIPPED_SPACES[name]).read_text()
+        where = f"the {name} space"
     else:
         try:
-            text = Path(path).read_text()
+            text = Path(space).read_text()
         except OSError as exc:
-            raise StudyError(f"{path}: cannot read the search space ({exc.strerror or exc})") from exc
-        where = str(path)
+            raise StudyError(f"{space}: cannot read the search space ({exc.strerror or exc}); "
+                             f"the shipped ones are {', '.join(SHIPPED_SPACES)}") from exc
+        where = str(space)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

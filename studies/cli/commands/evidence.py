@@ -1,15 +1,15 @@
-"""`reproduce` and `calibrate`: the paper's presets side by side, and how far the proxy can be trusted."""
+"""`reproduce` and `calibrate`: the presets side by side, and how far the proxy can be trusted."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from dataclasses import replace
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from search_space import PAPER_PRESETS, PRESETS
 from trainer import prepare_data
 from trainer.loop import TrainingRecipe, resolve_device
 
@@ -17,7 +17,7 @@ from ...errors import StudyError
 from ...fronts.evidence import calibrate, reproduce, sample_architectures
 from ...measures import OBJECTIVES
 from ...settings import SEARCH_BLOCK_SIZE, SEARCH_RECIPE, SEARCH_SHAPE
-from ...space import load_space
+from ...space import DEFAULT_SPACE, load_space
 from ..arguments import add_data_arguments, add_shape_arguments, add_training_arguments, data_choice, recipe_from_args
 from ..progress import STDERR, training_bar
 from ..registry import command
@@ -28,6 +28,8 @@ def reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     add_shape_arguments(parser.add_argument_group("shape (default: nanoGPT's CPU shape, 4 layers, 4 heads, d 128, block 64)"))
     add_data_arguments(parser)
     add_training_arguments(parser)
+    parser.add_argument("--presets", nargs="+", choices=list(PRESETS), default=list(PAPER_PRESETS), metavar="NAME",
+                        help=f"which presets ({', '.join(PRESETS)}; default: the paper's {' '.join(PAPER_PRESETS)})")
     parser.add_argument("--json", action="store_true", help="print a JSON list, one object per model")
     parser.set_defaults(run=run_reproduce)
 
@@ -42,11 +44,12 @@ def run_reproduce(args: argparse.Namespace, console: Console) -> None:
     recipe = recipe_from_args(args)
     data = prepare_data(data_spec, tokenizer, text_column=text_column)
     rows = reproduce(data, recipe, _shape(args), resolve_device(args.device), announce=STDERR.print,
-                     training_bar=training_bar)
+                     training_bar=training_bar, presets=args.presets)
     if args.json:
         print(json.dumps(rows))
         return
-    table = Table(title=f"the paper's four models, {recipe.steps} steps on {data_spec}")
+    which = "the paper's four models" if args.presets == list(PAPER_PRESETS) else ", ".join(args.presets)
+    table = Table(title=f"{which}, {recipe.steps} steps on {data_spec}")
     measures = [objective for objective in OBJECTIVES.values() if objective.name in rows[0]]
     for column in ("name", *(objective.name for objective in measures), "train_seconds", "architecture"):
         table.add_column(column, justify="left" if column in ("name", "architecture") else "right")
@@ -62,7 +65,8 @@ def calibrate_arguments(parser: argparse.ArgumentParser) -> None:
     add_shape_arguments(parser.add_argument_group("shape (block size of every architecture)"))
     add_data_arguments(parser)
     add_training_arguments(parser, SEARCH_RECIPE, "proxy recipe (as a search would use)")
-    parser.add_argument("--space", type=Path, help="search space to sample from (default: the shipped one)")
+    parser.add_argument("--space", metavar="paper|modern|FILE",
+                        help=f"search space to sample from (default: {DEFAULT_SPACE})")
     parser.add_argument("--architectures", type=int, default=12, help="how many to sample (default: 12)")
     parser.add_argument("--long-steps", type=int, default=2000, help="steps of the reference runs (default: 2000)")
     parser.add_argument("--sample-seed", type=int, default=0, help="seed of the architecture sample")

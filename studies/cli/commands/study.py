@@ -17,7 +17,7 @@ from ...expect import expect
 from ...fronts.gaps import GAP_RATIO, gap_trials_in
 from ...measures import CONSTRAINTS, DEFAULT_OBJECTIVES, OBJECTIVES
 from ...settings import DEFAULT_TRIALS, SEARCH_RECIPE, WORKER_TRIALS, Pruning
-from ...space import load_space
+from ...space import DEFAULT_SPACE, load_space
 from ...storage.backends import display_storage, promoted_name
 from ...workers.jobs import check_jobs
 from ...workers.search import MAX_CONSECUTIVE_REPEATS
@@ -43,7 +43,9 @@ from .front import retimed_line
 def add_search_arguments(parser: argparse.ArgumentParser, default_trials: int) -> None:
     add_study_arguments(parser)
     group = parser.add_argument_group("search (fixed when the study is created)")
-    group.add_argument("--space", type=Path, help="search space YAML (default: studies/default_space.yaml, documented inline)")
+    group.add_argument("--space", metavar="paper|modern|FILE",
+                       help=f"search space: a shipped one (studies/paper_space.yaml, studies/modern_space.yaml, "
+                            f"documented inline) or a YAML file (default: {DEFAULT_SPACE})")
     group.add_argument("--objectives", nargs="+", metavar="NAME",
                        help=f"any of {', '.join(OBJECTIVES)} (default: {' '.join(DEFAULT_OBJECTIVES)})")
     group.add_argument("--sampler", help="tpe (default), random, nsga2 or gp")
@@ -84,7 +86,8 @@ def add_search_arguments(parser: argparse.ArgumentParser, default_trials: int) -
                               "(default: --device for every job)")
     run.add_argument("--max-complete", type=int, help="every process stops once the study holds N complete trials "
                                                          "(trained to the end; reused results not counted)")
-    run.add_argument("--no-presets", action="store_true", help="do not enqueue the paper's four models first")
+    run.add_argument("--no-presets", action="store_true",
+                     help="do not enqueue the presets first (the paper's four, llama and lfm2, at the study's shape)")
     add_artifacts_argument(run)
     add_keep_checkpoints_argument(run)
     run.add_argument("--promote-steps", type=int, metavar="S2",
