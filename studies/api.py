@@ -183,7 +183,7 @@ class Search:
         with `changes` applied (any StudySettings field: objectives=..., data=..., recipe=...; a dict
         for a field that holds several, as recipe={"steps": 600}, changes only the keys it names). Joining
         with settings that differ from the study's is refused; everything is validated before a
-        study is created. `presets`: enqueue the paper's four models first. `artifacts`: where kept
+        study is created. `presets`: enqueue the study's presets first (settings.presets). `artifacts`: where kept
         weights go (a folder or s3://BUCKET; see `artifacts`)."""
         from trainer.data import check_fits, prepare_data
 

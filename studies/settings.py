@@ -12,12 +12,13 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 import optuna
 
 from objectives.protocol import LatencyProtocol
-from search_space import SHAPE_KEYS, ConfigError, preset
+from search_space import PAPER_PRESETS, PRESETS, SHAPE_KEYS, ConfigError, preset
 from search_space.config import MAX_BLOCK_SIZE
 from trainer import DEFAULT_DATA_SPEC, DEFAULT_TEXT_COLUMN, DEFAULT_TOKENIZER
 from trainer.recipe import TrainingRecipe
@@ -35,7 +36,10 @@ LEGACY_LATENCY = {"estimator": "median", "clock": "wall", "decode_at": "middle"}
 RETIRED_KEYS = ("gap_trials",)  # search-time gap trials, dropped: they now run only after a promotion
 # The proxy: nanoGPT's CPU recipe compressed to 300 steps (warm-up and cosine scaled with it).
 SEARCH_RECIPE = TrainingRecipe(steps=300, warmup_steps=30)
-SEARCH_SHAPE = {"n_layer": 4, "n_head": 4, "d_model": 128}  # the paper presets' shape in the default study
+SEARCH_SHAPE = {"n_layer": 4, "n_head": 4, "d_model": 128}  # the presets' shape in the default study
+# The reference points a new study trains first, never stopped early; a study stored without the list
+# was made when a study enqueued the paper's four only, and keeps them.
+STUDY_PRESETS = (*PAPER_PRESETS, "llama", "lfm2")
 SEARCH_BLOCK_SIZE = 64
 PRESET_SHAPE_KEYS = tuple(key for key in SHAPE_KEYS if key not in ("vocab_size", "block_size"))  # the study's own
 DEFAULT_STUDY = "decoder-nas"
@@ -66,13 +70,14 @@ class Pruning:
 @dataclass(frozen=True)
 class StudySettings:
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
-    space: SearchSpace = field(default_factory=load_space)
+    space: SearchSpace = field(default_factory=load_space)  # or a shipped space's name, or a YAML file
     data: str = DEFAULT_DATA_SPEC
     tokenizer: str = DEFAULT_TOKENIZER
     text_column: str = DEFAULT_TEXT_COLUMN
     content_hash: str = ""  # of the tokenised corpus, filled in when the study is created
     block_size: int = SEARCH_BLOCK_SIZE
-    preset_shape: Mapping[str, int] = field(default_factory=lambda: dict(SEARCH_SHAPE))  # of the paper presets
+    preset_shape: Mapping[str, int] = field(default_factory=lambda: dict(SEARCH_SHAPE))  # of the presets
+    presets: tuple[str, ...] = STUDY_PRESETS
     recipe: TrainingRecipe = field(default_factory=lambda: replace(SEARCH_RECIPE))
     constraints: Mapping[str, float] = field(default_factory=dict)  # max_params, max_flops, ... (CONSTRAINTS)
     latency: LatencyProtocol = field(default_factory=LatencyProtocol)
@@ -81,8 +86,13 @@ class StudySettings:
     seed: int | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.space, (str, Path)):  # a shipped space's name or a YAML file
+            object.__setattr__(self, "space", load_space(self.space))
         for name, kind in _FIELD_TYPES.items():  # a wrong type named here, not an AttributeError far away
             expect(name, getattr(self, name), kind, optional=name == "seed")
+        if not all(name in PRESETS for name in self.presets):
+            raise ArgumentError("presets", self.presets, f"give a sequence of preset names from {', '.join(PRESETS)}")
+        object.__setattr__(self, "presets", tuple(self.presets))
         try:
             object.__setattr__(self, "objectives", check_objectives(self.objectives))
         except ValueError as exc:
@@ -123,7 +133,7 @@ class StudySettings:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data.update(objectives=list(self.objectives), space=self.space.to_dict(), recipe=self.recipe.to_dict(),
                     latency=self.latency.to_dict(), pruning=asdict(self.pruning), preset_shape=dict(self.preset_shape),
-                    constraints=dict(self.constraints))
+                    constraints=dict(self.constraints), presets=list(self.presets))
         return json.loads(json.dumps(data))  # exactly what storage gives back: lists, not tuples
 
     @classmethod
@@ -136,6 +146,7 @@ class StudySettings:
         typed["recipe"] = TrainingRecipe(**data["recipe"])
         typed["latency"] = LatencyProtocol(**{**LEGACY_LATENCY, **data.get("latency", {})})
         typed["pruning"] = Pruning(**data.get("pruning", {}))
+        typed["presets"] = tuple(data.get("presets", PAPER_PRESETS))
         return cls(**typed)
 
     def differences(self, other: StudySettings) -> list[str]:
@@ -146,7 +157,7 @@ class StudySettings:
 
 _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "space": SearchSpace, "data": str, "tokenizer": str, "text_column": str,
-    "content_hash": str, "block_size": int, "preset_shape": Mapping, "recipe": TrainingRecipe,
+    "content_hash": str, "block_size": int, "preset_shape": Mapping, "presets": (list, tuple), "recipe": TrainingRecipe,
     "constraints": Mapping, "latency": LatencyProtocol, "pruning": Pruning, "sampler": str, "seed": int}
 
 

@@ -53,8 +53,8 @@ SINGLE_SPACE: dict[str, Any] = {
 SHAPE = ["--block-size", "16", "--n-layer", "2", "--n-head", "2", "--d-model", "16"]
 STEPS = 12
 RECIPE = ["--steps", str(STEPS), "--batch-size", "4", "--eval-windows", "4", "--warmup-steps", "2"]
-PRESET_NAMES = ["gpt", "pgpt", "lgpt", "cgpt"]
-PRESETS_TRAINED = 3  # cgpt is lgpt with a kernel-1 conv, the same model: it reuses lgpt's result
+PRESET_NAMES = ["gpt", "pgpt", "lgpt", "cgpt", "llama", "lfm2"]  # what a new study enqueues first
+PRESETS_TRAINED = 5  # cgpt is lgpt with a kernel-1 conv, the same model: it reuses lgpt's result
 
 
 def make_settings(objectives=("val_loss", "flops_per_token"), content_hash: str = "", data: str = "corpus",

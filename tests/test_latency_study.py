@@ -28,6 +28,7 @@ from studies.settings import read_settings
 from studies.storage.backends import open_storage
 from studies.workers import trials as trials_module
 from study_helpers import (  # noqa: F401
+    PRESET_NAMES,
     PRESETS_TRAINED,
     STEPS,
     TINY_SPACE,
@@ -198,17 +199,19 @@ def test_max_kv_cache_mb_refuses_samples_before_training_and_kv_cache_is_an_obje
     real = trials_module.run_training
     monkeypatch.setattr(trials_module, "run_training", lambda config, *a, **k: trained.append(config) or
                         real(config, *a, **k))
-    limit_bytes = 200  # every preset (2 layers of d16) holds 256 bytes per token; one layer of d16 holds 128
+    # the paper's presets (2 layers of d16) hold 256 bytes per token; llama's one KV head 128, lfm2's one attention
+    # layer 64; one layer of d16 holds 128
+    limit_bytes = 200
     result = cli(*tiny.argv("search", "--objectives", "val_loss", "kv_cache_bytes", "--max-kv-cache-mb",
-                            str(limit_bytes / 1e6), "--trials", "2", "--sampler", "random", "--sampler-seed", "0",
+                            str(limit_bytes / 1e6), "--trials", "4", "--sampler", "random", "--sampler-seed", "0",
                             "--rungs"))
     assert result.code == 0, result.err
     study = load(tiny)
     trials = study.get_trials()
-    presets = [t for t in trials if "preset" in t.user_attrs]
-    assert len(presets) == 4
+    presets = {t.user_attrs["preset"]: t for t in trials if "preset" in t.user_attrs}
+    assert list(presets) == PRESET_NAMES
     infeasible = [t for t in trials if t.user_attrs.get("infeasible")]
-    assert {t.number for t in presets} <= {t.number for t in infeasible}
+    assert {name for name, t in presets.items() if t in infeasible} == {"gpt", "pgpt", "lgpt", "cgpt"}
     for trial in trials:
         assert trial.user_attrs["kv_cache_bytes"] > 0 and trial.user_attrs["weights_bytes"] > 0
     for trial in infeasible:
@@ -216,7 +219,7 @@ def test_max_kv_cache_mb_refuses_samples_before_training_and_kv_cache_is_an_obje
         assert trial.user_attrs["pruned_reason"].startswith("infeasible: kv_cache_bytes")
         assert "val_loss" not in trial.user_attrs
     feasible = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(feasible) == len(trained) == 2  # only feasible samples were ever trained
+    assert len(feasible) == len(trained) == 4  # only feasible samples were ever trained: llama, lfm2 and two more
     for trial in feasible:
         assert trial.user_attrs["kv_cache_bytes"] <= limit_bytes
         assert trial.values == [trial.user_attrs["val_loss"], trial.user_attrs["kv_cache_bytes"]]

@@ -26,6 +26,7 @@ from studies.cli import main
 from studies.errors import Terminated, raise_if_terminated, sigterm_raises
 from study_helpers import (  # noqa: F401 (isolated_python_api: an autouse fixture)
     PRESET_NAMES,
+    PRESETS_TRAINED,
     Tiny,
     cli,
     interrupt_once,
@@ -309,7 +310,7 @@ def test_a_preset_interrupted_in_search_is_requeued_and_trained_by_the_next_sear
     assert cli(*t.argv("search", "--trials", "1")).code == 130
     monkeypatch.undo()
 
-    done = cli(*t.argv("search", "--trials", "3"))
+    done = cli(*t.argv("search", "--trials", str(PRESETS_TRAINED)))  # the stopped preset is queued last
     assert done.code == 0, done.err
     trials = load_study(t.storage, "tiny").get_trials(deepcopy=False)
     preset = [trial for trial in trials if trial.user_attrs.get("preset") == stopped[0]["preset"]]

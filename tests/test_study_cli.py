@@ -47,8 +47,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Tiny, Result]:
-    """`search` on the tiny space: the four presets (cgpt reuses lgpt's result), then two sampled
-    trials (with this sampler seed one of them lands on the front and the other is stopped early)."""
+    """`search` on the tiny space: the six presets (cgpt reuses lgpt's result), then two sampled trials."""
     tiny = make_tiny(tmp_path_factory.mktemp("searched"))
     with pytest.MonkeyPatch.context() as patch, quiet_datasets():
         patch.setenv("DECODER_NAS_CACHE", str(tiny.root / "cache"))
@@ -74,13 +73,14 @@ def test_search_runs_the_presets_first_and_records_every_trial(searched: tuple[T
     assert "Pareto front of 'tiny'" in result.out and "Traceback" not in result.err
     study = load(tiny)
     trials = study.get_trials()
-    assert len(trials) == 6
-    assert [t.user_attrs.get("preset") for t in trials[:4]] == PRESET_NAMES
-    assert all("preset" not in t.user_attrs for t in trials[4:])
+    presets = len(PRESET_NAMES)
+    assert len(trials) == presets + 2
+    assert [t.user_attrs.get("preset") for t in trials[:presets]] == PRESET_NAMES
+    assert all("preset" not in t.user_attrs for t in trials[presets:])
     settings = read_settings(study)
     assert settings.objectives == ("val_loss", "flops_per_token") and settings.steps == STEPS
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert all(t.state == TrialState.COMPLETE for t in trials[:4])  # presets are never pruned
+    assert all(t.state == TrialState.COMPLETE for t in trials[:presets])  # presets are never pruned
     for trial in complete:
         attrs = trial.user_attrs
         missing = [key for key in RECORDED if key not in attrs]
@@ -228,8 +228,9 @@ def test_search_again_continues_the_study(copied: Tiny, capsys: pytest.CaptureFi
     result = run(capsys, *copied.argv("search", "--trials", "1"))
     assert result.code == 0, result.err
     trials = load(copied).get_trials()
-    assert [t.user_attrs.get("preset") for t in trials] == PRESET_NAMES + [None] * (len(trials) - 4)  # not again
-    new = [t for t in trials[6:] if trials_module.trained(t)]  # repeats are not trials run
+    presets = len(PRESET_NAMES)
+    assert [t.user_attrs.get("preset") for t in trials] == PRESET_NAMES + [None] * (len(trials) - presets)  # not again
+    new = [t for t in trials[presets + 2:] if trials_module.trained(t)]  # repeats are not trials run
     assert len(new) == 1 and new[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -253,7 +254,9 @@ def test_worker_joins_an_existing_study(copied: Tiny, capsys: pytest.CaptureFixt
     result = run(capsys, *copied.argv("worker", "--trials", "2"))
     assert result.code == 0, result.err
     trials = load(copied).get_trials()
-    assert sum(trials_module.trained(t) for t in trials[6:]) == 2 and sum("preset" in t.user_attrs for t in trials) == 4
+    presets = len(PRESET_NAMES)
+    assert sum(trials_module.trained(t) for t in trials[presets + 2:]) == 2
+    assert sum("preset" in t.user_attrs for t in trials) == presets
 
 
 def test_worker_creates_the_study_and_max_complete_stops_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -384,7 +387,8 @@ def test_promote_retrains_the_front_in_a_sibling_study(tmp_path: Path, capsys: p
     short = load(tiny)
     settings = read_settings(short)
     front = [t.number for t in front_trials(short, settings) if "preset" not in t.user_attrs]
-    assert front == [4]
+    presets = len(PRESET_NAMES)
+    assert front == [presets]
 
     result = run(capsys, "promote", *tiny.study_flags(), "--steps", "24", "--gap-trials", "0", "--device", "cpu")
     assert result.code == 0, result.err
@@ -392,12 +396,12 @@ def test_promote_retrains_the_front_in_a_sibling_study(tmp_path: Path, capsys: p
     sibling = load(tiny, "tiny@24")
     assert read_settings(sibling).steps == 24
     trials = sibling.get_trials()
-    assert [t.user_attrs.get("preset") for t in trials[:4]] == PRESET_NAMES
-    assert [t.user_attrs.get("promoted_from") for t in trials[4:]] == front
+    assert [t.user_attrs.get("preset") for t in trials[:presets]] == PRESET_NAMES
+    assert [t.user_attrs.get("promoted_from") for t in trials[presets:]] == front
     for trial in trials:  # none can be pruned: presets never are, and the promoted one is the cheapest
         assert trial.state == TrialState.COMPLETE, trial.user_attrs.get("pruned_reason")
         assert trial.user_attrs["steps"] == 24 and len(trial.user_attrs["loss_curve"]) == 24
-    for trial in trials[4:]:  # the same architecture as in the short study
+    for trial in trials[presets:]:  # the same architecture as in the short study
         source = short.trials[trial.user_attrs["promoted_from"]]
         assert trial.user_attrs["arch_hash"] == source.user_attrs["arch_hash"]
     assert len(short.get_trials()) == 5  # the short study is untouched

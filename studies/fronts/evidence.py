@@ -1,6 +1,6 @@
 """Evidence that the search measures the right thing.
 
-`reproduce`: the paper's four presets trained at one budget, side by side.
+`reproduce`: the paper's four presets (or any presets) trained at one budget, side by side.
 `calibrate`: does the short proxy rank architectures as long training does? Kendall τ and Spearman
 between the proxy ranking and the long ranking, between parameter count and long-run loss, and the
 noise ceiling: τ between two seeds of the long runs. Long runs are cached by (architecture, recipe,
@@ -43,13 +43,14 @@ def no_bar(name: str, steps: int) -> Iterator[Callable[[Progress], None]]:
 
 
 def reproduce(data: TokenizedData, recipe: TrainingRecipe, shape: dict[str, int], device: torch.device,
-              announce: Announce = _quiet, training_bar: TrainingBar = no_bar) -> list[dict[str, Any]]:
-    """Train gpt, pgpt, lgpt and cgpt at `shape` with one recipe; one row of measures each. A preset
+              announce: Announce = _quiet, training_bar: TrainingBar = no_bar,
+              presets: Sequence[str] = PAPER_PRESETS) -> list[dict[str, Any]]:
+    """Train `presets` (gpt, pgpt, lgpt and cgpt) at `shape` with one recipe; one row of measures each. A preset
     that computes the same function as one already trained (cgpt's kernel-1 conv is lgpt's linear
     map: one architecture hash) reuses its row, as a study would."""
     rows: list[dict[str, Any]] = []
     trained: dict[str, dict[str, Any]] = {}
-    for name in PAPER_PRESETS:
+    for name in presets:
         config, _ = fit_vocabulary(preset(name, **shape), data.vocab_size)
         arch_hash = architecture_hash(config)
         if arch_hash in trained:

@@ -15,7 +15,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from search_space import PAPER_PRESETS, preset
+from search_space import ConfigError, preset
 from trainer.corpora import corpus_changed
 from trainer.data import TokenizedData
 
@@ -131,11 +131,18 @@ def name_metrics(study: optuna.Study, settings: StudySettings) -> None:
 
 
 def preset_params(settings: StudySettings) -> dict[str, dict | None]:
-    """The paper's four models, enqueued first so every front reads against them. One the space can
-    build is enqueued with its parameters (None: it cannot): the sampler then learns from it like from
-    any other trial (the gpt preset is among the best at its cost, and without parameters TPE never saw it)."""
-    return {name: settings.space.params_for(preset(name, block_size=settings.block_size, **settings.preset_shape))
-            for name in PAPER_PRESETS}
+    """The study's presets (the paper's four, llama and lfm2), enqueued first so every front reads against
+    them. One the space can build is enqueued with its parameters (None: it cannot): the sampler then learns
+    from it like from any other trial (the gpt preset is among the best at its cost, and without parameters
+    TPE never saw it)."""
+    found = {}
+    for name in settings.presets:
+        try:
+            config = preset(name, block_size=settings.block_size, **settings.preset_shape)
+        except ConfigError as exc:
+            raise ConfigError(f"preset {name} at the study's shape: {exc} (choose another --n-head/--d-model)") from None
+        found[name] = settings.space.params_for(config)
+    return found
 
 
 @dataclass
