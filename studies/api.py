@@ -183,8 +183,9 @@ class Search:
         with `changes` applied (any StudySettings field: objectives=..., data=..., recipe=...; a dict
         for a field that holds several, as recipe={"steps": 600}, changes only the keys it names). Joining
         with settings that differ from the study's is refused; everything is validated before a
-        study is created. `presets`: enqueue the study's presets first (settings.presets). `artifacts`: where kept
-        weights go (a folder or s3://BUCKET; see `artifacts`)."""
+        study is created (`space` may be a shipped space's name, `"paper"` or `"modern"`, or a YAML file).
+        `presets`: enqueue the settings' presets first (a new study's: the paper's four, llama and lfm2).
+        `artifacts`: where kept weights go (a folder or s3://BUCKET; see `artifacts`)."""
         from trainer.data import check_fits, prepare_data
 
         from .workers.search import open_study, preset_params

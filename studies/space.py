@@ -145,28 +145,31 @@ class SearchSpace:
         same architecture.
         """
         layers = config.layers
-        heads = {layer.n_head for layer in layers if layer.mixer == "attention"} or set(self.n_head)
+        heads = {layer.n_head for layer in layers if layer.mixer == "attention"}  # a conv mixer has none
         kinds = {layer.reduction.kind for layer in layers if layer.reduction} or {"none"}
-        if len(heads) != 1 or len(kinds) != 1:
+        if len(heads) > 1 or len(kinds) != 1:
             return None
-        n_head = heads.pop()
+        n_head = next(iter(heads), 0)  # 0: only conv mixers, whose reductions may still round to any head count
         candidates = self.choices()  # what the config fixes is read off it; the rest is tried
-        candidates.update(n_layer=[len(layers)], d_model=[config.d_model], n_head=[n_head],
+        candidates.update(n_layer=[len(layers)], d_model=[config.d_model], n_head=list(heads) or candidates["n_head"],
                           towers=[config.towers], reduction=list(kinds))
         for key in ("position", "norm", "tie_head"):
             fixed = key != "tie_head" or config.final_width == config.d_model  # a narrowed head is never tied
             if key in candidates and fixed:
                 candidates[key] = [value for value in candidates[key] if value == getattr(config, key)]
 
-        def gives(key: str, value: Any, index: int) -> bool:
-            return _gives(key, value, layers[index], n_head, config.block_size)
+        def matching(key: str, options: list[Any], indices: list[int]) -> list[Any]:
+            """The options that give layers `indices` their block `key`; the first option where none depends on it."""
+            at = [i for i in indices if key not in ATTENTION_BLOCKS or layers[i].mixer == "attention"]
+            rule = self.encoding == "pattern"
+            return [value for value in options if all(
+                _gives(key, _pattern_blocks({key: value}, i, len(layers))[key] if rule else value, layers[i], n_head,
+                       config.block_size) for i in at)] if at else options[:1]
 
         if self.encoding == "pattern":
             candidates["mlp_ratio"] = [layers[0].mlp_ratio]
             for key in self.blocks(LAYER_BLOCKS):
-                candidates[key] = [value for value in candidates[key] if all(
-                    gives(key, _pattern_blocks({key: value}, index, len(layers))[key], index)
-                    for index in range(len(layers)))]
+                candidates[key] = matching(key, candidates[key], list(range(len(layers))))
         else:  # unused slots take any value: the first that the space offers
             for index in range(self.n_layer.high):
                 layer = layers[index] if index < len(layers) else None
@@ -174,8 +177,7 @@ class SearchSpace:
                 candidates[f"mlp_ratio_{index}"] = [layer.mlp_ratio if layer else self.mlp_ratio[0]]
                 candidates[f"reduce_after_{index}"] = [bool(layer and layer.reduction)]
                 for key in self.blocks(LAYER_BLOCKS):
-                    options = candidates[f"{key}_{index}"]
-                    candidates[f"{key}_{index}"] = [v for v in options if gives(key, v, index)] if layer else options[:1]
+                    candidates[f"{key}_{index}"] = matching(key, candidates[f"{key}_{index}"], [index] if layer else [])
         wanted = architecture_hash(config)
         for values in itertools.product(*candidates.values()):
             replayed = self._replay(dict(zip(candidates, values)), config.vocab_size, config.block_size)
@@ -287,10 +289,7 @@ def _layer_keys(blocks: dict[str, Any], n_head: int, block_size: int) -> dict[st
 
 
 def _gives(key: str, value: Any, layer: LayerConfig, n_head: int, block_size: int) -> bool:
-    """Whether drawing `value` for block `key` gives this layer's block (attention's keys are free on a conv
-    mixer: any value gives it)."""
-    if key in ATTENTION_BLOCKS and layer.mixer == "conv":
-        return True
+    """Whether drawing `value` for block `key` gives this layer's block."""
     if key == "kv_ratio":
         return kv_heads(n_head, value) == layer.kv_heads
     if key == "window":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -9,12 +10,18 @@ import optuna
 import pytest
 import yaml
 
-from search_space import PAPER_PRESETS, DecoderConfig, architecture_hash, preset
+from search_space import PAPER_PRESETS, PRESETS, DecoderConfig, architecture_hash, preset
 from search_space.config import validate
+from search_space.presets import lfm2_attention_layers
 from studies.errors import StudyError
-from studies.settings import SETTINGS_KEY, read_settings
-from studies.space import SearchSpace, load_space, space_from_dict
+from studies.settings import SETTINGS_KEY, STUDY_PRESETS, StudySettings, read_settings
+from studies.space import DEFAULT_SPACE, SearchSpace, kv_heads, load_space, space_from_dict, window_tokens
+from studies.workers.search import open_study
 from study_helpers import TINY_SPACE, assert_one_line_error, cli, load, make_settings, make_tiny, study_names
+
+FIXTURES = Path(__file__).parent / "fixtures"
+MODERN_LAYER_KEYS = ("mixer", "kv_ratio", "window", "qk_norm", "mlp")
+MODERN_MODEL_KEYS = {"position", "norm", "tie_head"}
 
 SHARED_PARAMETERS = {"n_layer", "d_model", "n_head", "reduction", "conv_kernel", "reduce_factor", "towers"}
 PATTERN_PARAMETERS = SHARED_PARAMETERS | {"mlp_ratio", "layout", "reduce_every"}
@@ -46,6 +53,7 @@ def sample_many(space: SearchSpace, n: int, vocab_size: int = 37,
 
 def test_the_default_space_loads() -> None:
     space = load_space()
+    assert space == load_space(DEFAULT_SPACE)
     assert space.n_layer.low >= 1 and space.n_layer.high >= space.n_layer.low
     assert set(space.layout) == {"sequential", "parallel", "alternate"}
     assert set(space.reduction) == {"none", "linear", "conv"}
@@ -250,6 +258,7 @@ def test_a_study_stored_by_an_earlier_version_reads_as_it_was_made() -> None:
     assert settings.to_dict() == make_settings().to_dict()
 
 
+<<<<<<< HEAD
 @pytest.mark.parametrize("encoding", ["pattern", "per_layer"])
 @pytest.mark.parametrize("kernels", [[3, 1], [3], [5, 3, 1]])
 def test_a_space_whose_first_conv_kernel_is_wide_creates_its_study(encoding: str, kernels: list[int],
@@ -287,3 +296,142 @@ def test_a_space_of_huge_depth_is_refused_before_any_sample(tmp_path: Path) -> N
     assert not tiny.storage.exists() or study_names(tiny.storage) == []
     deepest = {**TINY_SPACE, "n_layer": {"low": 1, "high": 64}}
     assert load_space(write_space(tmp_path, deepest)).n_layer.high == 64  # the bound itself is allowed
+=======
+# --- the paper and modern spaces ------------------------------------------------------------------
+
+
+def test_the_paper_space_samples_exactly_as_before_the_new_blocks() -> None:
+    """Parameters, their order and the architectures a seeded sampler drew from the default space before
+    today's blocks existed (the fixture): old studies reopen, sample on and reuse their results."""
+    stored = json.loads((FIXTURES / "paper_space_samples.json").read_text())
+    for encoding, rows in stored.items():
+        space = replace(load_space("paper"), encoding=encoding)
+        assert space_from_dict({**space.to_dict()}).to_dict() == space.to_dict()
+        assert not set(space.to_dict()) & {*MODERN_LAYER_KEYS, *MODERN_MODEL_KEYS}  # stored as before
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=7))
+        for row in rows:
+            trial = study.ask()
+            config = space.sample(trial, 65, 64)
+            assert list(trial.params.items()) == list(row["params"].items())
+            assert architecture_hash(config) == row["hash"]
+            study.tell(trial, 0.0)
+
+
+def test_the_modern_space_is_the_paper_space_plus_a_choice_for_each_block() -> None:
+    paper, modern = load_space("paper").to_dict(), load_space("modern").to_dict()
+    assert {key: modern[key] for key in paper} == paper
+    assert set(modern) - set(paper) == {*MODERN_LAYER_KEYS, *MODERN_MODEL_KEYS}
+    assert all(len(modern[key]) > 1 for key in set(modern) - set(paper))
+    with pytest.raises(StudyError, match="modern.*cannot read the search space.*shipped ones are paper, modern"):
+        load_space("modern.yaml")
+
+
+@pytest.mark.parametrize("encoding", ["per_layer", "pattern"])
+def test_every_modern_sample_is_a_valid_decoder_over_a_fixed_space(encoding: str) -> None:
+    space = replace(load_space("modern"), encoding=encoding)
+    names = set(space.choices())
+    slots = space.n_layer.high
+    new = MODERN_MODEL_KEYS | ({f"{key}_{i}" for key in MODERN_LAYER_KEYS for i in range(slots)}
+                               if encoding == "per_layer" else set(MODERN_LAYER_KEYS))
+    old = PATTERN_PARAMETERS if encoding == "pattern" else per_layer_parameters(slots)
+    assert names == old | new
+    tied = untied_narrowed = 0
+    for params, config in sample_many(space, 200, block_size=64):
+        assert set(params) == names and list(params)[:len(old)] == [n for n in space.choices() if n in old]
+        validate(config)
+        widths = config.widths
+        tied += config.tie_head
+        untied_narrowed += params["tie_head"] and widths[-1] != config.d_model  # a narrowed head is never tied
+        assert config.tie_head == (params["tie_head"] and widths[-1] == config.d_model)
+        for index, (layer, width) in enumerate(zip(config.layers, widths)):
+            drawn = params[f"mixer_{index}"] if encoding == "per_layer" else params["mixer"]
+            if encoding == "pattern" and drawn == "conv":  # a conv rule keeps LFM2's attention layers
+                drawn = "attention" if index in lfm2_attention_layers(len(config.layers)) else "conv"
+            assert layer.mixer == drawn
+            if config.position == "rope":
+                assert width // layer.n_head % 2 == 0
+            if layer.mixer == "conv":
+                continue
+            ratio = params[f"kv_ratio_{index}" if encoding == "per_layer" else "kv_ratio"]
+            assert layer.kv_heads == kv_heads(layer.n_head, ratio) and layer.n_head % layer.kv_heads == 0
+            window = params[f"window_{index}" if encoding == "per_layer" else "window"]
+            assert layer.window == {"none": None, 0.25: 16, 0.5: 32}[window]
+    assert tied and untied_narrowed
+
+
+def test_kv_heads_and_windows_follow_the_heads_and_the_context() -> None:
+    assert [kv_heads(8, ratio) for ratio in (1, 2, 4)] == [8, 4, 2]
+    assert kv_heads(2, 4) == 1 == kv_heads(6, 4) and kv_heads(12, 5) == 2 and kv_heads(6, 2) == 3
+    assert kv_heads(2, 4) == preset("llama", n_head=2).layers[0].n_kv_head  # the llama preset's rule
+    assert window_tokens(0.25, 64) == 16 and window_tokens("none", 64) is None
+    assert window_tokens(0.25, 2) == 1 and window_tokens(0.5, 1) is None  # never the whole context
+
+
+@pytest.mark.parametrize("encoding", ["per_layer", "pattern"])
+def test_params_for_finds_every_preset_in_the_modern_space(encoding: str) -> None:
+    space = replace(load_space("modern"), encoding=encoding)
+    for name in PRESETS:
+        config = preset(name, vocab_size=65, block_size=64, n_layer=4, n_head=4, d_model=128)
+        params = space.params_for(config)
+        assert params is not None, name
+        rebuilt = space.sample(optuna.trial.FixedTrial(params), 65, 64)
+        assert architecture_hash(rebuilt) == architecture_hash(config)
+    for _, config in sample_many(space, 30, vocab_size=65, block_size=64):
+        params = space.params_for(config)
+        assert params is not None
+        assert architecture_hash(space.sample(optuna.trial.FixedTrial(params), 65, 64)) == architecture_hash(config)
+    narrow = preset("llama", vocab_size=65, block_size=64, n_layer=4, n_head=4, d_model=128)
+    assert space.params_for(narrow.replace(rope_theta=5e5)) is None  # a theta the space does not offer
+
+
+@pytest.mark.parametrize("change, fragments", [
+    ({"position": ["learned", "alibi"]}, ["position", "'alibi'"]),
+    ({"tie_head": [1]}, ["tie_head", "1 is not one of [False, True]"]),
+    ({"kv_ratio": [1, 1.5]}, ["kv_ratio", "1.5", "whole number"]),
+    ({"window": ["none", 1.0]}, ["window", "1.0", "between 0 and 1"]),
+    ({"window": ["all"]}, ["window", "'all'", "or 'none'"]),
+    ({"mixer": ["attention", "mamba"]}, ["mixer", "'mamba'"]),
+    ({"mlp": []}, ["mlp", "non-empty list"]),
+    ({"position": ["rope"], "d_model": [20], "n_head": [4]}, ["d_model 20", "n_head 4", "5 channels", "rope"]),
+])
+def test_block_choices_that_cannot_be_built_are_refused(change: dict, fragments: list[str], tmp_path: Path) -> None:
+    data = {**TINY_SPACE, "n_head": [4], "d_model": [32], "min_head_dim": 2, **change}
+    path = write_space(tmp_path, data)
+    with pytest.raises(StudyError) as error:
+        load_space(path)
+    message = str(error.value)
+    assert message.startswith(str(path)) and "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+# --- the presets a study enqueues -----------------------------------------------------------------
+
+
+def test_settings_take_a_space_by_name_and_keep_the_study_presets() -> None:
+    settings = make_settings(space="modern")
+    assert settings.space == load_space("modern") and settings.presets == STUDY_PRESETS
+    assert StudySettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+    stored = settings.to_dict()
+    del stored["presets"]  # a study made before llama and lfm2 were enqueued
+    assert StudySettings.from_dict(stored).presets == PAPER_PRESETS
+    with pytest.raises(StudyError, match="presets.*mistral"):
+        make_settings(presets=("gpt", "mistral"))
+
+
+@pytest.mark.parametrize("space, in_space", [
+    ("paper", {"gpt": True, "pgpt": True, "lgpt": True, "cgpt": True, "llama": False, "lfm2": False}),
+    ("modern", dict.fromkeys(STUDY_PRESETS, True)),
+])
+def test_a_new_study_enqueues_six_presets_and_an_old_one_its_own(space: str, in_space: dict, tmp_path: Path) -> None:
+    storage = str(tmp_path / "s.journal")
+    shape = {"preset_shape": {"n_layer": 4, "n_head": 4, "d_model": 128}, "block_size": 64}
+    settings = make_settings(space=space, **shape)
+    study, _ = open_study("new", storage, settings)
+    queued = {t.user_attrs["preset"]: t.user_attrs["in_space"] for t in study.get_trials()}
+    assert queued == in_space
+    old = StudySettings.from_dict({key: value for key, value in settings.to_dict().items() if key != "presets"})
+    study, stored = open_study("old", storage, old)  # e.g. a promotion's sibling of a study made before
+    assert [t.user_attrs["preset"] for t in study.get_trials()] == list(PAPER_PRESETS)
+    assert read_settings(study).presets == PAPER_PRESETS
+>>>>>>> 3d22cd5 (params_for: a conv layer's attention keys take the first option (any gives it), a stack of conv mixers alone is found, and the pattern's conv rule applies to the pattern encoding only; tests: the paper space samples exactly as before the new blocks (parameters, order and architectures of a seeded sampler, stored), every modern sample valid over a fixed space, params_for finds every preset in the modern space, block choices that cannot be built refused, a new study's six presets and an old study's four)

@@ -2,7 +2,7 @@
 
 `front_figure_data` computes what the page says (plain data, no plotly); `write_front_html` draws
 it: one scatter per pair of objectives (quality against each cost first), the front highlighted,
-every front point labelled with its trial number (and the paper presets and the exported picks
+every front point labelled with its trial number (and the presets and the exported picks
 named), labels turned inwards so none is cut at the plot's edge, hover in the table's number format
 with a line on why each point is or is not on the front; under it a table of the front (trial,
 architecture, measures), so a printout names every point; then the hypervolume after each complete trial.

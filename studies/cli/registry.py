@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("model", "score a checkpoint on zero-shot multiple choice (continuation log-likelihood)"),
     "data": ("data", "tokenise a corpus once into a token store ahead of a study (prepare), or describe the "
                      "stores prepared for it (info)"),
-    "reproduce": ("evidence", "train the paper's four models at one budget and compare them side by side"),
+    "reproduce": ("evidence", "train the paper's four models (or --presets) at one budget and compare them side by side"),
     "calibrate": ("evidence", "check that the short proxy ranks architectures as long training does (Kendall τ)"),
 }
 TRAINING_COMMANDS = ("search", "worker", "promote", "train", "reproduce", "calibrate")  # trainer.threads sets them up

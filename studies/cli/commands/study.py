@@ -67,7 +67,7 @@ def add_search_arguments(parser: argparse.ArgumentParser, default_trials: int) -
                        help=f"loss margin (nats) by which a cheaper trial must lead at the rung at 2/3 of "
                             f"the steps to stop this one; earlier rungs scale it by (2/3)/fraction, since "
                             f"gaps narrow with training (default: {Pruning().margin})")
-    shape = parser.add_argument_group("shape: context length, and the paper presets run as baselines")
+    shape = parser.add_argument_group("shape: context length, and the presets run as baselines")
     add_shape_arguments(shape)
     add_data_arguments(parser)
     add_training_arguments(parser, SEARCH_RECIPE, "proxy training recipe of every trial")
