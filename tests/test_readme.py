@@ -202,7 +202,7 @@ def test_the_python_api_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
     assert (tmp_path / "best.yaml").is_file() and namespace["long"].name == "my-study@6"
-    assert namespace["front"] and len(namespace["df"]) >= 5  # the four presets and a sampled trial
+    assert namespace["front"] and len(namespace["df"]) >= 7  # the six presets and a sampled trial
 
 
 # Budgets a test can afford, per command of the walkthrough; everything else runs as written.

@@ -258,7 +258,6 @@ def test_a_study_stored_by_an_earlier_version_reads_as_it_was_made() -> None:
     assert settings.to_dict() == make_settings().to_dict()
 
 
-<<<<<<< HEAD
 @pytest.mark.parametrize("encoding", ["pattern", "per_layer"])
 @pytest.mark.parametrize("kernels", [[3, 1], [3], [5, 3, 1]])
 def test_a_space_whose_first_conv_kernel_is_wide_creates_its_study(encoding: str, kernels: list[int],
@@ -270,7 +269,7 @@ def test_a_space_whose_first_conv_kernel_is_wide_creates_its_study(encoding: str
     result = cli(*tiny.argv("search", "--trials", "0"))
     assert result.code == 0, result.err
     study = load(tiny)
-    assert [t.user_attrs["preset"] for t in study.trials] == ["gpt", "pgpt", "lgpt", "cgpt"]  # queued, as ever
+    assert [t.user_attrs["preset"] for t in study.trials] == list(STUDY_PRESETS)  # queued, as ever
     space = read_settings(study).space
     assert space.choices()["conv_kernel"] == kernels
     for params, config in sample_many(space, 30, block_size=16):
@@ -296,7 +295,8 @@ def test_a_space_of_huge_depth_is_refused_before_any_sample(tmp_path: Path) -> N
     assert not tiny.storage.exists() or study_names(tiny.storage) == []
     deepest = {**TINY_SPACE, "n_layer": {"low": 1, "high": 64}}
     assert load_space(write_space(tmp_path, deepest)).n_layer.high == 64  # the bound itself is allowed
-=======
+
+
 # --- the paper and modern spaces ------------------------------------------------------------------
 
 
@@ -434,4 +434,3 @@ def test_a_new_study_enqueues_six_presets_and_an_old_one_its_own(space: str, in_
     study, stored = open_study("old", storage, old)  # e.g. a promotion's sibling of a study made before
     assert [t.user_attrs["preset"] for t in study.get_trials()] == list(PAPER_PRESETS)
     assert read_settings(study).presets == PAPER_PRESETS
->>>>>>> 3d22cd5 (params_for: a conv layer's attention keys take the first option (any gives it), a stack of conv mixers alone is found, and the pattern's conv rule applies to the pattern encoding only; tests: the paper space samples exactly as before the new blocks (parameters, order and architectures of a seeded sampler, stored), every modern sample valid over a fixed space, params_for finds every preset in the modern space, block choices that cannot be built refused, a new study's six presets and an old study's four)

@@ -14,14 +14,12 @@ import pytest
 from optuna.trial import TrialState, create_trial
 from rich.console import Console
 
-from search_space import config_from_dict
+from search_space import PAPER_PRESETS, config_from_dict
 from studies.cli import main
 from studies.cli.live import LiveReporter
 from studies.fronts import evidence as evidence_module
 from studies.storage.backends import open_storage
 from study_helpers import (  # noqa: F401
-    PRESET_NAMES,
-    PRESETS_TRAINED,
     RECIPE,
     SHAPE,
     STEPS,
@@ -144,10 +142,15 @@ def test_reproduce_reuses_lgpts_result_for_cgpt(tmp_path: Path, monkeypatch: pyt
     result = cli("reproduce", "--data", str(tiny.corpus), *SHAPE, *RECIPE, "--device", "cpu", "--json")
     assert result.code == 0, result.err
     rows = {row["name"]: row for row in json.loads(result.out)}
-    assert list(rows) == PRESET_NAMES
-    assert len(trained) == PRESETS_TRAINED
+    assert list(rows) == list(PAPER_PRESETS)  # the paper's models, unless --presets names others
+    assert len(trained) == len(PAPER_PRESETS) - 1
     assert rows["cgpt"]["reused_from"] == "lgpt"
     assert all("reused_from" not in rows[name] for name in ("gpt", "pgpt", "lgpt"))
     for key in ("val_loss", "val_accuracy", "params", "flops_per_token", "latency_ms"):
         assert rows["cgpt"][key] == rows["lgpt"][key]
     assert "cgpt: the same model as lgpt, its result reused" in result.err
+    chosen = cli("reproduce", "--data", str(tiny.corpus), *SHAPE, *RECIPE, "--device", "cpu", "--json",
+                 "--presets", "llama", "gpt")
+    assert chosen.code == 0, chosen.err
+    rows = {row["name"]: row for row in json.loads(chosen.out)}
+    assert list(rows) == ["llama", "gpt"] and rows["llama"]["summary"].startswith("d16 rope rms 2L[S2/1g")
