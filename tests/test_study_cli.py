@@ -14,7 +14,7 @@ import pytest
 from optuna.trial import TrialState
 
 import studies.workers.trials
-from search_space import architecture_hash, config_from_dict, load_config
+from search_space import PAPER_PRESETS, architecture_hash, config_from_dict, load_config
 from studies.fronts.front import front_trials, knee
 from studies.settings import read_settings
 from studies.workers import trials as trials_module
@@ -183,7 +183,7 @@ def test_studies_lists_counts_and_delete_removes(copied: Tiny, capsys: pytest.Ca
     rows = json.loads(result.out)
     study = load(copied)
     complete = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
-    assert rows == [{"study": "tiny", "trials": 6, "complete": len(complete), "steps": STEPS,
+    assert rows == [{"study": "tiny", "trials": len(PRESET_NAMES) + 2, "complete": len(complete), "steps": STEPS,
                      "objectives": ["val_loss", "flops_per_token"], "data": str(copied.corpus)}]
 
     assert_one_line_error(run(capsys, "studies", "--storage", str(copied.storage), "--delete", "nope"),
@@ -244,7 +244,7 @@ def test_search_with_other_settings_is_refused_and_changes_nothing(
 ) -> None:
     result = run(capsys, *copied.argv("search", "--trials", "1", *flags))
     assert_one_line_error(result, "search", "study 'tiny' was created with other settings", key)
-    assert len(load(copied).get_trials()) == 6
+    assert len(load(copied).get_trials()) == len(PRESET_NAMES) + 2
 
 
 # --- worker ---------------------------------------------------------------------------------------
@@ -311,14 +311,16 @@ def test_max_params_prunes_infeasible_architectures_before_training(
 def test_presets_the_space_can_build_carry_their_parameters(
     mlp_ratios: list[int], in_space: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # the presets have MLP ratio 4: with it in the space the sampler learns from them like from any trial
+    # the paper's presets have MLP ratio 4: with it in the space the sampler learns from them like from
+    # any trial; llama and lfm2 (rope, RMSNorm, SwiGLU) lie outside the tiny space, which has only the paper's blocks
     tiny = make_tiny(tmp_path, {**TINY_SPACE, "mlp_ratio": mlp_ratios})
     assert run(capsys, *tiny.argv("search", "--trials", str(PRESETS_TRAINED + 1), "--rungs")).code == 0
     study = load(tiny)
     space = read_settings(study).space
     for trial in study.get_trials()[:len(PRESET_NAMES)]:
-        assert trial.state == TrialState.COMPLETE and trial.user_attrs["in_space"] == in_space
-        if in_space:
+        expected = in_space and trial.user_attrs["preset"] in PAPER_PRESETS
+        assert trial.state == TrialState.COMPLETE and trial.user_attrs["in_space"] == expected
+        if expected:
             config = config_from_dict(trial.user_attrs["config"])
             rebuilt = space.sample(optuna.trial.FixedTrial(trial.params), config.vocab_size, config.block_size)
             assert architecture_hash(rebuilt) == trial.user_attrs["arch_hash"]
@@ -344,7 +346,7 @@ def test_pareto_on_a_study_with_nothing_complete_says_so_in_one_line(tmp_path: P
     """It printed an empty table with exit code 0."""
     tiny = make_tiny(tmp_path)
     assert run(capsys, *tiny.argv("search", "--trials", "0")).code == 0  # the presets queued, nothing trained
-    expected = ("study 'tiny' has no complete trials to show yet (4 trials: 4 waiting); "
+    expected = (f"study 'tiny' has no complete trials to show yet ({len(PRESET_NAMES)} trials: {len(PRESET_NAMES)} waiting); "
                 f"run `decoder-nas search --study tiny --storage {tiny.storage}`")
     assert_one_line_error(run(capsys, "pareto", *tiny.study_flags()), "pareto", expected)
     page = tmp_path / "front.html"
