@@ -24,7 +24,7 @@ from studies import OBJECTIVES, Search, StudyError, StudySettings
 from studies.settings import write_settings
 from studies.workers import watching
 from studies.workers.watching import person_watching
-from study_helpers import STEPS, cli, isolated_python_api, make_settings, make_tiny  # noqa: F401 - autouse fixture
+from study_helpers import PRESETS_TRAINED, STEPS, cli, isolated_python_api, make_settings, make_tiny  # noqa: F401 - autouse fixture
 from trainer import DataError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -40,8 +40,8 @@ def test_a_notebook_drives_a_whole_study_and_sees_the_cli_front(tmp_path: Path) 
     settings = make_settings(data=str(tiny.corpus), sampler="random", seed=3)
     search = Search.create("nb", storage=str(tmp_path / "api.journal"), settings=settings)
     assert search.study.metric_names == ["val_loss", "flops_per_token"]  # the dashboard shows names
-    summary = search.run(trials=5, jobs=1, device="cpu")
-    assert summary.trials_run == 5
+    summary = search.run(trials=PRESETS_TRAINED + 2, jobs=1, device="cpu")  # the presets and two sampled
+    assert summary.trials_run == PRESETS_TRAINED + 2
     assert gc.get_freeze_count() == 0  # a worker freezes what outlives each trial, not the notebook's objects after
     front = search.front()
     assert front and all(p.steps == STEPS and set(p.measures) >= {"val_loss", "flops_per_token"} for p in front)
@@ -51,7 +51,7 @@ def test_a_notebook_drives_a_whole_study_and_sees_the_cli_front(tmp_path: Path) 
     assert (frame["state"] == "complete").sum() == search.count_complete()
 
     # The CLI, on the same seed and settings, finds the same front.
-    assert cli(*tiny.argv("search", "--trials", "5", "--sampler", "random", "--sampler-seed", "3",
+    assert cli(*tiny.argv("search", "--trials", str(PRESETS_TRAINED + 2), "--sampler", "random", "--sampler-seed", "3",
                           "--objectives", "val_loss", "flops_per_token")).code == 0
     cli_front = json.loads(cli("pareto", *tiny.study_flags(), "--json").out)
     assert [(p["summary"], [p["val_loss"], p["flops_per_token"]]) for p in cli_front] == front_of(front)

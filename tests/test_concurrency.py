@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from studies.storage.backends import open_storage
 from studies.workers import claims
-from study_helpers import RECIPE, SHAPE, isolated_python_api, make_tiny  # noqa: F401 (an autouse fixture)
+from study_helpers import PRESET_NAMES, PRESETS_TRAINED, RECIPE, SHAPE, isolated_python_api, make_tiny  # noqa: F401 (an autouse fixture)
 
 OPEN_AT = """
 import sys, time
@@ -101,18 +101,19 @@ def test_jobs_share_the_trials_and_train_the_twin_presets_once(tmp_path: Path) -
     tiny = make_tiny(tmp_path)
     argv = [*tiny.study_flags(), "--data", str(tiny.corpus), "--space", str(tiny.space), *SHAPE, *RECIPE, "--rungs",
             "--device", "cpu"]
-    done = subprocess.run([sys.executable, "-m", "studies", "search", *argv, "--jobs", "2", "--trials", "5"],
+    calls = PRESETS_TRAINED + 2  # the presets (cgpt reusing lgpt) and two sampled
+    done = subprocess.run([sys.executable, "-m", "studies", "search", *argv, "--jobs", "2", "--trials", str(calls)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     study = optuna.load_study(study_name="tiny", storage=open_storage(str(tiny.storage)))
     trials = study.get_trials(deepcopy=False)
     trained = [t for t in trials if "reused_from" not in t.user_attrs]
-    assert len(trained) == 5 and all(t.state == TrialState.COMPLETE for t in trials)  # 5 for the call, not per job
-    assert [t.user_attrs.get("preset") for t in trials[:4]] == ["gpt", "pgpt", "lgpt", "cgpt"]
+    assert len(trained) == calls and all(t.state == TrialState.COMPLETE for t in trials)  # for the call, not per job
+    assert [t.user_attrs.get("preset") for t in trials[:len(PRESET_NAMES)]] == PRESET_NAMES
     assert trials[3].user_attrs["reused_from"] == 2  # cgpt is lgpt: never trained beside it
     assert [t for t in trained if "preset" not in t.user_attrs]  # the search went beyond the presets
     reused = len(trials) - len(trained)  # cgpt, and any sampled repeat
-    # the jobs' line and the study's count alike: 5 complete, and the reused ones apart from them
-    assert f"5 trials trained by 2 jobs (5 complete); not trained: {reused} reused a twin's result" \
+    # the jobs' line and the study's count alike: every trained one complete, and the reused ones apart from them
+    assert f"{calls} trials trained by 2 jobs ({calls} complete); not trained: {reused} reused a twin's result" \
         in done.stderr.splitlines()
-    assert f"the study now holds {len(trials)} trials: 5 complete, {reused} reused a twin's result" in done.stdout
+    assert f"the study now holds {len(trials)} trials: {calls} complete, {reused} reused a twin's result" in done.stdout
