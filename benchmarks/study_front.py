@@ -46,7 +46,7 @@ from rich.table import Table
 from objectives import count_flops
 from search_space import preset
 from studies.cli import main as cli
-from studies.fronts.front import front_trials, hypervolume, normaliser_for
+from studies.fronts.front import front_hypervolume, front_trials, normaliser_for
 from studies.settings import read_settings
 from studies.space import SHIPPED_SPACES, load_space
 from studies.storage.backends import open_storage, promoted_name
@@ -163,7 +163,7 @@ def front_hypervolumes(studies: dict[str, optuna.Study], before_gap_trials: bool
     complete = {name: study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) for name, study in studies.items()}
     objectives = read_settings(next(iter(studies.values()))).objectives
     normalise = normaliser_for(objectives, [t.values for trials in complete.values() for t in trials])
-    return {name: hypervolume([normalise(t.values) for t in front_of(study, before_gap_trials)])
+    return {name: front_hypervolume(front_of(study, before_gap_trials), objectives, normalise)
             for name, study in studies.items()}
 
 
