@@ -21,6 +21,7 @@ from studies.workers import trials as trials_module
 from studies.workers.leases import LEASE_KEY, MAX_RETRIES, RETRY_KEY, fail_expired_trials
 from studies.workers.search import run_worker
 from studies.workers.trials import TrialContext, _RungPruner, run_trial
+from studies.workers.trial_record import TrialRecord, study_counts
 from study_helpers import (  # noqa: F401 - autouse fixture
     STEPS,
     TINY_SPACE,
@@ -198,6 +199,10 @@ def test_a_repeat_of_a_pruned_architecture_is_pruned_again_without_training(
     assert repeat.user_attrs["pruned_reason"] == f"as trial {first.number}: {first.user_attrs['pruned_reason']}"
     assert repeat.user_attrs["rung_4"] == first.user_attrs["rung_4"]
     assert not trials_module.trained(repeat) and trials_module.trained(first)
+    # every view says and counts it as reused, not as one more trial stopped early (the jobs' line
+    # said "25 trials trained" for --trials 24 when a repeat of a stopped architecture was among them)
+    assert TrialRecord.of(repeat, ["val_loss"]).line().startswith(f"trial {repeat.number} reused a twin's result")
+    assert study_counts([first, repeat]) == "2 trials: 1 reused a twin's result, 1 stopped early"
 
 
 @pytest.mark.parametrize("error, reason", [

@@ -63,9 +63,12 @@ def _architecture(attrs: Mapping[str, Any]) -> str:
 
 
 def outcome(trial: FrozenTrial) -> str:
-    """The trial's OUTCOMES key."""
+    """The trial's OUTCOMES key. A repeat took its twin's result untrained, whether that completed or
+    was stopped early (then it is stored stopped early too, "as trial N: ...")."""
+    if "reused_from" in trial.user_attrs and trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return "reused"
     if trial.state == TrialState.COMPLETE:
-        return "reused" if "reused_from" in trial.user_attrs else "complete"
+        return "complete"
     if trial.user_attrs.get("infeasible"):
         return "infeasible"
     return trial.state.name.lower()
