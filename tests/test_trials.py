@@ -20,8 +20,8 @@ from studies.workers import search as search_module
 from studies.workers import trials as trials_module
 from studies.workers.leases import LEASE_KEY, MAX_RETRIES, RETRY_KEY, fail_expired_trials
 from studies.workers.search import run_worker
-from studies.workers.trials import TrialContext, _RungPruner, run_trial
 from studies.workers.trial_record import TrialRecord, study_counts
+from studies.workers.trials import TrialContext, _RungPruner, run_trial
 from study_helpers import (  # noqa: F401 - autouse fixture
     STEPS,
     TINY_SPACE,
