@@ -242,6 +242,21 @@ def test_greedy_generation_and_the_pipeline_give_decoder_nas_generate_s_tokens(k
     assert pipe(PROMPT, max_new_tokens=20, do_sample=False)[0]["generated_text"] == ours
 
 
+def test_a_custom_folder_tokenizer_loads_without_its_remote_code(tmp_path: Path) -> None:
+    """AutoTokenizer asks to trust a custom folder's code (transformers 5 reads config.json through
+    AutoConfig first); declined, as a script with no terminal does, it still loads the standard tokenizer."""
+    ours = CharTokenizer(TEXT + "\t")
+    export_run(run_folder(tmp_path, LAYER_KINDS["parallel"][0], ours), hf=tmp_path / "hf")
+    load = (f"import transformers; t = transformers.AutoTokenizer.from_pretrained({str(tmp_path / 'hf')!r}); "
+            "print(type(t).__name__, t('the plain', add_special_tokens=False).input_ids)")
+    done = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Do you wish to run the custom code?" in done.stdout  # asked, and answered no by the closed stdin
+    assert done.stdout.rstrip("\n").endswith(f"TokenizersBackend {ours.encode('the plain')}")  # the same ids
+    assert not list((tmp_path / "hf").glob("tokenization_*.py"))  # no tokenizer code of ours to trust
+
+
 def bpe_tokenizer() -> HuggingFaceTokenizer:
     bpe = tokenizers.Tokenizer(tokenizers.models.BPE(unk_token=None))
     bpe.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
