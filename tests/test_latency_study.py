@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 import objectives.onnx as onnx_module
 from search_space import load_config
+from studies.api import MEASURE_PASSES
 from studies.fronts.front import JOINT_LATENCY_KEY, complete_trials, front_trials
 from studies.settings import read_settings
 from studies.storage.backends import open_storage
@@ -87,8 +88,10 @@ def test_a_study_timed_in_onnx_runtime_runs_end_to_end(tmp_path: Path, monkeypat
     assert len(trials) == 2
     for trial in trials:
         assert trial.user_attrs["latency_ms"] > 0 and trial.values[1] == trial.user_attrs["latency_ms"]
-    # each trial timed once in ONNX Runtime, then the front re-timed there too (no torch timing)
-    assert len(runners) == 2 + len(study.user_attrs[JOINT_LATENCY_KEY]["latency_ms"])
+    # each trial timed once in ONNX Runtime, then the front re-timed there too (no torch timing): every
+    # member once per pass, and another pass when the new latencies changed the front
+    retimed = len(study.user_attrs[JOINT_LATENCY_KEY]["latency_ms"])
+    assert 2 + retimed <= len(runners) <= 2 + MEASURE_PASSES * retimed
 
 
 def test_onnx_runtime_cannot_time_decoding_and_no_study_is_made(tmp_path: Path) -> None:
