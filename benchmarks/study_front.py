@@ -47,6 +47,7 @@ from objectives import count_flops
 from search_space import preset
 from studies.cli import main as cli
 from studies.fronts.front import front_hypervolume, front_trials, normaliser_for
+from studies.fronts.hypervolume import dominates
 from studies.settings import read_settings
 from studies.space import SHIPPED_SPACES, load_space
 from studies.storage.backends import open_storage, promoted_name
@@ -128,10 +129,8 @@ def no_worse(candidate: dict, reference: dict, tolerance: float = 0.0) -> bool:
 
 
 def beats(candidate: dict, reference: dict) -> bool:
-    """At least as good on loss and FLOPs, better on one."""
-    better = (candidate["val_loss"] < reference["val_loss"]
-              or candidate["flops_per_token"] < reference["flops_per_token"])
-    return no_worse(candidate, reference) and better
+    """At least as good on loss and FLOPs, better on one: dominance on those two."""
+    return dominates(*([point["val_loss"], point["flops_per_token"]] for point in (candidate, reference)))
 
 
 def preset_table(long: optuna.Study, front: list[optuna.trial.FrozenTrial], hand: dict[str, dict[str, float]],
