@@ -8,16 +8,15 @@ from typing import Any
 
 from search_space import Decoder, DecoderConfig
 
-from .llama import build_stack, llama_stack, stack_config
-from .sliding import one_sliding_window, sliding_window
+from .llama import build_stack, stack_config
+from .sliding import sliding_window, windowed_stack
 
 CLASS = "MistralForCausalLM"
 
 
 def fits(config: DecoderConfig) -> bool:
     """True when MistralForCausalLM computes exactly what this config does."""
-    return (llama_stack(config) and not config.bias.blocks and one_sliding_window(config)
-            and all(layer.window is not None and not layer.qk_norm for layer in config.layers))
+    return windowed_stack(config) and all(layer.window is not None and not layer.qk_norm for layer in config.layers)
 
 
 def build(transformers: Any, model: Decoder) -> Any:

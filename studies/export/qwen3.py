@@ -10,16 +10,15 @@ from typing import Any
 
 from search_space import Decoder, DecoderConfig
 
-from .llama import build_stack, llama_stack, stack_config
-from .sliding import layer_types, one_sliding_window, sliding_window
+from .llama import build_stack, stack_config
+from .sliding import layer_types, sliding_window, windowed_stack
 
 CLASS = "Qwen3ForCausalLM"
 
 
 def fits(config: DecoderConfig) -> bool:
     """True when Qwen3ForCausalLM computes exactly what this config does."""
-    return (llama_stack(config) and not config.bias.blocks and one_sliding_window(config)
-            and all(layer.qk_norm for layer in config.layers))
+    return windowed_stack(config) and all(layer.qk_norm for layer in config.layers)
 
 
 def build(transformers: Any, model: Decoder) -> Any:

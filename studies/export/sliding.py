@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from search_space import DecoderConfig
 
+from .llama import llama_stack
+
 
 def windows(config: DecoderConfig) -> set[int]:
     """The distinct windows of the config's layers."""
@@ -18,6 +20,11 @@ def windows(config: DecoderConfig) -> set[int]:
 def one_sliding_window(config: DecoderConfig) -> bool:
     """At most one distinct window (a class has one `sliding_window`), and none of 1 (see above)."""
     return len(windows(config)) <= 1 and 1 not in windows(config)
+
+
+def windowed_stack(config: DecoderConfig) -> bool:
+    """Llama's stack as the sliding-window classes hold it: no biases, at most one window, none of 1."""
+    return llama_stack(config) and not config.bias.blocks and one_sliding_window(config)
 
 
 def layer_types(config: DecoderConfig) -> list[str]:
