@@ -130,7 +130,8 @@ def no_worse(candidate: dict, reference: dict, tolerance: float = 0.0) -> bool:
 
 def beats(candidate: dict, reference: dict) -> bool:
     """At least as good on loss and FLOPs, better on one: dominance on those two."""
-    return dominates(*([point["val_loss"], point["flops_per_token"]] for point in (candidate, reference)))
+    return dominates([candidate["val_loss"], candidate["flops_per_token"]],
+                     [reference["val_loss"], reference["flops_per_token"]])
 
 
 def preset_table(long: optuna.Study, front: list[optuna.trial.FrozenTrial], hand: dict[str, dict[str, float]],
